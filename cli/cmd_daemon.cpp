@@ -1,0 +1,71 @@
+#include <csignal>
+#include <thread>
+
+#include "agent/daemon.hpp"
+#include "commands.hpp"
+#include "numa_placement.hpp"
+#include "transport/uring_tcp/uring_tcp.hpp"
+
+namespace bnf::cli {
+
+namespace {
+
+struct DaemonArgs {
+  std::string state_dir;
+  std::string listen = "bnf+tcp:127.0.0.1:7070";
+  std::string log_level = "info";
+  int numa_node = -1;
+  bool no_zero_copy = false;
+};
+
+LogLevel parse_level(const std::string& s) {
+  if (s == "debug") return LogLevel::debug;
+  if (s == "warn") return LogLevel::warn;
+  if (s == "error") return LogLevel::error;
+  return LogLevel::info;
+}
+
+int run_daemon(const DaemonArgs& a) {
+  auto ep = parse_endpoint(a.listen);
+  if (!ep.is_ok()) return fail(ep.status().message());
+  if (Status s = prefer_node(a.numa_node); !s.is_ok()) return fail(s.message());
+  // SIGTERM/SIGINT are taken synchronously by a waiter thread: no handler state.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const Logger log(parse_level(a.log_level), "bnf-daemon");
+  transport::UringTcpOptions topts;
+  topts.zero_copy = !a.no_zero_copy;
+  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), log);
+  if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log.info("signal {}: shutting down", sig);
+    d.stop();
+  });
+  d.run();
+  // run() returns only after stop(); make sure the waiter is released too.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  return 0;
+}
+
+}  // namespace
+
+void add_daemon_command(CLI::App& app, int& rc) {
+  auto args = std::make_shared<DaemonArgs>();
+  CLI::App* cmd = app.add_subcommand("daemon", "run the per-host agent that keeps retained snapshots");
+  cmd->add_option("--state-dir", args->state_dir, "directory of the snapshot store")->required();
+  cmd->add_option("--listen", args->listen, "endpoint, bnf+tcp:HOST:PORT")->capture_default_str();
+  cmd->add_option("--log-level", args->log_level, "error|warn|info|debug")->capture_default_str();
+  cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
+  cmd->add_flag("--no-zero-copy", args->no_zero_copy, "never use SEND_ZC");
+  cmd->callback([args, &rc] { rc = run_daemon(*args); });
+}
+
+}  // namespace bnf::cli

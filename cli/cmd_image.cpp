@@ -1,0 +1,175 @@
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <random>
+
+#include "commands.hpp"
+#include "common/files.hpp"
+#include "push/push_sender.hpp"
+#include "push/push_state.hpp"
+#include "snapshot/snapshot_store.hpp"
+#include "transport/uring_tcp/uring_tcp.hpp"
+
+namespace bnf::cli {
+
+namespace {
+
+struct PushArgs {
+  std::string file;
+  std::string name;
+  std::string to;
+  std::string dirty_bitmap;
+  std::string state_file;
+  unsigned streams = 1;
+  bool json = false;
+  bool full = false;
+  bool no_state = false;
+  bool no_zero_copy = false;
+};
+
+std::string host_id() {
+  char h[256] = {};
+  ::gethostname(h, sizeof h - 1);
+  return fmt::format("{}:{}", h, ::getpid());
+}
+
+int run_push(const PushArgs& a) {
+  std::signal(SIGPIPE, SIG_IGN);
+  auto ep = parse_endpoint(a.to);
+  if (!ep.is_ok()) return fail(ep.status().message());
+  if (Status s = SnapshotStore::validate_name(a.name); !s.is_ok()) return fail(s.message());
+  auto fd = open_file(a.file, O_RDONLY);
+  if (!fd.is_ok()) return fail(fd.status().message());
+  auto size = file_size(fd->get());
+  if (!size.is_ok()) return fail(size.status().message());
+  auto map = map_file(fd->get(), *size, false);
+  if (!map.is_ok()) return fail(map.status().message());
+  std::optional<PageBitmap> dirty;
+  if (!a.dirty_bitmap.empty()) {
+    auto text = read_file(a.dirty_bitmap);
+    if (!text.is_ok()) return fail(text.status().message());
+    auto bm = PageBitmap::deserialize(*text);
+    if (!bm.is_ok()) return fail(bm.status().context(a.dirty_bitmap).message());
+    dirty = std::move(bm).value();
+  }
+  PushOptions o;
+  o.name = a.name;
+  o.to = *ep;
+  o.streams = a.streams;
+  o.dirty = dirty ? &*dirty : nullptr;
+  o.force_full = a.full;
+  o.sender_id = host_id();
+  if (!a.no_state) o.state_file = a.state_file.empty() ? default_push_state_path(ep->to_string(), a.name) : a.state_file;
+  o.note = [](const std::string& m) { fmt::print(stderr, "bnf: {}\n", m); };
+  transport::UringTcpOptions topts;
+  topts.zero_copy = !a.no_zero_copy;
+  auto t = transport::make_uring_tcp_transport(topts);
+  auto rep = push_image(*t, map->bytes(), o);
+  if (!rep.is_ok()) return fail(rep.status().message());
+  if (a.json)
+    fmt::print("{}\n", rep->to_json().dump());
+  else
+    fmt::print("{}", rep->to_text());
+  return 0;
+}
+
+uint64_t parse_size(const std::string& s) {
+  size_t pos = 0;
+  const uint64_t v = std::stoull(s, &pos);
+  const std::string unit = s.substr(pos);
+  if (unit == "K" || unit == "KiB") return v << 10;
+  if (unit == "M" || unit == "MiB") return v << 20;
+  if (unit == "G" || unit == "GiB") return v << 30;
+  if (!unit.empty()) throw std::invalid_argument("unknown size unit '" + unit + "'");
+  return v;
+}
+
+// Test and demo images: random pages, with a share of zero pages.
+int run_make(const std::string& file, const std::string& size_s, double zero_percent, uint64_t seed) {
+  uint64_t size = 0;
+  try {
+    size = parse_size(size_s);
+  } catch (const std::exception& e) {
+    return fail("bad --size '" + size_s + "': " + e.what());
+  }
+  if (size == 0 || size % 4096 != 0) return fail("--size must be a non-zero multiple of 4096");
+  auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC);
+  if (!fd.is_ok()) return fail(fd.status().message());
+  if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0) return fail("resize " + file + ": " + std::strerror(errno));
+  auto map = map_file(fd->get(), size, true);
+  if (!map.is_ok()) return fail(map.status().message());
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> pct(0, 100);
+  for (uint64_t p = 0; p < size / 4096; ++p) {
+    if (pct(rng) < zero_percent) continue;
+    auto* w = reinterpret_cast<uint64_t*>(map->data() + p * 4096);
+    for (int i = 0; i < 512; ++i) w[i] = rng();
+  }
+  return 0;
+}
+
+// Rewrites a share of pages at random and records them in a dirty bitmap.
+int run_mutate(const std::string& file, double percent, const std::string& bitmap_out, uint64_t seed) {
+  auto fd = open_file(file, O_RDWR);
+  if (!fd.is_ok()) return fail(fd.status().message());
+  auto size = file_size(fd->get());
+  if (!size.is_ok()) return fail(size.status().message());
+  auto map = map_file(fd->get(), *size, true);
+  if (!map.is_ok()) return fail(map.status().message());
+  const uint64_t pages = *size / 4096;
+  const auto n = static_cast<uint64_t>(static_cast<double>(pages) * percent / 100.0);
+  PageBitmap bm(pages);
+  std::mt19937_64 rng(seed);
+  while (bm.count() < n) {
+    const uint64_t p = rng() % pages;
+    if (bm.test_and_set(p)) continue;
+    auto* w = reinterpret_cast<uint64_t*>(map->data() + p * 4096);
+    for (int i = 0; i < 512; ++i) w[i] = rng();
+  }
+  if (!bitmap_out.empty()) {
+    if (Status s = write_file_atomic(bitmap_out, bm.serialize()); !s.is_ok()) return fail(s.message());
+  }
+  fmt::print("changed {} of {} pages\n", n, pages);
+  return 0;
+}
+
+}  // namespace
+
+void add_image_commands(CLI::App& app, int& rc) {
+  CLI::App* image = app.add_subcommand("image", "memory images: push into a daemon's snapshot, make test images");
+  image->require_subcommand(1);
+
+  auto a = std::make_shared<PushArgs>();
+  CLI::App* push = image->add_subcommand("push", "transfer FILE into the daemon's snapshot NAME, only changed pages");
+  push->add_option("file", a->file, "memory image file")->required();
+  push->add_option("--name", a->name, "snapshot name on the daemon")->required();
+  push->add_option("--to", a->to, "daemon endpoint, bnf+tcp:HOST:PORT")->required();
+  push->add_option("--dirty-bitmap", a->dirty_bitmap, "pages changed since the last push (bnf bitmap file)");
+  push->add_option("--streams", a->streams, "data connections")->capture_default_str();
+  push->add_option("--state", a->state_file, "push state file (default under ~/.local/state/bnf/push)");
+  push->add_flag("--no-state", a->no_state, "keep no push state (the daemon's digest table is fetched instead)");
+  push->add_flag("--full", a->full, "ignore the daemon's base and replace the snapshot");
+  push->add_flag("--json", a->json, "print the summary as one JSON object");
+  push->add_flag("--no-zero-copy", a->no_zero_copy, "never use SEND_ZC");
+  push->callback([a, &rc] { rc = run_push(*a); });
+
+  auto mk = std::make_shared<std::tuple<std::string, std::string, double, uint64_t>>("", "64M", 10.0, 1);
+  CLI::App* make = image->add_subcommand("make", "write a test image of random pages");
+  make->add_option("file", std::get<0>(*mk))->required();
+  make->add_option("--size", std::get<1>(*mk), "bytes, with K/M/G suffix")->capture_default_str();
+  make->add_option("--zero-percent", std::get<2>(*mk), "share of zero pages")->capture_default_str();
+  make->add_option("--seed", std::get<3>(*mk))->capture_default_str();
+  make->callback([mk, &rc] { rc = run_make(std::get<0>(*mk), std::get<1>(*mk), std::get<2>(*mk), std::get<3>(*mk)); });
+
+  auto mu = std::make_shared<std::tuple<std::string, double, std::string, uint64_t>>("", 1.0, "", 2);
+  CLI::App* mutate = image->add_subcommand("mutate", "rewrite a share of an image's pages, record them in a bitmap");
+  mutate->add_option("file", std::get<0>(*mu))->required();
+  mutate->add_option("--percent", std::get<1>(*mu), "share of pages to rewrite")->capture_default_str();
+  mutate->add_option("--bitmap-out", std::get<2>(*mu), "write the changed pages here (for --dirty-bitmap)");
+  mutate->add_option("--seed", std::get<3>(*mu))->capture_default_str();
+  mutate->callback([mu, &rc] { rc = run_mutate(std::get<0>(*mu), std::get<1>(*mu), std::get<2>(*mu), std::get<3>(*mu)); });
+}
+
+}  // namespace bnf::cli

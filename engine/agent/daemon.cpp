@@ -1,0 +1,61 @@
+#include "agent/daemon.hpp"
+
+namespace bnf {
+
+Daemon::Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const Logger& log)
+    : store_(std::move(state_dir)), transport_(std::move(transport)), log_(log) {}
+
+Daemon::~Daemon() {
+  stop();
+  reap(true);
+}
+
+Status Daemon::start(const Endpoint& listen) {
+  BNF_TRY(store_.open().context("state directory"));
+  BNF_ASSIGN_OR_RETURN(listener_, transport_->listen(listen));
+  log_.info("listening on {} ({})", listener_->local().to_string(), transport_->name());
+  return Status::ok();
+}
+
+void Daemon::run() {
+  ReceiverContext ctx{store_, sessions_, log_};
+  while (!stopping_) {
+    auto conn = listener_->accept();
+    if (!conn.is_ok()) {
+      if (stopping_) break;
+      log_.warn("accept: {}", conn.status().message());
+      continue;
+    }
+    std::lock_guard lk(mu_);
+    reap(false);
+    Worker& w = workers_.emplace_back();
+    w.conn = std::move(conn).value();
+    w.thread = std::thread([&ctx, &w] {
+      serve_connection(*w.conn, ctx);
+      w.finished = true;
+    });
+  }
+  std::lock_guard lk(mu_);
+  for (Worker& w : workers_) w.conn->shutdown();
+  reap(true);
+  log_.info("stopped");
+}
+
+// Joins finished workers (all of them when `all`). Caller holds mu_ or is the last user.
+void Daemon::reap(bool all) {
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (all || it->finished) {
+      if (it->thread.joinable()) it->thread.join();
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Daemon::stop() noexcept {
+  if (stopping_.exchange(true)) return;
+  if (listener_) listener_->shutdown();
+}
+
+}  // namespace bnf

@@ -1,0 +1,48 @@
+// The per-host agent: listens on an endpoint, serves pushes into its snapshot
+// store, and shuts down cleanly (in-flight transfers roll back) on stop().
+#pragma once
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "common/log.hpp"
+#include "push/push_receiver.hpp"
+#include "snapshot/snapshot_store.hpp"
+#include "transport/transport.hpp"
+
+namespace bnf {
+
+class Daemon {
+ public:
+  Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const Logger& log);
+  ~Daemon();
+
+  // Opens the store (recovering interrupted transfers) and starts listening.
+  Status start(const Endpoint& listen);
+  [[nodiscard]] Endpoint local() const { return listener_->local(); }
+  // Serves until stop() is called from another thread.
+  void run();
+  void stop() noexcept;
+
+ private:
+  struct Worker {
+    std::unique_ptr<transport::Connection> conn;
+    std::thread thread;
+    std::atomic<bool> finished{false};
+  };
+  void reap(bool all);
+
+  SnapshotStore store_;
+  SessionRegistry sessions_;
+  std::unique_ptr<transport::Transport> transport_;
+  const Logger& log_;
+  std::unique_ptr<transport::Listener> listener_;
+  std::mutex mu_;
+  std::list<Worker> workers_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace bnf

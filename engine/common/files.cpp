@@ -1,0 +1,99 @@
+#include "common/files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <filesystem>
+
+namespace bnf {
+
+Result<UniqueFd> open_file(const std::string& path, int flags, int mode) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return errno_status("open " + path, errno);
+  return UniqueFd(fd);
+}
+
+Status fsync_dir(const std::string& dir) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(dir, O_RDONLY | O_DIRECTORY));
+  if (::fsync(fd.get()) != 0) return errno_status("fsync " + dir, errno);
+  return Status::ok();
+}
+
+Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
+  const auto* p = static_cast<const char*>(buf);
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd, p, len, static_cast<off_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_status("write", errno);
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    off += static_cast<uint64_t>(n);
+  }
+  return Status::ok();
+}
+
+Status pread_all(int fd, void* buf, size_t len, uint64_t off) {
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_status("read", errno);
+    }
+    if (n == 0) return {Errc::io, "read: unexpected end of file"};
+    p += n;
+    len -= static_cast<size_t>(n);
+    off += static_cast<uint64_t>(n);
+  }
+  return Status::ok();
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp";
+  {
+    BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC));
+    BNF_TRY(pwrite_all(fd.get(), data.data(), data.size(), 0).context(tmp));
+    if (::fsync(fd.get()) != 0) return errno_status("fsync " + tmp, errno);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_status("rename " + tmp, errno);
+  return fsync_dir(std::filesystem::path(path).parent_path().string());
+}
+
+Result<std::string> read_file(const std::string& path) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(path, O_RDONLY));
+  BNF_ASSIGN_OR_RETURN(uint64_t size, file_size(fd.get()));
+  std::string out(size, '\0');
+  BNF_TRY(pread_all(fd.get(), out.data(), out.size(), 0).context(path));
+  return out;
+}
+
+Result<uint64_t> file_size(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_status("fstat", errno);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Result<Mapping> map_file(int fd, uint64_t len, bool writable) {
+  if (len == 0) return Mapping();
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* p = ::mmap(nullptr, len, prot, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return errno_status("mmap", errno);
+  return Mapping(p, len);
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+Status make_dirs(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return {Errc::io, "create directory " + path + ": " + ec.message()};
+  return Status::ok();
+}
+
+}  // namespace bnf

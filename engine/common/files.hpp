@@ -1,0 +1,25 @@
+// Small file helpers with Status returns: atomic replace, whole-file read, mapping.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.hpp"
+#include "common/unique_fd.hpp"
+
+namespace bnf {
+
+// Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+Status write_file_atomic(const std::string& path, std::string_view data);
+Result<std::string> read_file(const std::string& path);
+Status fsync_dir(const std::string& dir);
+Result<UniqueFd> open_file(const std::string& path, int flags, int mode = 0644);
+Result<uint64_t> file_size(int fd);
+// Maps `len` bytes of `fd` shared; read-only unless `writable`. len 0 gives an empty mapping.
+Result<Mapping> map_file(int fd, uint64_t len, bool writable);
+Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
+Status pread_all(int fd, void* buf, size_t len, uint64_t off);
+bool path_exists(const std::string& path);
+Status make_dirs(const std::string& path);
+
+}  // namespace bnf

@@ -1,0 +1,94 @@
+// Status and Result: the one way errors cross a boundary in bnf.
+// A Status carries a category (for programs) and a one-line message naming the
+// cause (for people). Context is prepended as the error travels up.
+#pragma once
+
+#include <cassert>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace bnf {
+
+enum class Errc {
+  ok = 0,
+  invalid_argument,  // bad name, bad URI, bad flag combination
+  io,                // a system call failed
+  protocol,          // peer sent something that does not follow the protocol
+  corrupt,           // checksum or digest mismatch
+  not_found,
+  busy,              // resource held by someone else (snapshot being written)
+  mismatch,          // sizes/lineages that must agree do not
+  unreachable,       // peer cannot be reached
+  no_space,          // disk or tmpfs full
+  version,           // protocol version not supported
+  cancelled,         // shut down or aborted on purpose
+  internal,
+};
+
+std::string_view errc_name(Errc c) noexcept;
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Errc code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  static Status ok() { return {}; }
+  [[nodiscard]] bool is_ok() const noexcept { return code_ == Errc::ok; }
+  explicit operator bool() const noexcept { return is_ok(); }
+  [[nodiscard]] Errc code() const noexcept { return code_; }
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+
+  // "context: message" — keeps the error on one line.
+  [[nodiscard]] Status context(std::string_view what) const {
+    if (is_ok()) return *this;
+    return {code_, std::string(what) + ": " + message_};
+  }
+
+ private:
+  Errc code_ = Errc::ok;
+  std::string message_;
+};
+
+// Builds a Status from errno: "what: strerror(errno)", mapping ENOSPC etc.
+Status errno_status(std::string_view what, int err);
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(Status error) : v_(std::move(error)) { assert(!std::get<Status>(v_).is_ok()); }  // NOLINT
+
+  [[nodiscard]] bool is_ok() const noexcept { return std::holds_alternative<T>(v_); }
+  explicit operator bool() const noexcept { return is_ok(); }
+  T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  T* operator->() { return &std::get<T>(v_); }
+  const T* operator->() const { return &std::get<T>(v_); }
+  T& operator*() & { return value(); }
+  [[nodiscard]] Status status() const { return is_ok() ? Status::ok() : std::get<Status>(v_); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace bnf
+
+// Early-return helpers keep call sites flat.
+#define BNF_TRY(expr)                     \
+  do {                                    \
+    ::bnf::Status bnf_st_ = (expr);       \
+    if (!bnf_st_.is_ok()) return bnf_st_; \
+  } while (0)
+
+#define BNF_CONCAT_INNER(a, b) a##b
+#define BNF_CONCAT(a, b) BNF_CONCAT_INNER(a, b)
+#define BNF_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  if (!tmp.is_ok()) return tmp.status();          \
+  lhs = std::move(tmp).value()
+#define BNF_ASSIGN_OR_RETURN(lhs, expr) \
+  BNF_ASSIGN_OR_RETURN_IMPL(BNF_CONCAT(bnf_res_, __LINE__), lhs, expr)

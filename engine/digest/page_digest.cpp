@@ -1,0 +1,117 @@
+#include "digest/page_digest.hpp"
+
+#define XXH_INLINE_ALL
+#include <isa-l/mem_routines.h>
+#include <sys/random.h>
+#include <xxhash.h>
+
+#include <thread>
+#include <vector>
+
+namespace bnf {
+
+namespace {
+constexpr size_t kZeroPage = 4096;
+alignas(64) const uint8_t kZeros[kZeroPage] = {};
+}  // namespace
+
+DigestKey random_digest_key() {
+  DigestKey k{};
+  size_t got = 0;
+  while (got < k.size()) {
+    ssize_t n = ::getrandom(k.data() + got, k.size() - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return k;
+}
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    s.push_back(digits[b >> 4]);
+    s.push_back(digits[b & 15]);
+  }
+  return s;
+}
+
+std::string digest_hex(const Digest& d) {
+  uint8_t b[16];
+  for (int i = 0; i < 8; ++i) {
+    b[i] = static_cast<uint8_t>(d.hi >> (56 - 8 * i));
+    b[8 + i] = static_cast<uint8_t>(d.lo >> (56 - 8 * i));
+  }
+  return to_hex(b);
+}
+
+Result<Digest> digest_from_hex(std::string_view hex) {
+  if (hex.size() != 32) return Status(Errc::corrupt, "digest: wrong length");
+  Digest d;
+  for (size_t i = 0; i < 32; ++i) {
+    const char c = hex[i];
+    const int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    if (v < 0) return Status(Errc::corrupt, "digest: not hex");
+    uint64_t& half = i < 16 ? d.hi : d.lo;
+    half = half * 16 + static_cast<uint64_t>(v);
+  }
+  return d;
+}
+
+Result<DigestKey> digest_key_from_hex(std::string_view hex) {
+  DigestKey k{};
+  if (hex.size() != k.size() * 2) return Status(Errc::corrupt, "digest key: wrong length");
+  auto nib = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < k.size(); ++i) {
+    int h = nib(hex[2 * i]);
+    int l = nib(hex[2 * i + 1]);
+    if (h < 0 || l < 0) return Status(Errc::corrupt, "digest key: not hex");
+    k[i] = static_cast<uint8_t>(h * 16 + l);
+  }
+  return k;
+}
+
+bool is_zero_page(const void* page, size_t len) noexcept {
+  return isal_zero_detect(const_cast<void*>(page), len) == 0;
+}
+
+PageDigester::PageDigester(const DigestKey& key) : key_(key) {
+  XXH3_generateSecret(secret_.data(), secret_.size(), key_.data(), key_.size());
+  zero_ = digest(kZeros, kZeroPage);
+}
+
+Digest PageDigester::digest(const void* data, size_t len) const noexcept {
+  XXH128_hash_t h = XXH3_128bits_withSecret(data, len, secret_.data(), secret_.size());
+  return {h.low64, h.high64};
+}
+
+Digest PageDigester::page(const void* data, size_t page_size) const noexcept {
+  if (page_size == kZeroPage && is_zero_page(data, page_size)) return zero_;
+  return digest(data, page_size);
+}
+
+Digest DigestTable::root(const PageDigester& h) const noexcept {
+  return h.digest(d_.data(), d_.size() * sizeof(Digest));
+}
+
+DigestTable DigestTable::compute(const PageDigester& h, std::span<const std::byte> image,
+                                 uint32_t page_size, unsigned threads) {
+  const uint64_t pages = image.size() / page_size;
+  DigestTable t(pages);
+  threads = std::max(1U, std::min<unsigned>(threads, static_cast<unsigned>(pages / 1024 + 1)));
+  auto work = [&](uint64_t from, uint64_t to) {
+    for (uint64_t p = from; p < to; ++p) t.d_[p] = h.page(image.data() + p * page_size, page_size);
+  };
+  std::vector<std::thread> pool;
+  const uint64_t per = pages / threads;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back(work, per * i, i + 1 == threads ? pages : per * (i + 1));
+  work(0, threads == 1 ? pages : per);
+  for (auto& th : pool) th.join();
+  return t;
+}
+
+}  // namespace bnf

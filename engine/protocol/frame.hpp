@@ -1,0 +1,66 @@
+// Wire protocol v1 framing. Every frame is a 32-byte header, then `meta_len`
+// bytes of metadata (run descriptors or a JSON control message), then
+// `payload_len` bytes of bulk data (page contents, a digest table). Header,
+// metadata and payload each carry a CRC32C. See docs/wire-protocol.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bitmap/page_bitmap.hpp"
+#include "common/status.hpp"
+
+namespace bnf::proto {
+
+inline constexpr uint32_t kMagic = 0x31464E42;  // "BNF1" little-endian
+inline constexpr uint32_t kVersion = 1;
+inline constexpr size_t kHeaderSize = 32;
+inline constexpr uint32_t kMaxMetaLen = 1U << 20;         // 1 MiB of metadata at most
+inline constexpr uint64_t kMaxPagesPayload = 16ULL << 20;  // 16 MiB of pages per frame at most
+inline constexpr uint64_t kMaxRunsPerFrame = kMaxMetaLen / 16;
+
+enum class FrameType : uint8_t {
+  hello = 1,          // control: sender introduces itself and the image
+  accept = 2,         // control: receiver's answer, with the base it holds
+  attach = 3,         // data: a data connection joins a session
+  table_request = 4,  // control: sender asks for the base's digest table
+  table = 5,          // control: payload is the digest table
+  begin = 6,          // control: sender fixes the mode (full / incremental)
+  ready = 7,          // control: receiver is prepared to land pages
+  pages = 8,          // data: run descriptors + page contents
+  zeros = 9,          // data: run descriptors of pages that become zero
+  barrier = 10,       // data: end of a round on this stream, with counts
+  commit = 11,        // control: all rounds sent; expected digest root
+  committed = 12,     // control: receiver committed a new epoch
+  abort = 13,         // either: stop, roll back
+  error = 14,         // either: failure with a reason
+};
+[[nodiscard]] bool is_known_type(uint8_t t) noexcept;
+[[nodiscard]] const char* type_name(FrameType t) noexcept;
+
+struct FrameHeader {
+  FrameType type{};
+  uint8_t flags = 0;
+  uint32_t meta_len = 0;
+  uint32_t meta_crc = 0;
+  uint64_t payload_len = 0;
+  uint32_t payload_crc = 0;
+};
+
+using HeaderBytes = std::array<std::byte, kHeaderSize>;
+
+HeaderBytes encode_header(const FrameHeader& h);
+// Strict: magic, header CRC, known type, zero reserved bits, meta_len limit.
+Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderSize> bytes);
+
+// Page run descriptors (16 bytes each: u64 first page, u64 page count).
+std::string encode_runs(std::span<const PageRun> runs);
+// Strict: sorted, non-overlapping, non-empty runs inside an image of `image_pages`
+// pages; at most kMaxRunsPerFrame runs; returns the total page count.
+Result<std::vector<PageRun>> decode_runs(std::string_view meta, uint64_t image_pages);
+[[nodiscard]] uint64_t total_pages(std::span<const PageRun> runs) noexcept;
+
+}  // namespace bnf::proto

@@ -1,0 +1,316 @@
+#include "push/push_receiver.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "common/crc32c.hpp"
+#include "protocol/control.hpp"
+#include "push/sharding.hpp"
+
+namespace bnf {
+
+using nlohmann::json;
+using proto::FrameType;
+using transport::Connection;
+
+// State shared by a session's control connection and its data connections.
+class PushSession {
+ public:
+  PushSession(std::unique_ptr<SnapshotWriter> w, const DigestKey& key, unsigned streams)
+      : writer(std::move(w)), digester(key), streams(streams), done(streams, false) {}
+
+  // First failure wins; wakes the control connection.
+  void fail(const Status& s) {
+    std::lock_guard lk(mu);
+    if (failure.is_ok()) failure = s;
+    cv.notify_all();
+  }
+  void stream_done(unsigned s) {
+    std::lock_guard lk(mu);
+    done[s] = true;
+    cv.notify_all();
+  }
+  bool attach(unsigned s, Connection* c) {
+    std::lock_guard lk(mu);
+    if (s >= streams || attached.count(s) != 0 || closing) return false;
+    attached[s] = c;
+    return true;
+  }
+  void detach(unsigned s) {
+    std::lock_guard lk(mu);
+    attached.erase(s);
+    cv.notify_all();
+  }
+  // Waits until every stream passed its barrier, or something failed.
+  Status wait_streams(std::chrono::seconds limit) {
+    std::unique_lock lk(mu);
+    const bool ok = cv.wait_for(lk, limit, [&] {
+      return !failure.is_ok() || std::all_of(done.begin(), done.end(), [](bool d) { return d; });
+    });
+    if (!failure.is_ok()) return failure;
+    if (!ok) return {Errc::protocol, "data streams did not finish in time"};
+    return Status::ok();
+  }
+  // Stops the data connections and waits for them to let go of the writer.
+  void close_streams() {
+    std::unique_lock lk(mu);
+    closing = true;
+    for (auto& [s, c] : attached) c->shutdown();
+    cv.wait(lk, [&] { return attached.empty(); });
+  }
+
+  std::unique_ptr<SnapshotWriter> writer;
+  PageDigester digester;
+  unsigned streams;
+
+ private:
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<bool> done;
+  std::map<unsigned, Connection*> attached;
+  bool closing = false;
+  Status failure;
+};
+
+void SessionRegistry::add(const std::string& id, std::shared_ptr<PushSession> s) {
+  std::lock_guard lk(mu_);
+  sessions_[id] = std::move(s);
+}
+void SessionRegistry::remove(const std::string& id) {
+  std::lock_guard lk(mu_);
+  sessions_.erase(id);
+}
+std::shared_ptr<PushSession> SessionRegistry::find(const std::string& id) {
+  std::lock_guard lk(mu_);
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+namespace {
+
+constexpr auto kStreamWait = std::chrono::seconds(120);
+
+struct Hello {
+  std::string sender;
+  std::string name;
+  uint64_t size_bytes = 0;
+  unsigned streams = 1;
+};
+
+Result<Hello> parse_hello(const proto::Frame& f) {
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
+  if (version != proto::kVersion)
+    return Status(Errc::version, fmt::format("unsupported protocol version {} (this daemon speaks {})", version,
+                                             proto::kVersion));
+  Hello h;
+  BNF_ASSIGN_OR_RETURN(h.sender, proto::field<std::string>(j, "sender"));
+  BNF_ASSIGN_OR_RETURN(h.name, proto::field<std::string>(j, "name"));
+  BNF_ASSIGN_OR_RETURN(h.size_bytes, proto::field<uint64_t>(j, "size_bytes"));
+  BNF_ASSIGN_OR_RETURN(uint32_t page_size, proto::field<uint32_t>(j, "page_size"));
+  BNF_ASSIGN_OR_RETURN(h.streams, proto::field<unsigned>(j, "streams"));
+  BNF_TRY(SnapshotStore::validate_name(h.name));
+  if (page_size != 4096) return Status(Errc::invalid_argument, "only 4096-byte pages are supported");
+  if (h.size_bytes == 0 || h.size_bytes % page_size != 0 || h.size_bytes > (1ULL << 46))
+    return Status(Errc::invalid_argument, "image size must be a non-zero multiple of 4096 bytes");
+  if (h.streams == 0 || h.streams > kMaxStreams) return Status(Errc::invalid_argument, "bad stream count");
+  return h;
+}
+
+Result<std::string> new_session_id() {
+  DigestKey k = random_digest_key();
+  return to_hex(std::span<const uint8_t>(k.data(), 12));
+}
+
+// Lands one PAGES frame: bounds-checked runs, journal, straight into the image.
+Status land_pages(Connection& c, PushSession& s, unsigned stream, const proto::Frame& f) {
+  SnapshotWriter& w = *s.writer;
+  BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, w.pages()));
+  const uint64_t bytes = proto::total_pages(runs) * w.page_size();
+  if (f.header.payload_len != bytes || bytes > proto::kMaxPagesPayload)
+    return {Errc::protocol, "bad frame: PAGES payload length does not match its runs"};
+  for (const PageRun& r : runs)
+    if (!run_in_shard(r, stream, s.streams)) return {Errc::protocol, "bad frame: run sent on the wrong stream"};
+  BNF_TRY(w.prepare_overwrite(stream, runs));
+  std::vector<transport::MutableBuffer> dst;
+  dst.reserve(runs.size());
+  for (const PageRun& r : runs) dst.push_back({w.page_addr(r.first), r.count * w.page_size()});
+  BNF_TRY(c.recv_scatter(dst));
+  uint32_t crc = crc32c_init;
+  for (const auto& d : dst) crc = crc32c_extend(crc, d.data, d.size);
+  if (crc32c_final(crc) != f.header.payload_crc) return {Errc::corrupt, "bad frame: payload CRC mismatch"};
+  w.record_landed(runs, s.digester);
+  return Status::ok();
+}
+
+Status land_zeros(PushSession& s, unsigned stream, const proto::Frame& f) {
+  if (f.header.payload_len != 0) return {Errc::protocol, "bad frame: ZEROS frame with a payload"};
+  BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, s.writer->pages()));
+  for (const PageRun& r : runs)
+    if (!run_in_shard(r, stream, s.streams)) return {Errc::protocol, "bad frame: run sent on the wrong stream"};
+  BNF_TRY(s.writer->zero_runs(stream, runs));
+  s.writer->record_landed(runs, s.digester);
+  return Status::ok();
+}
+
+// A data connection: frames until the barrier, then the connection ends.
+Status serve_stream(Connection& c, PushSession& s, unsigned stream) {
+  uint64_t frames = 0;
+  uint64_t pages = 0;
+  while (true) {
+    BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+    switch (f.header.type) {
+      case FrameType::pages:
+        BNF_TRY(land_pages(c, s, stream, f));
+        ++frames;
+        pages += f.header.payload_len / s.writer->page_size();
+        break;
+      case FrameType::zeros:
+        BNF_TRY(land_zeros(s, stream, f));
+        ++frames;
+        break;
+      case FrameType::barrier: {
+        BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+        BNF_ASSIGN_OR_RETURN(uint64_t want_frames, proto::field<uint64_t>(j, "frames"));
+        BNF_ASSIGN_OR_RETURN(uint64_t want_pages, proto::field<uint64_t>(j, "pages"));
+        if (want_frames != frames || want_pages != pages)
+          return {Errc::protocol, fmt::format("barrier counts differ: sender says {} frames/{} pages, received {}/{}",
+                                              want_frames, want_pages, frames, pages)};
+        s.stream_done(stream);
+        return Status::ok();
+      }
+      default:
+        return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " on a data stream"};
+    }
+  }
+}
+
+void serve_data(Connection& c, ReceiverContext& ctx, const proto::Frame& attach) {
+  auto j = proto::parse_json_meta(attach);
+  auto id = j.is_ok() ? proto::field<std::string>(*j, "session") : Result<std::string>(j.status());
+  auto stream = j.is_ok() ? proto::field<unsigned>(*j, "stream") : Result<unsigned>(j.status());
+  std::shared_ptr<PushSession> s = id.is_ok() ? ctx.sessions.find(*id) : nullptr;
+  if (!stream.is_ok() || s == nullptr || !s->attach(*stream, &c)) {
+    proto::send_error(c, {Errc::protocol, "ATTACH to an unknown session or stream"});
+    return;
+  }
+  Status st = serve_stream(c, *s, *stream);
+  if (!st.is_ok()) {
+    ctx.log.warn("stream {} from {}: {}", *stream, c.peer(), st.message());
+    s->fail(st);
+    proto::send_error(c, st);
+  }
+  s->detach(*stream);
+}
+
+json accept_message(const std::string& session, const DigestKey& key, const std::optional<Manifest>& base) {
+  json a = {{"session", session}, {"key", to_hex(key)}, {"base", nullptr}};
+  if (base)
+    a["base"] = {{"lineage", base->lineage},
+                 {"epoch", base->epoch},
+                 {"root", digest_hex(base->root)},
+                 {"size_bytes", base->size_bytes}};
+  return a;
+}
+
+Result<WritePlan> parse_begin(const proto::Frame& f, const Hello& h, const DigestKey& key,
+                              const std::optional<Manifest>& base, const std::string& peer) {
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(std::string mode, proto::field<std::string>(j, "mode"));
+  WritePlan plan;
+  plan.size_bytes = h.size_bytes;
+  plan.streams = h.streams;
+  plan.peer = h.sender.empty() ? peer : h.sender + " (" + peer + ")";
+  plan.key = key;
+  if (mode == "full") return plan;
+  if (mode != "incremental") return Status(Errc::protocol, "BEGIN: unknown mode '" + mode + "'");
+  if (!base) return Status(Errc::not_found, "no base snapshot '" + h.name + "' for an incremental transfer");
+  plan.full = false;
+  BNF_ASSIGN_OR_RETURN(plan.base_lineage, proto::field<std::string>(j, "base_lineage"));
+  BNF_ASSIGN_OR_RETURN(plan.base_epoch, proto::field<uint64_t>(j, "base_epoch"));
+  return plan;
+}
+
+// After READY: waits for COMMIT (or ABORT), then for the streams, then commits.
+Status finish_session(Connection& c, PushSession& s, const Logger& log, const std::string& name) {
+  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+  if (f.header.type == FrameType::abort) {
+    s.close_streams();
+    auto j = proto::parse_json_meta(f);
+    const std::string why = j.is_ok() && j->contains("reason") ? j->value("reason", "") : "no reason given";
+    // If a stream already failed, that is the better explanation for the sender.
+    Status streams = s.wait_streams(std::chrono::seconds(0));
+    return streams.is_ok() || streams.message().starts_with("data streams")
+               ? Status(Errc::cancelled, "sender aborted: " + why)
+               : streams;
+  }
+  if (f.header.type != FrameType::commit)
+    return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " (expected COMMIT)"};
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(std::string root_hex, proto::field<std::string>(j, "root"));
+  BNF_ASSIGN_OR_RETURN(Digest root, digest_from_hex(root_hex));
+  BNF_TRY(s.wait_streams(kStreamWait));
+  s.close_streams();
+  BNF_ASSIGN_OR_RETURN(Manifest m, s.writer->commit(root, s.digester));
+  log.info("snapshot {}: committed epoch {} ({}, {} pages)", name, m.epoch, m.mode, m.pages_landed);
+  return proto::send_control(c, FrameType::committed,
+                             {{"lineage", m.lineage}, {"epoch", m.epoch}, {"root", digest_hex(m.root)}});
+}
+
+Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& hello_frame) {
+  BNF_ASSIGN_OR_RETURN(Hello h, parse_hello(hello_frame));
+  std::optional<Manifest> base;
+  if (auto m = ctx.store.manifest(h.name); m.is_ok()) base = std::move(m).value();
+  else if (m.status().code() != Errc::not_found) return m.status();
+  const DigestKey key = base ? base->key : random_digest_key();
+  BNF_ASSIGN_OR_RETURN(std::string id, new_session_id());
+  BNF_TRY(proto::send_control(c, FrameType::accept, accept_message(id, key, base)));
+  ctx.log.info("push of '{}' ({} bytes, {} stream(s)) from {}", h.name, h.size_bytes, h.streams, c.peer());
+
+  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+  if (f.header.type == FrameType::table_request) {
+    if (!base) return {Errc::protocol, "TABLE_REQUEST but there is no base"};
+    BNF_ASSIGN_OR_RETURN(DigestTable t, ctx.store.load_table(*base));
+    BNF_TRY(proto::send_control(c, FrameType::table, {{"pages", t.size()}}, t.bytes()));
+    BNF_ASSIGN_OR_RETURN(f, proto::recv_frame(c));
+  }
+  if (f.header.type != FrameType::begin)
+    return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " (expected BEGIN)"};
+  BNF_ASSIGN_OR_RETURN(WritePlan plan, parse_begin(f, h, key, base, c.peer()));
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, ctx.store.begin_write(h.name, plan));
+  auto session = std::make_shared<PushSession>(std::move(w), key, h.streams);
+  ctx.sessions.add(id, session);
+  Status st = proto::send_control(c, FrameType::ready, json::object());
+  if (st.is_ok()) st = finish_session(c, *session, ctx.log, h.name);
+  session->fail(st.is_ok() ? Status(Errc::cancelled, "session over") : st);
+  session->close_streams();
+  ctx.sessions.remove(id);
+  session->writer.reset();  // no stream touches it any more: an uncommitted transfer rolls back here
+  return st;
+}
+
+}  // namespace
+
+void serve_connection(Connection& c, ReceiverContext& ctx) {
+  auto first = proto::recv_frame(c);
+  if (!first.is_ok()) {
+    ctx.log.warn("connection from {}: {}", c.peer(), first.status().message());
+    proto::send_error(c, first.status());
+    return;
+  }
+  if (first->header.type == FrameType::attach) {
+    serve_data(c, ctx, *first);
+    return;
+  }
+  Status st = first->header.type == FrameType::hello
+                  ? serve_control(c, ctx, *first)
+                  : Status(Errc::protocol, std::string("unexpected ") + proto::type_name(first->header.type) +
+                                               " as first frame");
+  if (!st.is_ok()) {
+    ctx.log.warn("push from {}: {}", c.peer(), st.message());
+    proto::send_error(c, st);
+  }
+}
+
+}  // namespace bnf

@@ -1,0 +1,308 @@
+#include "snapshot/snapshot_store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <thread>
+
+#include "common/files.hpp"
+
+namespace bnf {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kManifest = "manifest.json";
+
+std::string journal_path(const std::string& dir, unsigned stream) {
+  return dir + "/journal." + std::to_string(stream);
+}
+
+std::vector<std::string> journals_in(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().starts_with("journal.")) out.push_back(e.path().string());
+  return out;
+}
+}  // namespace
+
+SnapshotStore::SnapshotStore(std::string state_dir) : root_(std::move(state_dir) + "/snapshots") {}
+
+std::string SnapshotStore::dir_of(const std::string& name) const { return root_ + "/" + name; }
+std::string SnapshotStore::image_path(const Manifest& m) const { return dir_of(m.name) + "/image." + m.lineage; }
+
+Status SnapshotStore::validate_name(std::string_view name) {
+  const bool ok_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+  if (name.empty() || name.size() > 128 || !ok_chars || name.front() == '.')
+    return {Errc::invalid_argument, "bad snapshot name '" + std::string(name) +
+                                        "': use 1-128 letters, digits, '.', '_' or '-', not starting with '.'"};
+  return Status::ok();
+}
+
+Status SnapshotStore::open() {
+  BNF_TRY(make_dirs(root_));
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root_, ec)) {
+    if (!e.is_directory()) continue;
+    const std::string name = e.path().filename().string();
+    auto r = recover(name);
+    if (!r.is_ok() && r.status().code() != Errc::busy) return r.status().context("recover " + name);
+  }
+  return Status::ok();
+}
+
+Result<UniqueFd> SnapshotStore::lock(const std::string& name) const {
+  BNF_TRY(validate_name(name));
+  BNF_TRY(make_dirs(dir_of(name)));
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(dir_of(name) + "/lock", O_RDWR | O_CREAT));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return Status(Errc::busy, "snapshot '" + name + "' is busy: another transfer is writing it");
+    return errno_status("lock snapshot " + name, errno);
+  }
+  return fd;
+}
+
+Result<Manifest> SnapshotStore::manifest(const std::string& name) const {
+  BNF_TRY(validate_name(name));
+  const std::string path = dir_of(name) + "/" + kManifest;
+  if (!path_exists(path)) return Status(Errc::not_found, "no snapshot named '" + name + "'");
+  BNF_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  auto m = Manifest::from_json(text);
+  if (!m.is_ok()) return m.status().context("snapshot " + name);
+  return m;
+}
+
+Result<std::vector<Manifest>> SnapshotStore::list() const {
+  std::vector<Manifest> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root_, ec)) {
+    if (!e.is_directory()) continue;
+    auto m = manifest(e.path().filename().string());
+    if (m.is_ok()) out.push_back(std::move(m).value());
+  }
+  std::sort(out.begin(), out.end(), [](const Manifest& a, const Manifest& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<DigestTable> SnapshotStore::load_table(const Manifest& m) const {
+  const std::string path = dir_of(m.name) + "/" + m.digests_file;
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(path, O_RDONLY));
+  BNF_ASSIGN_OR_RETURN(uint64_t len, file_size(fd.get()));
+  DigestTable t(m.pages());
+  if (len != t.bytes().size()) return Status(Errc::corrupt, "digest table " + path + ": wrong size");
+  BNF_TRY(pread_all(fd.get(), t.writable_bytes().data(), len, 0).context(path));
+  if (!(t.root(PageDigester(m.key)) == m.root))
+    return Status(Errc::corrupt, "digest table " + path + " does not match the manifest root");
+  return t;
+}
+
+Result<uint64_t> SnapshotStore::recover(const std::string& name) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  return recover_locked(name);
+}
+
+// Rolls back journals whose base epoch is still the committed one, then removes
+// every file that the committed manifest does not name.
+Result<uint64_t> SnapshotStore::recover_locked(const std::string& name) {
+  const std::string dir = dir_of(name);
+  auto m = manifest(name);
+  if (!m.is_ok() && m.status().code() != Errc::not_found) return m.status();
+  uint64_t restored = 0;
+  for (const std::string& j : journals_in(dir)) {
+    auto epoch = UndoJournal::base_epoch(j);
+    if (m.is_ok() && epoch.is_ok() && *epoch == m->epoch) {
+      BNF_ASSIGN_OR_RETURN(UniqueFd img, open_file(image_path(*m), O_RDWR));
+      BNF_ASSIGN_OR_RETURN(uint64_t n, UndoJournal::roll_back(j, img.get(), m->pages()));
+      restored += n;
+    }
+    fs::remove(j);
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string f = e.path().filename().string();
+    const bool stale_image = f.starts_with("image.") && (!m.is_ok() || e.path().string() != image_path(*m));
+    const bool stale_table = f.starts_with("digests.") && (!m.is_ok() || f != m->digests_file);
+    if (stale_image || stale_table || f.ends_with(".tmp")) fs::remove(e.path());
+  }
+  return restored;
+}
+
+Result<VerifyReport> SnapshotStore::verify(const std::string& name) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  BNF_TRY(recover_locked(name).status());
+  VerifyReport rep;
+  BNF_ASSIGN_OR_RETURN(rep.manifest, manifest(name));
+  const Manifest& m = rep.manifest;
+  BNF_ASSIGN_OR_RETURN(UniqueFd img, open_file(image_path(m), O_RDONLY));
+  BNF_ASSIGN_OR_RETURN(uint64_t len, file_size(img.get()));
+  if (len != m.size_bytes)
+    return Status(Errc::corrupt, "snapshot " + name + ": image is " + std::to_string(len) + " bytes, manifest says " +
+                                     std::to_string(m.size_bytes));
+  BNF_ASSIGN_OR_RETURN(Mapping map, map_file(img.get(), len, false));
+  PageDigester h(m.key);
+  DigestTable now = DigestTable::compute(h, map.bytes(), m.page_size, std::thread::hardware_concurrency());
+  auto stored = load_table(m);
+  rep.pages_checked = now.size();
+  for (uint64_t p = 0; p < now.size(); ++p)
+    if (!stored.is_ok() || !(now[p] == (*stored)[p])) ++rep.pages_mismatched;
+  rep.root_ok = now.root(h) == m.root;
+  return rep;
+}
+
+Status SnapshotStore::drop(const std::string& name) {
+  BNF_TRY(manifest(name).status());
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  std::error_code ec;
+  fs::remove(dir_of(name) + "/" + kManifest, ec);  // uncommits first: no half-dropped snapshot stays valid
+  if (ec) return {Errc::io, "drop " + name + ": " + ec.message()};
+  fs::remove_all(dir_of(name), ec);
+  if (ec) return {Errc::io, "drop " + name + ": " + ec.message()};
+  return Status::ok();
+}
+
+Result<std::unique_ptr<SnapshotWriter>> SnapshotStore::begin_write(const std::string& name, const WritePlan& plan) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  BNF_TRY(recover_locked(name).status());
+  std::optional<Manifest> base;
+  if (auto m = manifest(name); m.is_ok()) base = std::move(m).value();
+  if (!plan.full) {
+    if (!base) return Status(Errc::not_found, "no base snapshot '" + name + "' for an incremental transfer");
+    if (base->lineage != plan.base_lineage || base->epoch != plan.base_epoch)
+      return Status(Errc::mismatch, "snapshot '" + name + "' is at " + base->lineage + "@" +
+                                        std::to_string(base->epoch) + ", not the agreed base");
+    if (base->size_bytes != plan.size_bytes)
+      return Status(Errc::mismatch, "size mismatch: snapshot '" + name + "' holds " +
+                                        std::to_string(base->size_bytes) + " bytes, the image has " +
+                                        std::to_string(plan.size_bytes));
+  }
+  auto w = std::unique_ptr<SnapshotWriter>(new SnapshotWriter(*this, name, plan));
+  w->lock_ = std::move(lk);
+  BNF_TRY(w->start(std::move(base)));
+  return w;
+}
+
+SnapshotWriter::SnapshotWriter(SnapshotStore& store, std::string name, WritePlan plan)
+    : store_(store), name_(std::move(name)), dir_(store.dir_of(name_)), plan_(std::move(plan)) {
+  pages_ = plan_.size_bytes / plan_.page_size;
+}
+
+Status SnapshotWriter::start(std::optional<Manifest> base) {
+  if (plan_.page_size != 4096 || plan_.size_bytes == 0 || plan_.size_bytes % plan_.page_size != 0)
+    return {Errc::invalid_argument, "image size must be a non-zero multiple of 4096 bytes"};
+  base_ = std::move(base);
+  if (plan_.full) {
+    BNF_ASSIGN_OR_RETURN(std::string lineage, random_lineage());
+    image_file_ = dir_ + "/image." + lineage;
+    plan_.base_lineage = lineage;
+    BNF_ASSIGN_OR_RETURN(image_fd_, open_file(image_file_, O_RDWR | O_CREAT | O_TRUNC));
+    if (::ftruncate(image_fd_.get(), static_cast<off_t>(plan_.size_bytes)) != 0)
+      return errno_status("size image " + image_file_, errno);
+    table_ = DigestTable(pages_);
+    const Digest zero = PageDigester(plan_.key).zero_digest();
+    for (uint64_t p = 0; p < pages_; ++p) table_[p] = zero;
+  } else {
+    image_file_ = store_.image_path(*base_);
+    BNF_ASSIGN_OR_RETURN(image_fd_, open_file(image_file_, O_RDWR));
+    BNF_ASSIGN_OR_RETURN(table_, store_.load_table(*base_));
+    journaled_ = PageBitmap(pages_);
+    for (unsigned s = 0; s < plan_.streams; ++s) {
+      BNF_ASSIGN_OR_RETURN(UndoJournal j, UndoJournal::create(journal_path(dir_, s), base_->epoch, plan_.page_size));
+      journals_.push_back(std::move(j));
+    }
+  }
+  BNF_ASSIGN_OR_RETURN(map_, map_file(image_fd_.get(), plan_.size_bytes, true));
+  return Status::ok();
+}
+
+Status SnapshotWriter::prepare_overwrite(unsigned stream, std::span<const PageRun> runs) {
+  if (stream >= plan_.streams) return {Errc::protocol, "stream index out of range"};
+  bool journaled_any = false;
+  for (const PageRun& r : runs) {
+    const auto off = static_cast<off_t>(r.first * plan_.page_size);
+    const auto len = static_cast<off_t>(r.count * plan_.page_size);
+    if (::fallocate(image_fd_.get(), 0, off, len) != 0 && errno != EOPNOTSUPP)
+      return errno_status("reserve image space", errno);
+    if (plan_.full) continue;
+    for (uint64_t p = r.first; p < r.first + r.count; ++p) {
+      if (journaled_.test_and_set(p)) continue;
+      BNF_TRY(journals_[stream].append(p, page_addr(p)));
+      journaled_any = true;
+    }
+  }
+  return journaled_any ? journals_[stream].sync() : Status::ok();
+}
+
+Status SnapshotWriter::zero_runs(unsigned stream, std::span<const PageRun> runs) {
+  if (!plan_.full) BNF_TRY(prepare_overwrite(stream, runs));
+  for (const PageRun& r : runs) {
+    const auto off = static_cast<off_t>(r.first * plan_.page_size);
+    const auto len = static_cast<off_t>(r.count * plan_.page_size);
+    if (::fallocate(image_fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) != 0)
+      std::memset(page_addr(r.first), 0, static_cast<size_t>(len));
+  }
+  return Status::ok();
+}
+
+void SnapshotWriter::record_landed(std::span<const PageRun> runs, const PageDigester& h) {
+  for (const PageRun& r : runs)
+    for (uint64_t p = r.first; p < r.first + r.count; ++p) table_[p] = h.page(page_addr(p), plan_.page_size);
+}
+
+Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageDigester& h) {
+  const Digest root = table_.root(h);
+  if (!(root == expected_root))
+    return Status(Errc::corrupt, "digest root mismatch: the landed image is not the sender's image");
+  if (::msync(map_.data(), map_.size(), MS_SYNC) != 0) return errno_status("msync image", errno);
+  Manifest m;
+  m.name = name_;
+  m.lineage = plan_.full ? plan_.base_lineage : base_->lineage;
+  m.epoch = plan_.full ? 1 : base_->epoch + 1;
+  m.page_size = plan_.page_size;
+  m.size_bytes = plan_.size_bytes;
+  m.key = plan_.key;
+  m.root = root;
+  m.digests_file = "digests." + std::to_string(m.epoch) + "." + m.lineage.substr(0, 8) + ".bin";
+  m.committed_at = static_cast<int64_t>(std::time(nullptr));
+  m.committed_from = plan_.peer;
+  m.mode = plan_.full ? "full" : "incremental";
+  m.has_device_state = false;
+  const auto tb = table_.bytes();
+  BNF_TRY(write_file_atomic(dir_ + "/" + m.digests_file,
+                            std::string_view(reinterpret_cast<const char*>(tb.data()), tb.size())));
+  BNF_TRY(write_file_atomic(dir_ + "/" + kManifest, m.to_json(true)));  // the commit point
+  committed_ = true;
+  // Convenience link for tools that want a fixed path (QEMU's mem-path).
+  std::error_code ec;
+  fs::remove(dir_ + "/image", ec);
+  fs::create_symlink(fs::path(image_file_).filename(), dir_ + "/image", ec);
+  (void)store_.recover_locked(name_);  // drops journals and the previous epoch's files
+  return m;
+}
+
+void SnapshotWriter::roll_back() noexcept {
+  map_.reset();
+  if (plan_.full) {
+    std::error_code ec;
+    fs::remove(image_file_, ec);
+    if (!base_) fs::remove_all(dir_, ec);
+    return;
+  }
+  journals_.clear();
+  (void)store_.recover_locked(name_);
+}
+
+SnapshotWriter::~SnapshotWriter() {
+  if (!committed_) roll_back();
+}
+
+}  // namespace bnf

@@ -1,0 +1,120 @@
+// SnapshotStore: the retained snapshots of one host, under <state>/snapshots/NAME/:
+//   manifest.json        the committed epoch (the commit point: written atomically)
+//   image.<lineage>      the memory image (sparse, mmap-able; `image` links to it)
+//   digests.<epoch>.bin  the per-page digest table of that epoch
+//   journal.<stream>     undo journals of a transfer in progress
+//   device-state         device state blob (QEMU path)
+//   lock                 flock()ed by whoever writes
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bitmap/page_bitmap.hpp"
+#include "common/status.hpp"
+#include "common/unique_fd.hpp"
+#include "digest/page_digest.hpp"
+#include "snapshot/manifest.hpp"
+#include "snapshot/undo_journal.hpp"
+
+namespace bnf {
+
+class SnapshotWriter;
+
+struct WritePlan {
+  bool full = true;             // full: new image file; incremental: in place over the base
+  uint64_t size_bytes = 0;
+  uint32_t page_size = 4096;
+  unsigned streams = 1;
+  std::string peer;             // who pushes (recorded in the manifest)
+  DigestKey key{};              // digest key for the new epoch (the base's when incremental)
+  std::string base_lineage;     // incremental: must match the committed manifest
+  uint64_t base_epoch = 0;
+};
+
+struct VerifyReport {
+  Manifest manifest;
+  uint64_t pages_checked = 0;
+  uint64_t pages_mismatched = 0;
+  bool root_ok = false;
+  [[nodiscard]] bool ok() const { return root_ok && pages_mismatched == 0; }
+};
+
+class SnapshotStore {
+ public:
+  explicit SnapshotStore(std::string state_dir);
+
+  // Creates the directories and recovers every snapshot (rolls back interrupted transfers).
+  Status open();
+  static Status validate_name(std::string_view name);
+
+  [[nodiscard]] Result<std::vector<Manifest>> list() const;
+  [[nodiscard]] Result<Manifest> manifest(const std::string& name) const;  // not_found if none committed
+  [[nodiscard]] Result<DigestTable> load_table(const Manifest& m) const;
+  Result<VerifyReport> verify(const std::string& name);
+  Status drop(const std::string& name);
+  // Rolls back an interrupted transfer of `name`; returns pages restored.
+  Result<uint64_t> recover(const std::string& name);
+  Result<std::unique_ptr<SnapshotWriter>> begin_write(const std::string& name, const WritePlan& plan);
+
+  [[nodiscard]] std::string dir_of(const std::string& name) const;
+  [[nodiscard]] std::string image_path(const Manifest& m) const;
+
+ private:
+  friend class SnapshotWriter;
+  Result<UniqueFd> lock(const std::string& name) const;
+  Result<uint64_t> recover_locked(const std::string& name);
+  std::string root_;
+};
+
+// One transfer into one snapshot. Holds the snapshot's lock; if destroyed before
+// commit(), everything it did is undone.
+class SnapshotWriter {
+ public:
+  ~SnapshotWriter();
+  SnapshotWriter(const SnapshotWriter&) = delete;
+  SnapshotWriter& operator=(const SnapshotWriter&) = delete;
+
+  [[nodiscard]] uint64_t pages() const { return pages_; }
+  [[nodiscard]] uint32_t page_size() const { return plan_.page_size; }
+  [[nodiscard]] std::byte* page_addr(uint64_t page) const { return map_.data() + page * plan_.page_size; }
+  [[nodiscard]] const WritePlan& plan() const { return plan_; }
+
+  // Makes `runs` safe to overwrite: journals their old contents (incremental)
+  // and reserves their space (so a full disk is an error, not a SIGBUS).
+  Status prepare_overwrite(unsigned stream, std::span<const PageRun> runs);
+  // Zeroes pages (punching holes: a sparse image stays sparse).
+  Status zero_runs(unsigned stream, std::span<const PageRun> runs);
+  // Records the digests of pages that just landed.
+  void record_landed(std::span<const PageRun> runs, const PageDigester& h);
+  [[nodiscard]] const DigestTable& table() const { return table_; }
+
+  // Makes the new epoch durable and current. Fails (and rolls back) unless the
+  // landed image's digest root equals `expected_root`.
+  Result<Manifest> commit(const Digest& expected_root, const PageDigester& h);
+
+ private:
+  friend class SnapshotStore;
+  SnapshotWriter(SnapshotStore& store, std::string name, WritePlan plan);
+  Status start(std::optional<Manifest> base);
+  void roll_back() noexcept;
+
+  SnapshotStore& store_;
+  std::string name_;
+  std::string dir_;
+  WritePlan plan_;
+  uint64_t pages_ = 0;
+  UniqueFd lock_;
+  UniqueFd image_fd_;
+  Mapping map_;
+  std::string image_file_;
+  std::optional<Manifest> base_;
+  std::vector<UndoJournal> journals_;
+  PageBitmap journaled_;
+  DigestTable table_;
+  uint64_t landed_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace bnf

@@ -1,0 +1,89 @@
+// The transport interface: one per concept, one folder per implementation.
+//
+//   Transport  -- a factory: listen() / connect() on an Endpoint.
+//   Connection -- an ordered, reliable byte stream between two engines with
+//                 explicit back-pressure and optional zero-copy.
+//
+// The shape follows NIXL's backends: memory is *registered* once
+// (register_region), sends are *posted* against it (post), and completion is
+// *checked* (flush). A part of a post() that lies inside a registered region is
+// sent without a copy and must stay unchanged until flush() returns; any other
+// part is copied at post() time. post() blocks when the transport's window is
+// full: back-pressure is explicit, no unbounded queue hides behind it.
+// Receiving lands bytes where the caller says: recv_scatter() takes the final
+// addresses (pages of the mapped image), so nothing is staged in between.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "common/status.hpp"
+#include "common/uri.hpp"
+
+namespace bnf::transport {
+
+struct ConstBuffer {
+  const std::byte* data = nullptr;
+  size_t size = 0;
+};
+struct MutableBuffer {
+  std::byte* data = nullptr;
+  size_t size = 0;
+};
+
+struct ConnectionStats {
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t send_ops = 0;          // send submissions (batches) issued
+  uint64_t zc_bytes = 0;          // bytes posted for zero-copy send
+  uint64_t zc_notifications = 0;  // zero-copy completions the kernel reported
+  uint64_t zc_copied = 0;         // ... of which the kernel had to copy after all
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+
+  // Marks [data, data+size) as memory that may be sent without a copy. The
+  // caller keeps it mapped for the connection's life.
+  [[nodiscard]] virtual Status register_region(std::span<const std::byte> region) = 0;
+  [[nodiscard]] virtual Status post(std::span<const ConstBuffer> parts) = 0;
+  [[nodiscard]] virtual Status flush() = 0;
+
+  // Receives exactly dst.size() bytes / exactly the sum of the parts.
+  [[nodiscard]] virtual Status recv(std::span<std::byte> dst) = 0;
+  [[nodiscard]] virtual Status recv_scatter(std::span<const MutableBuffer> parts) = 0;
+
+  // Unblocks pending operations on both sides; later calls fail.
+  virtual void shutdown() noexcept = 0;
+  [[nodiscard]] virtual ConnectionStats stats() const = 0;
+  [[nodiscard]] virtual std::string peer() const = 0;
+};
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  [[nodiscard]] virtual Result<std::unique_ptr<Connection>> accept() = 0;
+  virtual void shutdown() noexcept = 0;
+  [[nodiscard]] virtual Endpoint local() const = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  [[nodiscard]] virtual std::string name() const = 0;
+  [[nodiscard]] virtual Result<std::unique_ptr<Connection>> connect(const Endpoint& ep) = 0;
+  [[nodiscard]] virtual Result<std::unique_ptr<Listener>> listen(const Endpoint& ep) = 0;
+};
+
+// Convenience: post + nothing else for small control messages.
+inline Status post_bytes(Connection& c, std::span<const std::byte> a, std::span<const std::byte> b = {},
+                         std::span<const std::byte> d = {}) {
+  const ConstBuffer parts[] = {{a.data(), a.size()}, {b.data(), b.size()}, {d.data(), d.size()}};
+  return c.post(parts);
+}
+
+}  // namespace bnf::transport

@@ -1,0 +1,115 @@
+#include "transport/uring_tcp/socket_util.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace bnf::transport {
+
+namespace {
+struct AddrInfoDeleter {
+  void operator()(addrinfo* a) const { ::freeaddrinfo(a); }
+};
+using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
+
+Result<AddrInfoPtr> resolve(const Endpoint& ep, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(ep.port);
+  int rc = ::getaddrinfo(ep.host.empty() ? nullptr : ep.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) return Status(Errc::unreachable, "resolve " + ep.host + ": " + ::gai_strerror(rc));
+  return AddrInfoPtr(res);
+}
+}  // namespace
+
+void tune_socket(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+std::string peer_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[NI_MAXHOST];
+  char serv[NI_MAXSERV];
+  if (::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return "?";
+  return std::string(host) + ":" + serv;
+}
+
+Result<UniqueFd> tcp_listen(const Endpoint& ep, uint16_t* bound_port) {
+  BNF_ASSIGN_OR_RETURN(AddrInfoPtr ai, resolve(ep, true));
+  Status last(Errc::io, "no address to listen on");
+  for (addrinfo* a = ai.get(); a != nullptr; a = a->ai_next) {
+    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!fd.valid()) {
+      last = errno_status("socket", errno);
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0 || ::listen(fd.get(), 64) != 0) {
+      last = errno_status("listen on " + ep.to_string(), errno);
+      continue;
+    }
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    if (bound_port != nullptr)
+      *bound_port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    return fd;
+  }
+  return last;
+}
+
+Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms) {
+  BNF_ASSIGN_OR_RETURN(AddrInfoPtr ai, resolve(ep, false));
+  Status last(Errc::unreachable, "no address for " + ep.host);
+  for (addrinfo* a = ai.get(); a != nullptr; a = a->ai_next) {
+    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
+    if (!fd.valid()) {
+      last = errno_status("socket", errno);
+      continue;
+    }
+    int rc = ::connect(fd.get(), a->ai_addr, a->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd.get(), POLLOUT, 0};
+      rc = ::poll(&p, 1, timeout_ms);
+      if (rc == 0) {
+        last = Status(Errc::unreachable, "connect to " + ep.to_string() + ": timed out");
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        last = errno_status("connect to " + ep.to_string(), err);
+        continue;
+      }
+    } else if (rc != 0) {
+      last = errno_status("connect to " + ep.to_string(), errno);
+      continue;
+    }
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    tune_socket(fd.get());
+    return fd;
+  }
+  return last;
+}
+
+}  // namespace bnf::transport

@@ -1,0 +1,17 @@
+// Plain socket setup for uring-tcp: resolving, listening, connecting with a timeout.
+#pragma once
+
+#include <string>
+
+#include "common/status.hpp"
+#include "common/unique_fd.hpp"
+#include "common/uri.hpp"
+
+namespace bnf::transport {
+
+Result<UniqueFd> tcp_listen(const Endpoint& ep, uint16_t* bound_port);
+Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms);
+void tune_socket(int fd);
+std::string peer_name(int fd);
+
+}  // namespace bnf::transport

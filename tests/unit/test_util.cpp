@@ -1,0 +1,46 @@
+#include "test_util.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <cstring>
+
+namespace bnf::test {
+
+TempDir::TempDir() {
+  const char* base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+  std::string tmpl = std::string(base) + "/bnf-test-XXXXXX";
+  char* p = ::mkdtemp(tmpl.data());
+  path_ = p != nullptr ? p : "";
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+}
+
+void fill_page(std::byte* page, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto* w = reinterpret_cast<uint64_t*>(page);
+  for (int i = 0; i < 512; ++i) w[i] = rng();
+}
+
+std::vector<std::byte> random_image(uint64_t pages, uint64_t seed, uint64_t zero_every) {
+  std::vector<std::byte> img(pages * 4096);
+  for (uint64_t p = 0; p < pages; ++p)
+    if (zero_every == 0 || p % zero_every != 0) fill_page(img.data() + p * 4096, seed * 1000003 + p);
+  return img;
+}
+
+std::vector<std::byte> read_whole(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> v((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size());
+  return out;
+}
+
+}  // namespace bnf::test
