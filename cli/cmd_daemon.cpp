@@ -15,7 +15,7 @@ struct DaemonArgs {
   std::string listen = "bnf+tcp:127.0.0.1:7070";
   std::string log_level = "info";
   int numa_node = -1;
-  bool no_zero_copy = false;
+  std::string zero_copy = "auto";
 };
 
 LogLevel parse_level(const std::string& s) {
@@ -39,7 +39,7 @@ int run_daemon(const DaemonArgs& a) {
 
   const Logger log(parse_level(a.log_level), "bnf-daemon");
   transport::UringTcpOptions topts;
-  topts.zero_copy = !a.no_zero_copy;
+  topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
   Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), log);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
   std::thread waiter([&] {
@@ -64,7 +64,9 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--listen", args->listen, "endpoint, bnf+tcp:HOST:PORT")->capture_default_str();
   cmd->add_option("--log-level", args->log_level, "error|warn|info|debug")->capture_default_str();
   cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
-  cmd->add_flag("--no-zero-copy", args->no_zero_copy, "never use SEND_ZC");
+  cmd->add_option("--zero-copy", args->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   cmd->callback([args, &rc] { rc = run_daemon(*args); });
 }
 

@@ -26,7 +26,7 @@ struct PushArgs {
   bool json = false;
   bool full = false;
   bool no_state = false;
-  bool no_zero_copy = false;
+  std::string zero_copy = "auto";
 };
 
 std::string host_id() {
@@ -64,7 +64,7 @@ int run_push(const PushArgs& a) {
   if (!a.no_state) o.state_file = a.state_file.empty() ? default_push_state_path(ep->to_string(), a.name) : a.state_file;
   o.note = [](const std::string& m) { fmt::print(stderr, "bnf: {}\n", m); };
   transport::UringTcpOptions topts;
-  topts.zero_copy = !a.no_zero_copy;
+  topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
   auto t = transport::make_uring_tcp_transport(topts);
   auto rep = push_image(*t, map->bytes(), o);
   if (!rep.is_ok()) return fail(rep.status().message());
@@ -152,7 +152,9 @@ void add_image_commands(CLI::App& app, int& rc) {
   push->add_flag("--no-state", a->no_state, "keep no push state (the daemon's digest table is fetched instead)");
   push->add_flag("--full", a->full, "ignore the daemon's base and replace the snapshot");
   push->add_flag("--json", a->json, "print the summary as one JSON object");
-  push->add_flag("--no-zero-copy", a->no_zero_copy, "never use SEND_ZC");
+  push->add_option("--zero-copy", a->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   push->callback([a, &rc] { rc = run_push(*a); });
 
   auto mk = std::make_shared<std::tuple<std::string, std::string, double, uint64_t>>("", "64M", 10.0, 1);

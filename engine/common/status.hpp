@@ -69,6 +69,8 @@ class [[nodiscard]] Result {
   T* operator->() { return &std::get<T>(v_); }
   const T* operator->() const { return &std::get<T>(v_); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
   [[nodiscard]] Status status() const { return is_ok() ? Status::ok() : std::get<Status>(v_); }
 
  private:

@@ -73,6 +73,10 @@ class PushSession {
   Status failure;
 };
 
+namespace {
+void serve_first_frame(Connection& c, ReceiverContext& ctx);
+}
+
 void SessionRegistry::add(const std::string& id, std::shared_ptr<PushSession> s) {
   std::lock_guard lk(mu_);
   sessions_[id] = std::move(s);
@@ -293,6 +297,12 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
 }  // namespace
 
 void serve_connection(Connection& c, ReceiverContext& ctx) {
+  serve_first_frame(c, ctx);
+  c.shutdown();  // the peer sees the end at once, even while the daemon still holds the connection
+}
+
+namespace {
+void serve_first_frame(Connection& c, ReceiverContext& ctx) {
   auto first = proto::recv_frame(c);
   if (!first.is_ok()) {
     ctx.log.warn("connection from {}: {}", c.peer(), first.status().message());
@@ -312,5 +322,7 @@ void serve_connection(Connection& c, ReceiverContext& ctx) {
     proto::send_error(c, st);
   }
 }
+
+}  // namespace
 
 }  // namespace bnf

@@ -103,7 +103,7 @@ Status send_stream(Connection& c, std::span<const std::byte> image, const PagePl
     ++frames;
     pages += proto::total_pages(runs);
   }
-  for (const auto& runs : frames_for_stream(plan.zero, stream, streams, UINT64_MAX, proto::kMaxRunsPerFrame)) {
+  for (const auto& runs : frames_for_stream(plan.zero, stream, streams, 1ULL << 40, proto::kMaxRunsPerFrame)) {
     const std::string meta = proto::encode_runs(runs);
     proto::FrameHeader h;
     h.type = proto::FrameType::zeros;
@@ -229,7 +229,9 @@ Result<PushReport> push_image(transport::Transport& t, std::span<const std::byte
     // Let the receiver name the cause if it knows it better (e.g. "disk full").
     (void)proto::send_control(*ctl, proto::FrameType::abort, {{"reason", first_failure.message()}});
     auto answer = proto::recv_frame(*ctl);
-    if (!answer.is_ok() && answer.status().message().starts_with("peer:")) return answer.status();
+    // A transport error here is usually the echo of the receiver's reason: prefer its own.
+    const Status peer = answer.status();
+    if (!peer.is_ok() && peer.code() != Errc::io && peer.message().starts_with("peer:")) return peer;
     return first_failure;
   }
   rep.transfer_seconds = since(t2);

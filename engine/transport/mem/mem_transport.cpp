@@ -96,8 +96,8 @@ class MemConnection final : public Connection {
     for (const MutableBuffer& p : parts) BNF_TRY(recv({p.data, p.size}));
     return Status::ok();
   }
-  void shutdown() noexcept override {
-    out_->close();
+  void shutdown() noexcept override {  // like TCP: what was sent still arrives, then EOF
+    out_->finish();
     in_->close();
   }
   [[nodiscard]] ConnectionStats stats() const override { return stats_; }

@@ -13,5 +13,6 @@ Result<UniqueFd> tcp_listen(const Endpoint& ep, uint16_t* bound_port);
 Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms);
 void tune_socket(int fd);
 std::string peer_name(int fd);
+bool peer_is_loopback(int fd);
 
 }  // namespace bnf::transport

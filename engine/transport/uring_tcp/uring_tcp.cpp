@@ -50,6 +50,8 @@ class UringTcpConnection final : public Connection {
  public:
   UringTcpConnection(UniqueFd fd, UringTcpOptions opts) : fd_(std::move(fd)), opts_(opts) {
     peer_ = peer_name(fd_.get());
+    using ZC = UringTcpOptions::ZeroCopy;
+    use_zc_ = opts_.zero_copy == ZC::on || (opts_.zero_copy == ZC::automatic && !peer_is_loopback(fd_.get()));
   }
   ~UringTcpConnection() override {
     if (ring_ok_) {
@@ -189,6 +191,9 @@ class UringTcpConnection final : public Connection {
   Status submit_current() {
     SendBatch& b = batches_[cur_];
     if (b.bytes == 0) return Status::ok();
+    // One send in the kernel at a time: a second sendmsg on the socket could
+    // overtake the first one's unsent rest and interleave the byte stream.
+    while (batches_[cur_ ^ 1].result_pending) BNF_TRY(reap_one());
     issue(cur_);
     cur_ ^= 1;
     while (batches_[cur_].busy()) BNF_TRY(reap_one());
@@ -369,7 +374,6 @@ class UringTcpTransport final : public Transport {
 }  // namespace
 
 std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts) {
-  if (!opts.zero_copy) opts.zero_copy_min_bytes = SIZE_MAX;
   return std::make_unique<UringTcpTransport>(opts);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "transport/transport.hpp"
 
@@ -12,10 +13,18 @@ namespace bnf::transport {
 struct UringTcpOptions {
   size_t batch_bytes = 1U << 20;         // submit a send batch once this much is queued
   size_t zero_copy_min_bytes = 64U << 10;  // use SEND_ZC when a batch has this many registered bytes
-  bool zero_copy = true;                  // set false to compare against plain sends
+  // auto: SEND_ZC except to a loopback peer, where the kernel copies anyway and
+  // the completion waits for the receiver to read (it only adds latency there).
+  enum class ZeroCopy { automatic, on, off } zero_copy = ZeroCopy::automatic;
   int connect_timeout_ms = 5000;
 };
 
 std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts = {});
+// "auto" | "on" | "off" (anything else: auto).
+inline UringTcpOptions::ZeroCopy parse_zero_copy(const std::string& s) {
+  if (s == "on") return UringTcpOptions::ZeroCopy::on;
+  if (s == "off") return UringTcpOptions::ZeroCopy::off;
+  return UringTcpOptions::ZeroCopy::automatic;
+}
 
 }  // namespace bnf::transport

@@ -1,0 +1,240 @@
+// The real push engine (sender, daemon, store) over the in-memory transport,
+// with faults injected into the byte streams.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "agent/daemon.hpp"
+#include "common/crc32c.hpp"
+#include "protocol/control.hpp"
+#include "push/push_sender.hpp"
+#include "test_util.hpp"
+#include "transport/mem/mem_transport.hpp"
+
+namespace bnf {
+namespace {
+
+constexpr uint64_t kPages = 2048;  // 8 MiB
+
+class PushMem : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    daemon_ = std::make_unique<Daemon>(dir_.path(), net_.transport(), log_);
+    ASSERT_TRUE(daemon_->start(*parse_endpoint("bnf+mem:daemon")).is_ok());
+    thread_ = std::thread([this] { daemon_->run(); });
+  }
+  void TearDown() override {
+    daemon_->stop();
+    thread_.join();
+  }
+
+  PushOptions opts(unsigned streams = 1) {
+    PushOptions o;
+    o.name = "vm";
+    o.to = *parse_endpoint("bnf+mem:daemon");
+    o.streams = streams;
+    o.sender_id = "test";
+    o.state_file = state_.path() + "/push.state";
+    return o;
+  }
+  Result<PushReport> push(const std::vector<std::byte>& img, const PushOptions& o) {
+    auto t = net_.transport();
+    return push_image(*t, img, o);
+  }
+  std::vector<std::byte> snapshot_bytes() {
+    SnapshotStore s(dir_.path());
+    auto m = s.manifest("vm");
+    EXPECT_TRUE(m.is_ok());
+    return m.is_ok() ? test::read_whole(s.image_path(*m)) : std::vector<std::byte>{};
+  }
+  uint64_t epoch() {
+    SnapshotStore s(dir_.path());
+    auto m = s.manifest("vm");
+    return m.is_ok() ? m->epoch : 0;
+  }
+
+  test::TempDir dir_;
+  test::TempDir state_;
+  transport::MemNetwork net_;
+  Logger log_{LogLevel::error};
+  std::unique_ptr<Daemon> daemon_;
+  std::thread thread_;
+  std::vector<std::byte> img_ = test::random_image(kPages, 1, 4);
+};
+
+TEST_F(PushMem, FullThenIncrementalLandsTheExactImage) {
+  auto r1 = push(img_, opts());
+  ASSERT_TRUE(r1.is_ok()) << r1.status().message();
+  EXPECT_EQ(r1->mode, "full");
+  EXPECT_EQ(r1->pages_sent + r1->pages_zero, kPages);
+  EXPECT_EQ(snapshot_bytes(), img_);
+
+  test::fill_page(img_.data() + 10 * 4096, 1000);
+  test::fill_page(img_.data() + 1500 * 4096, 1001);
+  std::memset(img_.data() + 11 * 4096, 0, 4096);  // a data page that became zero
+  auto r2 = push(img_, opts());
+  ASSERT_TRUE(r2.is_ok()) << r2.status().message();
+  EXPECT_EQ(r2->mode, "incremental");
+  EXPECT_EQ(r2->base_source, "local-state");
+  EXPECT_EQ(r2->pages_sent, 2U);
+  EXPECT_EQ(r2->pages_zero, 1U);
+  EXPECT_EQ(r2->pages_skipped, kPages - 3);
+  EXPECT_LT(r2->wire_bytes, 3 * 4096 + 4096);  // the pages plus framing, nothing else
+  EXPECT_EQ(snapshot_bytes(), img_);
+  EXPECT_EQ(epoch(), 2U);
+}
+
+TEST_F(PushMem, WithoutLocalStateTheReceiversTableIsUsed) {
+  PushOptions o = opts(3);
+  o.state_file.clear();
+  ASSERT_TRUE(push(img_, o).is_ok());
+  test::fill_page(img_.data() + 700 * 4096, 5);
+  auto r = push(img_, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->base_source, "receiver-table");
+  EXPECT_EQ(r->pages_sent, 1U);
+  EXPECT_EQ(snapshot_bytes(), img_);
+}
+
+TEST_F(PushMem, DirtyBitmapIsTrustedOnlyAgainstAProvenBase) {
+  ASSERT_TRUE(push(img_, opts(2)).is_ok());
+  test::fill_page(img_.data() + 300 * 4096, 6);
+  PageBitmap dirty(kPages);
+  dirty.set(300);
+  PushOptions o = opts(2);
+  o.dirty = &dirty;
+  auto r = push(img_, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->pages_sent, 1U);
+  EXPECT_TRUE(r->fallback.empty());
+  EXPECT_EQ(snapshot_bytes(), img_);
+
+  // Another pusher without the state: its bitmap proves nothing, digests decide.
+  test::fill_page(img_.data() + 301 * 4096, 7);  // changed, yet not in the bitmap
+  o.state_file = state_.path() + "/other.state";
+  r = push(img_, o);
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_FALSE(r->fallback.empty());
+  EXPECT_EQ(r->pages_sent, 1U);  // only 301 differs from the receiver's base
+  EXPECT_EQ(snapshot_bytes(), img_);
+}
+
+TEST_F(PushMem, CutConnectionLeavesTheCommittedEpochIntact) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  const auto committed = snapshot_bytes();
+  auto next = test::random_image(kPages, 50);
+  net_.set_client_faults(3, {.cut_after_bytes = 3U << 20});  // push 2: control=2, stream=3
+  auto r = push(next, opts());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("cut"), std::string::npos) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), committed);
+  EXPECT_EQ(epoch(), 1U);
+  auto again = push(next, opts());  // and the next push succeeds
+  ASSERT_TRUE(again.is_ok()) << again.status().message();
+  EXPECT_EQ(snapshot_bytes(), next);
+}
+
+TEST_F(PushMem, CorruptedPayloadIsCaughtByTheCrcAndRolledBack) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  const auto committed = snapshot_bytes();
+  auto next = test::random_image(kPages, 51);
+  net_.set_client_faults(3, {.corrupt_at_byte = 2U << 20});
+  auto r = push(next, opts());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("CRC mismatch"), std::string::npos) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), committed);
+}
+
+TEST_F(PushMem, LostBytesDesynchroniseTheStreamAndAreRefused) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  const auto committed = snapshot_bytes();
+  auto next = test::random_image(kPages, 52);
+  net_.set_client_faults(3, {.drop_from_byte = 1U << 20, .drop_bytes = 100});
+  auto r = push(next, opts());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(snapshot_bytes(), committed);
+}
+
+TEST_F(PushMem, DelayedLinkStillDelivers) {
+  net_.set_client_faults(1, {.delay_us_per_post = 200});
+  auto r = push(img_, opts());
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), img_);
+}
+
+TEST_F(PushMem, SizeMismatchWithTheBaseIsAnError) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  auto bigger = test::random_image(kPages * 2, 3);
+  auto r = push(bigger, opts());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::mismatch);
+  EXPECT_NE(r.status().message().find("size mismatch"), std::string::npos);
+  EXPECT_EQ(snapshot_bytes(), img_);
+  PushOptions o = opts();
+  o.force_full = true;  // replacing on purpose works
+  ASSERT_TRUE(push(bigger, o).is_ok());
+  EXPECT_EQ(snapshot_bytes(), bigger);
+}
+
+TEST_F(PushMem, BadNameIsRefusedByTheDaemon) {
+  PushOptions o = opts();
+  o.name = "../escape";
+  auto r = push(img_, o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("bad snapshot name"), std::string::npos) << r.status().message();
+}
+
+TEST_F(PushMem, UnreachableDaemonIsNamed) {
+  PushOptions o = opts();
+  o.to = *parse_endpoint("bnf+mem:nobody");
+  auto r = push(img_, o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::unreachable);
+}
+
+TEST_F(PushMem, SecondPushWhileOneIsWritingIsBusy) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  SnapshotStore other(dir_.path());
+  auto m = other.manifest("vm");
+  WritePlan p;
+  p.full = false;
+  p.size_bytes = kPages * 4096;
+  p.key = m->key;
+  p.base_lineage = m->lineage;
+  p.base_epoch = m->epoch;
+  auto holder = other.begin_write("vm", p);  // someone else is writing
+  ASSERT_TRUE(holder.is_ok()) << holder.status().message();
+  test::fill_page(img_.data(), 9);
+  auto r = push(img_, opts());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::busy);
+}
+
+// Raw protocol: a peer speaking another version gets a reason, not silence.
+TEST_F(PushMem, WrongProtocolVersionIsRefusedWithAReason) {
+  auto t = net_.transport();
+  auto c = t->connect(*parse_endpoint("bnf+mem:daemon"));
+  ASSERT_TRUE(c.is_ok());
+  nlohmann::json hello = {{"version", 2}, {"sender", "x"}, {"name", "vm"},
+                          {"size_bytes", 4096}, {"page_size", 4096}, {"streams", 1}};
+  ASSERT_TRUE(proto::send_control(**c, proto::FrameType::hello, hello).is_ok());
+  auto f = proto::recv_frame(**c);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_EQ(f.status().code(), Errc::version);
+  EXPECT_NE(f.status().message().find("unsupported protocol version 2"), std::string::npos);
+}
+
+TEST_F(PushMem, GarbageInsteadOfAFrameIsRefused) {
+  auto t = net_.transport();
+  auto c = t->connect(*parse_endpoint("bnf+mem:daemon"));
+  ASSERT_TRUE(c.is_ok());
+  std::vector<std::byte> junk(64, std::byte{0x47});
+  ASSERT_TRUE(transport::post_bytes(**c, junk).is_ok());
+  auto f = proto::recv_frame(**c);
+  ASSERT_FALSE(f.is_ok());
+  EXPECT_NE(f.status().message().find("magic"), std::string::npos) << f.status().message();
+}
+
+}  // namespace
+}  // namespace bnf
