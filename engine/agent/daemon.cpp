@@ -30,14 +30,19 @@ void Daemon::run() {
     reap(false);
     Worker& w = workers_.emplace_back();
     w.conn = std::move(conn).value();
-    w.thread = std::thread([&ctx, &w] {
+    w.thread = std::thread([this, &ctx, &w] {
       serve_connection(*w.conn, ctx);
+      std::lock_guard wlk(mu_);
+      w.conn.reset();  // close now: a peer still sending gets a reset instead of a full window
       w.finished = true;
     });
   }
-  std::lock_guard lk(mu_);
-  for (Worker& w : workers_) w.conn->shutdown();
-  reap(true);
+  {
+    std::lock_guard lk(mu_);
+    for (Worker& w : workers_)
+      if (w.conn) w.conn->shutdown();
+  }
+  reap(true);  // no new workers any more; joining needs no lock (workers take it to finish)
   log_.info("stopped");
 }
 

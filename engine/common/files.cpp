@@ -59,7 +59,8 @@ Status write_file_atomic(const std::string& path, std::string_view data) {
     if (::fsync(fd.get()) != 0) return errno_status("fsync " + tmp, errno);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_status("rename " + tmp, errno);
-  return fsync_dir(std::filesystem::path(path).parent_path().string());
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return fsync_dir(dir.empty() ? "." : dir);
 }
 
 Result<std::string> read_file(const std::string& path) {
