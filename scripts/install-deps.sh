@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package bnf needs to build, test and benchmark.
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  g++ meson ninja-build pkg-config python3 \
+  liburing-dev libisal-dev libnuma-dev libxxhash-dev \
+  nlohmann-json3-dev libcli11-dev libfmt-dev \
+  libgtest-dev libbenchmark-dev \
+  clang libclang-rt-14-dev \
+  iperf3 iproute2 util-linux procps >/dev/null

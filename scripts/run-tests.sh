@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs, builds with warnings as errors, and runs every test: unit and
+# end-to-end suites, again under ASan+UBSan, and the frame-decoder fuzzer for
+# a short time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+echo "== build (warnings are errors)"
+BUILD_DIR=build-ci ./scripts/build.sh --werror -Dbuildtype=debugoptimized
+meson test -C build-ci --print-errorlogs --num-processes 2
+echo "== ASan + UBSan"
+BUILD_DIR=build-asan ./scripts/build.sh --werror -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs --num-processes 2
+if command -v clang++ >/dev/null; then
+  echo "== libFuzzer: frame decoder, 20 s"
+  rm -rf build-fuzz
+  CXX=clang++ BUILD_DIR=build-fuzz ./scripts/build.sh -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+    -Db_lundef=false -Dfuzz=enabled
+  mkdir -p build-fuzz/corpus
+  ./build-fuzz/tests/fuzz_frame -max_total_time=20 -print_final_stats=1 build-fuzz/corpus tests/fuzz/corpus 2>&1 | tail -3
+fi
