@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BUILD_DIR:-build}
+[ $# -gt 0 ] || set -- -Dbuildtype=release
 if [ ! -f "$dir/build.ninja" ]; then
-  meson setup "$dir" --buildtype=release "$@" >/dev/null
+  meson setup "$dir" "$@" >/dev/null
 fi
 ninja -C "$dir"
