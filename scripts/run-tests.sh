@@ -20,3 +20,16 @@ if command -v clang++ >/dev/null; then
   mkdir -p build-fuzz/corpus
   ./build-fuzz/tests/fuzz_frame -max_total_time=20 -print_final_stats=1 build-fuzz/corpus tests/fuzz/corpus 2>&1 | tail -3
 fi
+# One closing line over both test runs, counted from meson's own logs.
+python3 - build-ci build-asan <<'PY'
+import json, sys
+passed = failed = skipped = 0
+for d in sys.argv[1:]:
+    for line in open(f"{d}/meson-logs/testlog.json"):
+        r = json.loads(line)["result"]
+        if r == "OK": passed += 1
+        elif r == "SKIP": skipped += 1
+        else: failed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+sys.exit(1 if failed else 0)
+PY
