@@ -31,6 +31,12 @@ uint64_t get64(const char* p) {
 }
 }  // namespace
 
+uint64_t pages_in(std::span<const PageRun> runs) noexcept {
+  uint64_t n = 0;
+  for (const PageRun& r : runs) n += r.count;
+  return n;
+}
+
 PageBitmap::PageBitmap(uint64_t pages) : pages_(pages), words_((pages + kBits - 1) / kBits, 0) {}
 
 void PageBitmap::set(uint64_t page) noexcept {

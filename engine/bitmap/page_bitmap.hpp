@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct PageRun {
   uint64_t count = 0;  // pages in the run
   bool operator==(const PageRun&) const = default;
 };
+
+// Pages covered by a list of runs.
+[[nodiscard]] uint64_t pages_in(std::span<const PageRun> runs) noexcept;
 
 class PageBitmap {
  public:

@@ -104,10 +104,4 @@ Result<std::vector<PageRun>> decode_runs(std::string_view meta, uint64_t image_p
   return runs;
 }
 
-uint64_t total_pages(std::span<const PageRun> runs) noexcept {
-  uint64_t n = 0;
-  for (const PageRun& r : runs) n += r.count;
-  return n;
-}
-
 }  // namespace bnf::proto

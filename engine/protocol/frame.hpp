@@ -61,6 +61,5 @@ std::string encode_runs(std::span<const PageRun> runs);
 // Strict: sorted, non-overlapping, non-empty runs inside an image of `image_pages`
 // pages; at most kMaxRunsPerFrame runs; returns the total page count.
 Result<std::vector<PageRun>> decode_runs(std::string_view meta, uint64_t image_pages);
-[[nodiscard]] uint64_t total_pages(std::span<const PageRun> runs) noexcept;
 
 }  // namespace bnf::proto

@@ -131,7 +131,7 @@ Result<std::string> new_session_id() {
 Status land_pages(Connection& c, PushSession& s, unsigned stream, const proto::Frame& f) {
   SnapshotWriter& w = *s.writer;
   BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, w.pages()));
-  const uint64_t bytes = proto::total_pages(runs) * w.page_size();
+  const uint64_t bytes = pages_in(runs) * w.page_size();
   if (f.header.payload_len != bytes || bytes > proto::kMaxPagesPayload)
     return {Errc::protocol, "bad frame: PAGES payload length does not match its runs"};
   for (const PageRun& r : runs)
@@ -236,6 +236,17 @@ Result<WritePlan> parse_begin(const proto::Frame& f, const Hello& h, const Diges
   return plan;
 }
 
+// BEGIN's optional payload: the set of pages that will arrive (a serialized bitmap).
+Result<PageBitmap> recv_incoming_set(Connection& c, const proto::Frame& f, uint64_t pages) {
+  if (f.header.payload_len == 0) return PageBitmap();
+  if (f.header.payload_len > pages / 4 + 4096) return Status(Errc::protocol, "bad frame: BEGIN payload too large");
+  std::string data(f.header.payload_len, '\0');
+  BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(data)), f.header.payload_crc));
+  BNF_ASSIGN_OR_RETURN(PageBitmap bm, PageBitmap::deserialize(data));
+  if (bm.size() != pages) return Status(Errc::protocol, "BEGIN: incoming page set has the wrong size");
+  return bm;
+}
+
 // After READY: waits for COMMIT (or ABORT), then for the streams, then commits.
 Status finish_session(Connection& c, PushSession& s, const Logger& log, const std::string& name) {
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
@@ -282,7 +293,9 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
   if (f.header.type != FrameType::begin)
     return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " (expected BEGIN)"};
   BNF_ASSIGN_OR_RETURN(WritePlan plan, parse_begin(f, h, key, base, c.peer()));
+  BNF_ASSIGN_OR_RETURN(PageBitmap incoming, recv_incoming_set(c, f, h.size_bytes / 4096));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, ctx.store.begin_write(h.name, plan));
+  if (incoming.size() != 0) w->reserve_ahead(std::move(incoming));
   auto session = std::make_shared<PushSession>(std::move(w), key, h.streams);
   ctx.sessions.add(id, session);
   Status st = proto::send_control(c, FrameType::ready, json::object());

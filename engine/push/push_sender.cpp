@@ -101,7 +101,7 @@ Status send_stream(Connection& c, std::span<const std::byte> image, const PagePl
     for (const PageRun& r : runs) parts.push_back({image.data() + r.first * kPageSize, r.count * kPageSize});
     BNF_TRY(c.post(parts));
     ++frames;
-    pages += proto::total_pages(runs);
+    pages += pages_in(runs);
   }
   for (const auto& runs : frames_for_stream(plan.zero, stream, streams, 1ULL << 40, proto::kMaxRunsPerFrame)) {
     const std::string meta = proto::encode_runs(runs);
@@ -216,7 +216,9 @@ Result<PushReport> push_image(transport::Transport& t, std::span<const std::byte
 
   json begin = {{"mode", rep.mode}};
   if (base) begin.update({{"base_lineage", hs.base->lineage}, {"base_epoch", hs.base->epoch}});
-  BNF_TRY(proto::send_control(*ctl, proto::FrameType::begin, begin));
+  // The pages about to arrive, so the receiver can reserve their space ahead of the streams.
+  const std::string incoming = plan.send.serialize();
+  BNF_TRY(proto::send_control(*ctl, proto::FrameType::begin, begin, std::as_bytes(std::span(incoming))));
   BNF_TRY(proto::expect_frame(*ctl, proto::FrameType::ready).status());
 
   const auto t2 = Clock::now();

@@ -17,6 +17,7 @@ namespace bnf {
 namespace fs = std::filesystem;
 
 namespace {
+
 constexpr const char* kManifest = "manifest.json";
 
 std::string journal_path(const std::string& dir, unsigned stream) {
@@ -224,16 +225,42 @@ Status SnapshotWriter::start(std::optional<Manifest> base) {
   return Status::ok();
 }
 
+Status SnapshotWriter::reserve(const PageRun& r) {
+  const auto off = static_cast<off_t>(r.first * plan_.page_size);
+  const auto len = static_cast<off_t>(r.count * plan_.page_size);
+  if (::fallocate(image_fd_.get(), 0, off, len) != 0 && errno != EOPNOTSUPP)
+    return errno_status("reserve image space", errno);
+  // Map the pages in one call: a fault per 4 KiB page costs more than the copy.
+  (void)::madvise(page_addr(r.first), static_cast<size_t>(len), MADV_POPULATE_WRITE);
+  return Status::ok();
+}
+
+void SnapshotWriter::reserve_ahead(PageBitmap incoming) {
+  stop_reserve();
+  reserve_stop_ = false;
+  reserve_thread_ = std::thread([this, bm = std::move(incoming)] {
+    constexpr uint64_t kStep = 256;  // 1 MiB at a time, so that stop is prompt
+    uint64_t p = bm.find_next_set(0);
+    while (p != PageBitmap::npos && !reserve_stop_) {
+      uint64_t end = bm.find_next_clear(p);
+      if (end == PageBitmap::npos) end = bm.size();
+      end = std::min(end, p + kStep);
+      if (!reserve({p, end - p}).is_ok()) return;
+      p = bm.find_next_set(end);
+    }
+  });
+}
+
+void SnapshotWriter::stop_reserve() noexcept {
+  reserve_stop_ = true;
+  if (reserve_thread_.joinable()) reserve_thread_.join();
+}
+
 Status SnapshotWriter::prepare_overwrite(unsigned stream, std::span<const PageRun> runs) {
   if (stream >= plan_.streams) return {Errc::protocol, "stream index out of range"};
   bool journaled_any = false;
   for (const PageRun& r : runs) {
-    const auto off = static_cast<off_t>(r.first * plan_.page_size);
-    const auto len = static_cast<off_t>(r.count * plan_.page_size);
-    if (::fallocate(image_fd_.get(), 0, off, len) != 0 && errno != EOPNOTSUPP)
-      return errno_status("reserve image space", errno);
-    // Map the pages in one call: a fault per 4 KiB page costs more than the copy.
-    (void)::madvise(page_addr(r.first), static_cast<size_t>(len), MADV_POPULATE_WRITE);
+    BNF_TRY(reserve(r));
     if (plan_.full) continue;
     for (uint64_t p = r.first; p < r.first + r.count; ++p) {
       if (journaled_.test_and_set(p)) continue;
@@ -256,11 +283,13 @@ Status SnapshotWriter::zero_runs(unsigned stream, std::span<const PageRun> runs)
 }
 
 void SnapshotWriter::record_landed(std::span<const PageRun> runs, const PageDigester& h) {
+  landed_ += pages_in(runs);
   for (const PageRun& r : runs)
     for (uint64_t p = r.first; p < r.first + r.count; ++p) table_[p] = h.page(page_addr(p), plan_.page_size);
 }
 
 Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageDigester& h) {
+  stop_reserve();
   const Digest root = table_.root(h);
   if (!(root == expected_root))
     return Status(Errc::corrupt, "digest root mismatch: the landed image is not the sender's image");
@@ -278,6 +307,7 @@ Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageD
   m.committed_from = plan_.peer;
   m.mode = plan_.full ? "full" : "incremental";
   m.has_device_state = false;
+  m.pages_landed = landed_;
   const auto tb = table_.bytes();
   BNF_TRY(write_file_atomic(dir_ + "/" + m.digests_file,
                             std::string_view(reinterpret_cast<const char*>(tb.data()), tb.size())));
@@ -293,6 +323,7 @@ Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageD
 }
 
 void SnapshotWriter::roll_back() noexcept {
+  stop_reserve();
   map_.reset();
   if (plan_.full) {
     std::error_code ec;
@@ -305,6 +336,7 @@ void SnapshotWriter::roll_back() noexcept {
 }
 
 SnapshotWriter::~SnapshotWriter() {
+  stop_reserve();
   if (!committed_) roll_back();
 }
 

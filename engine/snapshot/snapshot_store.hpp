@@ -7,7 +7,9 @@
 //   lock                 flock()ed by whoever writes
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,11 @@ class SnapshotWriter {
   // Makes `runs` safe to overwrite: journals their old contents (incremental)
   // and reserves their space (so a full disk is an error, not a SIGBUS).
   Status prepare_overwrite(unsigned stream, std::span<const PageRun> runs);
+  // Reserves and maps the pages of `incoming` in page order on a thread of its
+  // own, ahead of the streams, so that allocation overlaps the network receive.
+  // Idempotent with prepare_overwrite(); stops at the first error (the stream
+  // that reaches the page reports it).
+  void reserve_ahead(PageBitmap incoming);
   // Zeroes pages (punching holes: a sparse image stays sparse).
   Status zero_runs(unsigned stream, std::span<const PageRun> runs);
   // Records the digests of pages that just landed.
@@ -99,6 +106,8 @@ class SnapshotWriter {
   SnapshotWriter(SnapshotStore& store, std::string name, WritePlan plan);
   Status start(std::optional<Manifest> base);
   void roll_back() noexcept;
+  void stop_reserve() noexcept;
+  Status reserve(const PageRun& r);
 
   SnapshotStore& store_;
   std::string name_;
@@ -113,8 +122,10 @@ class SnapshotWriter {
   std::vector<UndoJournal> journals_;
   PageBitmap journaled_;
   DigestTable table_;
-  uint64_t landed_ = 0;
+  std::atomic<uint64_t> landed_{0};
   bool committed_ = false;
+  std::atomic<bool> reserve_stop_{false};
+  std::thread reserve_thread_;
 };
 
 }  // namespace bnf

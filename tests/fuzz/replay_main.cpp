@@ -24,7 +24,7 @@ std::vector<uint8_t> frame(bnf::proto::FrameType t, const std::vector<bnf::PageR
   h.type = t;
   h.meta_len = static_cast<uint32_t>(meta.size());
   h.meta_crc = bnf::crc32c(meta.data(), meta.size());
-  h.payload_len = bnf::proto::total_pages(runs) * 4096;
+  h.payload_len = bnf::pages_in(runs) * 4096;
   auto hb = bnf::proto::encode_header(h);
   std::vector<uint8_t> out(hb.size() + meta.size());
   std::memcpy(out.data(), hb.data(), hb.size());

@@ -60,7 +60,7 @@ TEST(Runs, RoundTrip) {
   auto back = decode_runs(encode_runs(runs), 128);
   ASSERT_TRUE(back.is_ok());
   EXPECT_EQ(*back, runs);
-  EXPECT_EQ(total_pages(*back), 32U);
+  EXPECT_EQ(pages_in(*back), 32U);
 }
 
 TEST(Runs, BoundsAreCheckedAgainstTheImage) {
