@@ -11,4 +11,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   nlohmann-json3-dev libcli11-dev libfmt-dev \
   libgtest-dev libbenchmark-dev \
   clang libclang-rt-14-dev \
-  iperf3 iproute2 util-linux procps >/dev/null
+  iperf3 iproute2 util-linux procps \
+  qemu-system-x86 qemu-utils >/dev/null

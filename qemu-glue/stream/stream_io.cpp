@@ -1,0 +1,77 @@
+#include "stream/stream_io.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace bnf::qemu {
+
+Status FdSource::fill() {
+  if (eof_) return Status::ok();
+  if (pos_ > 0 && pos_ == end_) pos_ = end_ = 0;
+  if (end_ == buf_.size()) {  // compact
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  while (true) {
+    ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("read migration stream", errno);
+    if (n == 0) eof_ = true;
+    end_ += static_cast<size_t>(n);
+    return Status::ok();
+  }
+}
+
+Status FdSource::read(std::span<std::byte> dst, const char* what) {
+  size_t got = 0;
+  while (got < dst.size()) {
+    if (pos_ == end_) {
+      BNF_TRY(fill());
+      if (pos_ == end_)
+        return {Errc::protocol, std::string("migration stream ended inside ") + what};
+    }
+    const size_t n = std::min(dst.size() - got, end_ - pos_);
+    std::memcpy(dst.data() + got, buf_.data() + pos_, n);
+    pos_ += n;
+    got += n;
+  }
+  consumed_ += dst.size();
+  return Status::ok();
+}
+
+Result<bool> FdSource::peek(uint8_t& out) {
+  if (pos_ == end_) {
+    BNF_TRY(fill());
+    if (pos_ == end_) return false;
+  }
+  out = static_cast<uint8_t>(buf_[pos_]);
+  return true;
+}
+
+Status FdSink::write(std::span<const std::byte> src) {
+  if (buf_.size() + src.size() > buf_.capacity()) BNF_TRY(flush());
+  if (src.size() >= buf_.capacity()) {
+    buf_.assign(src.begin(), src.end());
+    return flush();
+  }
+  buf_.insert(buf_.end(), src.begin(), src.end());
+  return Status::ok();
+}
+
+Status FdSink::flush() {
+  size_t off = 0;
+  while (off < buf_.size()) {
+    ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("write migration stream", errno);
+    off += static_cast<size_t>(n);
+  }
+  written_ += buf_.size();
+  buf_.clear();
+  return Status::ok();
+}
+
+}  // namespace bnf::qemu

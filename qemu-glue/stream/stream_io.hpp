@@ -1,0 +1,62 @@
+// Buffered byte source and sink over file descriptors, for QEMU's migration
+// stream (a pipe or a socket: reads may be short, EOF ends the stream).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.hpp"
+
+namespace bnf::qemu {
+
+class FdSource {
+ public:
+  explicit FdSource(int fd) : fd_(fd), buf_(1U << 20) {}
+  // Exactly dst.size() bytes; a premature EOF is an error naming `what`.
+  Status read(std::span<std::byte> dst, const char* what);
+  // Next byte without consuming it; std::nullopt-like: returns false at EOF.
+  Result<bool> peek(uint8_t& out);
+  // Everything up to EOF, in chunks, to `fn`.
+  template <typename Fn>
+  Status drain(Fn&& fn);
+  [[nodiscard]] uint64_t consumed() const { return consumed_; }
+
+ private:
+  Status fill();
+  int fd_;
+  std::vector<std::byte> buf_;
+  size_t pos_ = 0;
+  size_t end_ = 0;
+  bool eof_ = false;
+  uint64_t consumed_ = 0;
+};
+
+class FdSink {
+ public:
+  explicit FdSink(int fd) : fd_(fd) { buf_.reserve(1U << 20); }
+  Status write(std::span<const std::byte> src);
+  Status flush();
+  [[nodiscard]] uint64_t written() const { return written_; }
+
+ private:
+  int fd_;
+  std::vector<std::byte> buf_;
+  uint64_t written_ = 0;
+};
+
+template <typename Fn>
+Status FdSource::drain(Fn&& fn) {
+  while (true) {
+    if (pos_ == end_) {
+      BNF_TRY(fill());
+      if (pos_ == end_) return Status::ok();
+    }
+    BNF_TRY(fn(std::span<const std::byte>(buf_.data() + pos_, end_ - pos_)));
+    consumed_ += end_ - pos_;
+    pos_ = end_;
+  }
+}
+
+}  // namespace bnf::qemu
