@@ -1,0 +1,108 @@
+#include "qmp/qmp_client.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+Result<QmpClient> QmpClient::connect(const std::string& path, std::chrono::milliseconds timeout) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return Status(Errc::invalid_argument, "QMP socket path too long: " + path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const auto deadline = Clock::now() + timeout;
+  while (true) {  // QEMU creates the socket shortly after it starts
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return errno_status("socket", errno);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      QmpClient c(std::move(fd));
+      BNF_ASSIGN_OR_RETURN(json greeting, c.read_message(timeout));
+      if (!greeting.contains("QMP")) return Status(Errc::protocol, "QMP: no greeting from " + path);
+      const json& v = greeting["QMP"]["version"]["qemu"];
+      c.version_ = std::to_string(v.value("major", 0)) + "." + std::to_string(v.value("minor", 0)) + "." +
+                   std::to_string(v.value("micro", 0));
+      BNF_TRY(c.execute("qmp_capabilities").status());
+      return c;
+    }
+    if (Clock::now() >= deadline) return errno_status("connect to QMP socket " + path, errno);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Result<json> QmpClient::read_message(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    const auto nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      json j = json::parse(buffer_.substr(0, nl), nullptr, false);
+      buffer_.erase(0, nl + 1);
+      if (j.is_discarded()) return Status(Errc::protocol, "QMP: malformed message");
+      return j;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return Status(Errc::cancelled, "QMP: timed out waiting for QEMU");
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) return errno_status("QMP poll", errno);
+    if ((p.revents & (POLLIN | POLLHUP)) == 0) continue;
+    char buf[4096];
+    ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+    if (n == 0) return Status(Errc::io, "QMP: QEMU closed the connection (did it exit?)");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno_status("QMP read", errno);
+    }
+    buffer_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+Result<json> QmpClient::execute(const std::string& command, const json& args) {
+  json msg = {{"execute", command}};
+  if (!args.is_null()) msg["arguments"] = args;
+  const std::string line = msg.dump() + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("QMP send " + command, errno);
+    off += static_cast<size_t>(n);
+  }
+  while (true) {
+    BNF_ASSIGN_OR_RETURN(json r, read_message(std::chrono::seconds(60)));
+    if (r.contains("event")) {
+      events_.push_back(std::move(r));
+      continue;
+    }
+    if (r.contains("error"))
+      return Status(Errc::invalid_argument,
+                    "QEMU refused " + command + ": " + r["error"].value("desc", std::string("unknown error")));
+    if (r.contains("return")) return r["return"];
+  }
+}
+
+Result<json> QmpClient::wait_event(const std::string& name, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    for (auto it = events_.begin(); it != events_.end(); ++it) {
+      if ((*it)["event"] == name) {
+        json e = std::move(*it);
+        events_.erase(it);
+        return e;
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Status(Errc::cancelled, "QMP: no " + name + " event in time");
+    BNF_ASSIGN_OR_RETURN(json m, read_message(left));
+    if (m.contains("event")) events_.push_back(std::move(m));
+  }
+}
+
+}  // namespace bnf::qemu

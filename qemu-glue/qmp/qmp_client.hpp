@@ -1,0 +1,37 @@
+// QMP client: the daemon's handle on a QEMU process it owns. Commands are
+// synchronous; asynchronous events (MIGRATION, STOP, RESUME, ...) seen while
+// waiting are queued and can be waited for by name.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <deque>
+#include <string>
+
+#include "common/status.hpp"
+#include "common/unique_fd.hpp"
+
+namespace bnf::qemu {
+
+class QmpClient {
+ public:
+  // Connects to a QMP UNIX socket, reads the greeting, negotiates capabilities.
+  static Result<QmpClient> connect(const std::string& socket_path, std::chrono::milliseconds timeout);
+
+  // Runs one command; a QMP error becomes a Status carrying QEMU's description.
+  Result<nlohmann::json> execute(const std::string& command, const nlohmann::json& args = nullptr);
+  // Waits for an event named `name` (already queued or arriving), up to `timeout`.
+  Result<nlohmann::json> wait_event(const std::string& name, std::chrono::milliseconds timeout);
+  [[nodiscard]] const std::string& qemu_version() const { return version_; }
+
+ private:
+  explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
+  Result<nlohmann::json> read_message(std::chrono::milliseconds timeout);
+  UniqueFd fd_;
+  std::string buffer_;
+  std::deque<nlohmann::json> events_;
+  std::string version_;
+};
+
+}  // namespace bnf::qemu
