@@ -36,6 +36,18 @@ Result<AddrInfoPtr> resolve(const Endpoint& ep, bool passive) {
 void tune_socket(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A peer that vanishes without a FIN (host down, cable cut) must not hold a
+  // snapshot's lock forever: keepalive finds an idle dead peer in about 20 s,
+  // and unacknowledged data times out after 30 s.
+  int idle = 10;
+  int interval = 2;
+  int probes = 5;
+  unsigned user_timeout_ms = 30000;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
 }
 
 std::string peer_name(int fd) {
