@@ -258,17 +258,16 @@ void SnapshotWriter::stop_reserve() noexcept {
 
 Status SnapshotWriter::prepare_overwrite(unsigned stream, std::span<const PageRun> runs) {
   if (stream >= plan_.streams) return {Errc::protocol, "stream index out of range"};
-  bool journaled_any = false;
+  std::vector<uint64_t> to_journal;
   for (const PageRun& r : runs) {
     BNF_TRY(reserve(r));
     if (plan_.full) continue;
-    for (uint64_t p = r.first; p < r.first + r.count; ++p) {
-      if (journaled_.test_and_set(p)) continue;
-      BNF_TRY(journals_[stream].append(p, page_addr(p)));
-      journaled_any = true;
-    }
+    for (uint64_t p = r.first; p < r.first + r.count; ++p)
+      if (!journaled_.test_and_set(p)) to_journal.push_back(p);
   }
-  return journaled_any ? journals_[stream].sync() : Status::ok();
+  if (to_journal.empty()) return Status::ok();
+  BNF_TRY(journals_[stream].append_all(to_journal, map_.data()));
+  return journals_[stream].sync();
 }
 
 Status SnapshotWriter::zero_runs(unsigned stream, std::span<const PageRun> runs) {

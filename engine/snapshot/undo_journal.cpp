@@ -53,16 +53,26 @@ Result<UndoJournal> UndoJournal::create(const std::string& path, uint64_t base_e
   return j;
 }
 
-Status UndoJournal::append(uint64_t page, const std::byte* old_contents) {
-  EntryHeader e{page, crc32c(old_contents, page_size_), 0};
-  e.crc = entry_crc(e);
-  iovec iov[2] = {{&e, sizeof e}, {const_cast<std::byte*>(old_contents), page_size_}};
-  const size_t want = sizeof e + page_size_;
-  ssize_t n = ::pwritev(fd_.get(), iov, 2, static_cast<off_t>(offset_));
-  if (n < 0) return errno_status("undo journal write", errno);
-  if (static_cast<size_t>(n) != want) return {Errc::no_space, "undo journal write: short write (disk full?)"};
-  offset_ += want;
-  ++entries_;
+Status UndoJournal::append_all(std::span<const uint64_t> pages, const std::byte* image_base) {
+  constexpr size_t kBatch = 512;  // two iovecs an entry, under IOV_MAX
+  std::vector<EntryHeader> heads(std::min(pages.size(), kBatch));
+  std::vector<iovec> iov(heads.size() * 2);
+  for (size_t done = 0; done < pages.size(); done += kBatch) {
+    const size_t n = std::min(kBatch, pages.size() - done);
+    for (size_t i = 0; i < n; ++i) {
+      const std::byte* old = image_base + pages[done + i] * page_size_;
+      heads[i] = {pages[done + i], crc32c(old, page_size_), 0};
+      heads[i].crc = entry_crc(heads[i]);
+      iov[2 * i] = {&heads[i], sizeof(EntryHeader)};
+      iov[2 * i + 1] = {const_cast<std::byte*>(old), page_size_};
+    }
+    const size_t want = n * (sizeof(EntryHeader) + page_size_);
+    ssize_t w = ::pwritev(fd_.get(), iov.data(), static_cast<int>(2 * n), static_cast<off_t>(offset_));
+    if (w < 0) return errno_status("undo journal write", errno);
+    if (static_cast<size_t>(w) != want) return {Errc::no_space, "undo journal write: short write (disk full?)"};
+    offset_ += want;
+    entries_ += n;
+  }
   return Status::ok();
 }
 

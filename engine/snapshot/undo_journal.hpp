@@ -18,8 +18,10 @@ class UndoJournal {
  public:
   static Result<UndoJournal> create(const std::string& path, uint64_t base_epoch, uint32_t page_size);
 
-  // Appends (page index, old contents) for each page; call sync() before overwriting.
-  Status append(uint64_t page, const std::byte* old_contents);
+  // Appends (page index, old contents) for each page, taking the contents from
+  // the mapped image, in as few writes as the iovec limit allows. Call sync()
+  // before overwriting any of them.
+  Status append_all(std::span<const uint64_t> pages, const std::byte* image_base);
   Status sync();
   [[nodiscard]] uint64_t entries() const { return entries_; }
 

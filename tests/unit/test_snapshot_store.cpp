@@ -158,7 +158,8 @@ TEST_F(StoreFixture, TornJournalTailIsIgnored) {
   {
     auto j = UndoJournal::create(jpath, m1.epoch, 4096);
     ASSERT_TRUE(j.is_ok());
-    ASSERT_TRUE(j->append(3, img.data() + 3 * 4096).is_ok());
+    const uint64_t page3[] = {3};
+    ASSERT_TRUE(j->append_all(page3, img.data()).is_ok());
   }
   std::ofstream(jpath, std::ios::app | std::ios::binary) << "half an entry";
   // Page 3 was overwritten after its entry was durable; the torn tail was not.
