@@ -1,36 +1,14 @@
 // QmpClient against a real QEMU 7.2 (skipped where QEMU is not installed).
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 
+#include "launch/qemu_process.hpp"
 #include "qmp/qmp_client.hpp"
 #include "test_util.hpp"
 
 namespace bnf::qemu {
 namespace {
-
-class QemuProcess {
- public:
-  explicit QemuProcess(const std::string& qmp) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const std::string q = "unix:" + qmp + ",server=on,wait=off";
-      ::execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-m", "32M", "-nographic",
-               "-nodefaults", "-S", "-serial", "none", "-qmp", q.c_str(), nullptr);
-      ::_exit(127);
-    }
-  }
-  ~QemuProcess() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-
- private:
-  pid_t pid_;
-};
 
 bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
 
@@ -38,7 +16,10 @@ TEST(QmpClient, TalksToARealQemu) {
   if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
   test::TempDir dir;
   const std::string sock = dir.path() + "/qmp.sock";
-  QemuProcess qemu(sock);
+  auto qemu = QemuProcess::spawn({"qemu-system-x86_64", "-accel", "tcg", "-m", "32M", "-display", "none",
+                                  "-nodefaults", "-S", "-qmp", "unix:" + sock + ",server=on,wait=off"},
+                                 dir.path() + "/stderr");
+  ASSERT_TRUE(qemu.is_ok()) << qemu.status().message();
   auto c = QmpClient::connect(sock, std::chrono::seconds(10));
   ASSERT_TRUE(c.is_ok()) << c.status().message();
   EXPECT_EQ(c->qemu_version().substr(0, 2), "7.");

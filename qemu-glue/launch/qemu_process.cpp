@@ -1,0 +1,97 @@
+#include "launch/qemu_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+#include <utility>
+
+namespace bnf::qemu {
+
+Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log) {
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const int log = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) return errno_status("open " + stderr_log, errno);
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) {
+    ::close(log);
+    return errno_status("pipe", errno);
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) return errno_status("fork", errno);
+  if (pid == 0) {
+    ::dup2(log, STDERR_FILENO);
+    const int devnull = ::open("/dev/null", O_RDWR);
+    ::dup2(devnull, STDIN_FILENO);
+    ::dup2(devnull, STDOUT_FILENO);
+    ::setsid();  // not killed with the daemon's terminal
+    ::execvp(args[0], args.data());
+    const int err = errno;
+    (void)::write(ready[1], &err, sizeof err);
+    ::_exit(127);
+  }
+  ::close(log);
+  ::close(ready[1]);
+  int err = 0;
+  const ssize_t n = ::read(ready[0], &err, sizeof err);  // EOF on a successful exec
+  ::close(ready[0]);
+  QemuProcess p(pid);
+  if (n == sizeof err) {
+    (void)p.wait(std::chrono::seconds(1));
+    return errno_status("start " + argv[0], err);
+  }
+  return p;
+}
+
+QemuProcess::QemuProcess(QemuProcess&& o) noexcept
+    : pid_(std::exchange(o.pid_, -1)), reaped_(std::exchange(o.reaped_, true)) {}
+
+QemuProcess& QemuProcess::operator=(QemuProcess&& o) noexcept {
+  if (this != &o) {
+    kill();
+    pid_ = std::exchange(o.pid_, -1);
+    reaped_ = std::exchange(o.reaped_, true);
+  }
+  return *this;
+}
+
+QemuProcess::~QemuProcess() { kill(); }
+
+bool QemuProcess::running() {
+  if (pid_ < 0 || reaped_) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    reaped_ = true;
+    return false;
+  }
+  return true;
+}
+
+Result<int> QemuProcess::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    if (r < 0) return errno_status("waitpid", errno);
+    if (std::chrono::steady_clock::now() >= deadline) return Status(Errc::cancelled, "QEMU did not exit in time");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void QemuProcess::kill() noexcept {
+  if (pid_ < 0 || reaped_) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  reaped_ = true;
+}
+
+}  // namespace bnf::qemu

@@ -1,0 +1,87 @@
+#include "launch/vm_definition.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "snapshot/snapshot_store.hpp"
+
+namespace bnf::qemu {
+
+namespace {
+// Arguments that would break bnf's conventions: RAM placement, migration, QMP.
+constexpr const char* kOwnedArgs[] = {"-m", "-machine", "-M", "-incoming", "-qmp", "-mem-path", "-mem-prealloc",
+                                      "-accel", "-enable-kvm", "-daemonize"};
+}  // namespace
+
+Status VmDefinition::validate() const {
+  BNF_TRY(SnapshotStore::validate_name(name).context("VM name"));
+  if (memory_bytes == 0 || memory_bytes % (2U << 20) != 0)
+    return {Errc::invalid_argument, "VM memory must be a non-zero multiple of 2 MiB"};
+  if (accel != "tcg" && accel != "kvm") return {Errc::invalid_argument, "accel must be tcg or kvm"};
+  for (const std::string& a : extra_args) {
+    for (const char* owned : kOwnedArgs)
+      if (a == owned)
+        return {Errc::invalid_argument, fmt::format("extra QEMU argument '{}' is set by bnf itself", a)};
+    if (a.find("memory-backend") != std::string::npos)
+      return {Errc::invalid_argument, "extra QEMU arguments must not define memory backends: bnf owns guest RAM"};
+  }
+  return Status::ok();
+}
+
+nlohmann::json VmDefinition::to_json() const {
+  return {{"name", name}, {"memory_bytes", memory_bytes}, {"accel", accel}, {"extra_args", extra_args}};
+}
+
+Result<VmDefinition> VmDefinition::from_json(const nlohmann::json& j) {
+  VmDefinition d;
+  try {
+    d.name = j.at("name").get<std::string>();
+    d.memory_bytes = j.at("memory_bytes").get<uint64_t>();
+    d.accel = j.value("accel", std::string("tcg"));
+    d.extra_args = j.value("extra_args", std::vector<std::string>{});
+  } catch (const nlohmann::json::exception& e) {
+    return Status(Errc::invalid_argument, std::string("VM definition: ") + e.what());
+  }
+  BNF_TRY(d.validate());
+  return d;
+}
+
+std::vector<std::string> qemu_command(const VmDefinition& def, const LaunchPaths& paths,
+                                      const std::optional<std::string>& incoming) {
+  const std::string mem = std::to_string(def.memory_bytes);
+  std::vector<std::string> argv = {
+      "qemu-system-x86_64",
+      "-name", def.name,
+      "-accel", def.accel,
+      "-m", std::to_string(def.memory_bytes >> 20) + "M",  // a bare number would mean MiB
+      "-machine", "pc,memory-backend=ram0",
+      "-object", fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on", mem, paths.ram_file),
+      "-qmp", fmt::format("unix:{},server=on,wait=off", paths.qmp_socket),
+      "-serial", "file:" + paths.serial_log,
+      "-display", "none",
+      "-monitor", "none",
+  };
+  if (incoming) {
+    argv.push_back("-incoming");
+    argv.push_back(*incoming);
+  }
+  argv.insert(argv.end(), def.extra_args.begin(), def.extra_args.end());
+  return argv;
+}
+
+Result<uint64_t> parse_memory_size(std::string_view s) {
+  uint64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr == s.data()) return Status(Errc::invalid_argument, "bad size '" + std::string(s) + "'");
+  const std::string_view unit(ptr, static_cast<size_t>(s.data() + s.size() - ptr));
+  int shift = 0;
+  if (unit == "K" || unit == "KiB") shift = 10;
+  else if (unit == "M" || unit == "MiB") shift = 20;
+  else if (unit == "G" || unit == "GiB") shift = 30;
+  else if (!unit.empty()) return Status(Errc::invalid_argument, "bad size unit in '" + std::string(s) + "'");
+  if (v > (UINT64_MAX >> shift)) return Status(Errc::invalid_argument, "size too large: " + std::string(s));
+  return v << shift;
+}
+
+}  // namespace bnf::qemu

@@ -1,0 +1,122 @@
+// VM definitions and launch conventions; the launch itself against real QEMU.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "launch/qemu_process.hpp"
+#include "launch/vm_definition.hpp"
+#include "qmp/qmp_client.hpp"
+#include "test_util.hpp"
+
+namespace bnf::qemu {
+namespace {
+
+bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
+
+VmDefinition small_vm() {
+  VmDefinition d;
+  d.name = "t1";
+  d.memory_bytes = 32U << 20;
+  return d;
+}
+
+TEST(VmDefinition, ValidatesWhatBnfMustOwn) {
+  EXPECT_TRUE(small_vm().validate().is_ok());
+  VmDefinition d = small_vm();
+  d.name = "a/b";
+  EXPECT_FALSE(d.validate().is_ok());
+  d = small_vm();
+  d.memory_bytes = 3U << 20;
+  EXPECT_NE(d.validate().message().find("2 MiB"), std::string::npos);
+  for (const char* owned : {"-m", "-incoming", "-qmp", "-machine"}) {
+    d = small_vm();
+    d.extra_args = {owned, "x"};
+    EXPECT_NE(d.validate().message().find("set by bnf itself"), std::string::npos) << owned;
+  }
+  d = small_vm();
+  d.extra_args = {"-object", "memory-backend-ram,id=x,size=1M"};
+  EXPECT_FALSE(d.validate().is_ok());
+}
+
+TEST(VmDefinition, JsonRoundTrip) {
+  VmDefinition d = small_vm();
+  d.extra_args = {"-kernel", "/boot/vmlinuz"};
+  auto back = VmDefinition::from_json(d.to_json());
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(back->name, d.name);
+  EXPECT_EQ(back->memory_bytes, d.memory_bytes);
+  EXPECT_EQ(back->extra_args, d.extra_args);
+  EXPECT_FALSE(VmDefinition::from_json({{"name", "x"}}).is_ok());
+}
+
+TEST(MemorySize, ParsesUnits) {
+  EXPECT_EQ(*parse_memory_size("1G"), 1ULL << 30);
+  EXPECT_EQ(*parse_memory_size("512M"), 512ULL << 20);
+  EXPECT_EQ(*parse_memory_size("4096"), 4096ULL);
+  EXPECT_FALSE(parse_memory_size("12Q").is_ok());
+  EXPECT_FALSE(parse_memory_size("G").is_ok());
+}
+
+TEST(QemuCommand, CarriesTheConventions) {
+  LaunchPaths p{"/dev/shm/x.ram", "/run/x.qmp", "/run/x.serial"};
+  auto argv = qemu_command(small_vm(), p, std::string("unix:/run/x.in"));
+  std::string all;
+  for (const auto& a : argv) all += a + " ";
+  EXPECT_NE(all.find("memory-backend-file,id=ram0,size=33554432,mem-path=/dev/shm/x.ram,share=on"), std::string::npos);
+  EXPECT_NE(all.find("-incoming unix:/run/x.in"), std::string::npos);
+  EXPECT_NE(all.find("unix:/run/x.qmp,server=on,wait=off"), std::string::npos);
+}
+
+// The guest's RAM is the file: firmware writes done by the running guest show
+// up in the file bnf handed to QEMU.
+TEST(QemuLaunch, GuestRamIsTheSharedFile) {
+  if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  test::TempDir dir;
+  LaunchPaths p{dir.path() + "/ram", dir.path() + "/qmp", dir.path() + "/serial"};
+  {
+    std::ofstream f(p.ram_file, std::ios::binary);
+    const std::string fill(32U << 20, '\xAA');
+    f.write(fill.data(), static_cast<std::streamsize>(fill.size()));
+  }
+  auto proc = QemuProcess::spawn(qemu_command(small_vm(), p, std::nullopt), dir.path() + "/stderr");
+  ASSERT_TRUE(proc.is_ok()) << proc.status().message();
+  auto qmp = QmpClient::connect(p.qmp_socket, std::chrono::seconds(10));
+  ASSERT_TRUE(qmp.is_ok()) << qmp.status().message();
+  EXPECT_EQ((*qmp->execute("query-status"))["status"], "running");
+  bool changed = false;
+  for (int i = 0; i < 100 && !changed; ++i) {  // firmware fills the interrupt vector table early
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto low = test::read_whole(p.ram_file);
+    for (size_t b = 0; b < 1024 && !changed; ++b) changed = low[b] != std::byte{0xAA};
+  }
+  EXPECT_TRUE(changed) << "the guest did not write to the RAM file";
+  ASSERT_TRUE(qmp->execute("quit").is_ok());
+  auto rc = proc->wait(std::chrono::seconds(10));
+  ASSERT_TRUE(rc.is_ok());
+  EXPECT_EQ(*rc, 0);
+}
+
+TEST(QemuLaunch, IncomingWaitsForAStream) {
+  if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  test::TempDir dir;
+  LaunchPaths p{dir.path() + "/ram", dir.path() + "/qmp", dir.path() + "/serial"};
+  auto proc = QemuProcess::spawn(qemu_command(small_vm(), p, std::string("unix:" + dir.path() + "/in")),
+                                 dir.path() + "/stderr");
+  ASSERT_TRUE(proc.is_ok());
+  auto qmp = QmpClient::connect(p.qmp_socket, std::chrono::seconds(10));
+  ASSERT_TRUE(qmp.is_ok()) << qmp.status().message();
+  EXPECT_EQ((*qmp->execute("query-status"))["status"], "inmigrate");
+  proc->kill();
+  EXPECT_FALSE(proc->running());
+}
+
+TEST(QemuLaunch, MissingBinaryIsNamed) {
+  auto proc = QemuProcess::spawn({"/nonexistent/qemu"}, "/dev/null");
+  ASSERT_FALSE(proc.is_ok());
+  EXPECT_NE(proc.status().message().find("/nonexistent/qemu"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bnf::qemu
