@@ -1,7 +1,9 @@
 #include <csignal>
 #include <thread>
 
+#include "agent/control_server.hpp"
 #include "agent/daemon.hpp"
+#include "vm/control_ops.hpp"
 #include "commands.hpp"
 #include "numa_placement.hpp"
 #include "transport/uring_tcp/uring_tcp.hpp"
@@ -12,6 +14,7 @@ namespace {
 
 struct DaemonArgs {
   std::string state_dir;
+  std::string control;
   std::string listen = "bnf+tcp:127.0.0.1:7070";
   std::string log_level = "info";
   int numa_node = -1;
@@ -42,6 +45,11 @@ int run_daemon(const DaemonArgs& a) {
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
   Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), log);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
+  qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log);
+  d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
+  ControlServer control(a.control.empty() ? a.state_dir + "/control.sock" : a.control,
+                        [&vms](const nlohmann::json& req) { return qemu::handle_control(vms, req); }, log);
+  if (Status s = control.start(); !s.is_ok()) return fail(s.message());
   std::thread waiter([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -62,6 +70,7 @@ void add_daemon_command(CLI::App& app, int& rc) {
   CLI::App* cmd = app.add_subcommand("daemon", "run the per-host agent that keeps retained snapshots");
   cmd->add_option("--state-dir", args->state_dir, "directory of the snapshot store")->required();
   cmd->add_option("--listen", args->listen, "endpoint, bnf+tcp:HOST:PORT")->capture_default_str();
+  cmd->add_option("--control", args->control, "control socket (default: STATE_DIR/control.sock)");
   cmd->add_option("--log-level", args->log_level, "error|warn|info|debug")->capture_default_str();
   cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
   cmd->add_option("--zero-copy", args->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")

@@ -10,6 +10,7 @@ void add_image_commands(CLI::App& app, int& rc);
 void add_snapshot_commands(CLI::App& app, int& rc);
 void add_doctor_command(CLI::App& app, int& rc);
 void add_qemu_stream_command(CLI::App& app, int& rc);
+void add_vm_commands(CLI::App& app, int& rc);
 
 // Prints "bnf: error: <message>" and returns 1.
 int fail(const std::string& message);

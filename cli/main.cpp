@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   bnf::cli::add_snapshot_commands(app, rc);
   bnf::cli::add_doctor_command(app, rc);
   bnf::cli::add_qemu_stream_command(app, rc);
+  bnf::cli::add_vm_commands(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

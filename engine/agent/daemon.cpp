@@ -18,7 +18,7 @@ Status Daemon::start(const Endpoint& listen) {
 }
 
 void Daemon::run() {
-  ReceiverContext ctx{store_, sessions_, log_};
+  ReceiverContext ctx{store_, sessions_, log_, vm_handler_};
   while (!stopping_) {
     auto conn = listener_->accept();
     if (!conn.is_ok()) {

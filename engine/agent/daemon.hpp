@@ -27,6 +27,13 @@ class Daemon {
   void run();
   void stop() noexcept;
 
+  [[nodiscard]] SnapshotStore& store() { return store_; }
+  [[nodiscard]] transport::Transport& transport() { return *transport_; }
+  // Handles connections that open with VM_HELLO (set before run()).
+  void set_vm_handler(std::function<Status(transport::Connection&, const proto::Frame&)> h) {
+    vm_handler_ = std::move(h);
+  }
+
  private:
   struct Worker {
     std::unique_ptr<transport::Connection> conn;
@@ -43,6 +50,7 @@ class Daemon {
   std::mutex mu_;
   std::list<Worker> workers_;
   std::atomic<bool> stopping_{false};
+  std::function<Status(transport::Connection&, const proto::Frame&)> vm_handler_;
 };
 
 }  // namespace bnf

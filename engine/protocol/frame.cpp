@@ -22,7 +22,7 @@ Status bad(const std::string& why) { return {Errc::protocol, "bad frame: " + why
 }  // namespace
 
 bool is_known_type(uint8_t t) noexcept {
-  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::error);
+  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_done);
 }
 
 const char* type_name(FrameType t) noexcept {
@@ -41,6 +41,11 @@ const char* type_name(FrameType t) noexcept {
     case FrameType::committed: return "COMMITTED";
     case FrameType::abort: return "ABORT";
     case FrameType::error: return "ERROR";
+    case FrameType::vm_hello: return "VM_HELLO";
+    case FrameType::vm_accept: return "VM_ACCEPT";
+    case FrameType::stream: return "STREAM";
+    case FrameType::vm_end: return "VM_END";
+    case FrameType::vm_done: return "VM_DONE";
   }
   return "UNKNOWN";
 }

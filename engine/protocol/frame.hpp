@@ -37,6 +37,11 @@ enum class FrameType : uint8_t {
   committed = 12,     // control: receiver committed a new epoch
   abort = 13,         // either: stop, roll back
   error = 14,         // either: failure with a reason
+  vm_hello = 15,      // migration: source introduces a VM and its arrival record
+  vm_accept = 16,     // migration: destination's mode, lineage, epoch and key
+  stream = 17,        // migration: payload is QEMU stream bytes for the destination QEMU
+  vm_end = 18,        // migration: the source stream ended; departure digest root
+  vm_done = 19,       // migration: destination QEMU loaded the VM and runs it
 };
 [[nodiscard]] bool is_known_type(uint8_t t) noexcept;
 [[nodiscard]] const char* type_name(FrameType t) noexcept;

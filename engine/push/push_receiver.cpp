@@ -6,6 +6,7 @@
 
 #include "common/crc32c.hpp"
 #include "protocol/control.hpp"
+#include "push/landing.hpp"
 #include "push/sharding.hpp"
 
 namespace bnf {
@@ -127,37 +128,6 @@ Result<std::string> new_session_id() {
   return to_hex(std::span<const uint8_t>(k.data(), 12));
 }
 
-// Lands one PAGES frame: bounds-checked runs, journal, straight into the image.
-Status land_pages(Connection& c, PushSession& s, unsigned stream, const proto::Frame& f) {
-  SnapshotWriter& w = *s.writer;
-  BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, w.pages()));
-  const uint64_t bytes = pages_in(runs) * w.page_size();
-  if (f.header.payload_len != bytes || bytes > proto::kMaxPagesPayload)
-    return {Errc::protocol, "bad frame: PAGES payload length does not match its runs"};
-  for (const PageRun& r : runs)
-    if (!run_in_shard(r, stream, s.streams)) return {Errc::protocol, "bad frame: run sent on the wrong stream"};
-  BNF_TRY(w.prepare_overwrite(stream, runs));
-  std::vector<transport::MutableBuffer> dst;
-  dst.reserve(runs.size());
-  for (const PageRun& r : runs) dst.push_back({w.page_addr(r.first), r.count * w.page_size()});
-  BNF_TRY(c.recv_scatter(dst));
-  uint32_t crc = crc32c_init;
-  for (const auto& d : dst) crc = crc32c_extend(crc, d.data, d.size);
-  if (crc32c_final(crc) != f.header.payload_crc) return {Errc::corrupt, "bad frame: payload CRC mismatch"};
-  w.record_landed(runs, s.digester);
-  return Status::ok();
-}
-
-Status land_zeros(PushSession& s, unsigned stream, const proto::Frame& f) {
-  if (f.header.payload_len != 0) return {Errc::protocol, "bad frame: ZEROS frame with a payload"};
-  BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, s.writer->pages()));
-  for (const PageRun& r : runs)
-    if (!run_in_shard(r, stream, s.streams)) return {Errc::protocol, "bad frame: run sent on the wrong stream"};
-  BNF_TRY(s.writer->zero_runs(stream, runs));
-  s.writer->record_landed(runs, s.digester);
-  return Status::ok();
-}
-
 // A data connection: frames until the barrier, then the connection ends.
 Status serve_stream(Connection& c, PushSession& s, unsigned stream) {
   uint64_t frames = 0;
@@ -166,12 +136,12 @@ Status serve_stream(Connection& c, PushSession& s, unsigned stream) {
     BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
     switch (f.header.type) {
       case FrameType::pages:
-        BNF_TRY(land_pages(c, s, stream, f));
+        BNF_TRY(land_pages(c, *s.writer, s.digester, stream, s.streams, f));
         ++frames;
         pages += f.header.payload_len / s.writer->page_size();
         break;
       case FrameType::zeros:
-        BNF_TRY(land_zeros(s, stream, f));
+        BNF_TRY(land_zeros(*s.writer, s.digester, stream, s.streams, f));
         ++frames;
         break;
       case FrameType::barrier: {
@@ -275,6 +245,8 @@ Status finish_session(Connection& c, PushSession& s, const Logger& log, const st
 
 Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& hello_frame) {
   BNF_ASSIGN_OR_RETURN(Hello h, parse_hello(hello_frame));
+  if (ctx.store.is_live(h.name))
+    return {Errc::busy, "snapshot '" + h.name + "' is in use by a running VM"};
   std::optional<Manifest> base;
   if (auto m = ctx.store.manifest(h.name); m.is_ok()) base = std::move(m).value();
   else if (m.status().code() != Errc::not_found) return m.status();
@@ -324,6 +296,13 @@ void serve_first_frame(Connection& c, ReceiverContext& ctx) {
   }
   if (first->header.type == FrameType::attach) {
     serve_data(c, ctx, *first);
+    return;
+  }
+  if (first->header.type == FrameType::vm_hello && ctx.on_vm_hello) {
+    if (Status st = ctx.on_vm_hello(c, *first); !st.is_ok()) {
+      ctx.log.warn("migration from {}: {}", c.peer(), st.message());
+      proto::send_error(c, st);
+    }
     return;
   }
   Status st = first->header.type == FrameType::hello

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "protocol/control.hpp"
 #include "digest/page_digest.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
@@ -34,6 +36,8 @@ struct ReceiverContext {
   SnapshotStore& store;
   SessionRegistry& sessions;
   const Logger& log;
+  // Incoming VM migrations (set by the QEMU side of the daemon; unset: refused).
+  std::function<Status(transport::Connection&, const proto::Frame&)> on_vm_hello;
 };
 
 // Serves one connection whose first frame has not been read yet: a HELLO makes

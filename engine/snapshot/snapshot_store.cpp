@@ -129,16 +129,81 @@ Result<uint64_t> SnapshotStore::recover_locked(const std::string& name) {
     fs::remove(j);
   }
   std::error_code ec;
+  const auto live_file = live_image(name);
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string f = e.path().filename().string();
-    const bool stale_image = f.starts_with("image.") && (!m.is_ok() || e.path().string() != image_path(*m));
+    const bool live = live_file.is_ok() && e.path().string() == *live_file;
+    const bool stale_image =
+        f.starts_with("image.") && !live && (!m.is_ok() || e.path().string() != image_path(*m));
     const bool stale_table = f.starts_with("digests.") && (!m.is_ok() || f != m->digests_file);
     if (stale_image || stale_table || f.ends_with(".tmp")) fs::remove(e.path());
   }
   return restored;
 }
 
+bool SnapshotStore::is_live(const std::string& name) const { return path_exists(dir_of(name) + "/live"); }
+
+Result<std::string> SnapshotStore::live_image(const std::string& name) const {
+  if (!is_live(name)) return Status(Errc::not_found, "snapshot '" + name + "' is not live");
+  BNF_ASSIGN_OR_RETURN(std::string f, read_file(dir_of(name) + "/live"));
+  return dir_of(name) + "/" + f;
+}
+
+Status SnapshotStore::mark_live(const std::string& name, const std::string& image_path) {
+  return write_file_atomic(dir_of(name) + "/live", fs::path(image_path).filename().string());
+}
+
+Result<std::string> SnapshotStore::new_live_image(const std::string& name, uint64_t size_bytes) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  if (is_live(name)) return Status(Errc::busy, "snapshot '" + name + "' is in use by a running VM");
+  BNF_ASSIGN_OR_RETURN(std::string tag, random_lineage());
+  const std::string path = dir_of(name) + "/image.fresh-" + tag.substr(0, 12);
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(path, O_RDWR | O_CREAT | O_EXCL));
+  if (::ftruncate(fd.get(), static_cast<off_t>(size_bytes)) != 0) return errno_status("size " + path, errno);
+  BNF_TRY(mark_live(name, path));
+  return path;
+}
+
+Result<Manifest> SnapshotStore::commit_departure(const std::string& name, const std::string& image,
+                                                 const std::string& lineage, uint64_t epoch, const DigestKey& key,
+                                                 const DigestTable& table, const std::string& peer,
+                                                 std::string_view device_state) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  const std::string dir = dir_of(name);
+  const std::string final_image = dir + "/image." + lineage;
+  if (image != final_image && ::rename(image.c_str(), final_image.c_str()) != 0)
+    return errno_status("rename " + image, errno);
+  BNF_ASSIGN_OR_RETURN(UniqueFd img, open_file(final_image, O_RDONLY));
+  if (::fsync(img.get()) != 0) return errno_status("sync " + final_image, errno);
+  BNF_ASSIGN_OR_RETURN(uint64_t size, file_size(img.get()));
+  Manifest m;
+  m.name = name;
+  m.lineage = lineage;
+  m.epoch = epoch;
+  m.size_bytes = size;
+  m.key = key;
+  m.root = table.root(PageDigester(key));
+  m.digests_file = "digests." + std::to_string(epoch) + "." + lineage.substr(0, 8) + ".bin";
+  m.committed_at = static_cast<int64_t>(std::time(nullptr));
+  m.committed_from = peer;
+  m.mode = "departure";
+  m.has_device_state = !device_state.empty();
+  if (table.size() != m.pages()) return Status(Errc::mismatch, "departure table does not cover the RAM file");
+  const auto tb = table.bytes();
+  BNF_TRY(write_file_atomic(dir + "/" + m.digests_file,
+                            std::string_view(reinterpret_cast<const char*>(tb.data()), tb.size())));
+  if (m.has_device_state) BNF_TRY(write_file_atomic(dir + "/device-state", device_state));
+  BNF_TRY(write_file_atomic(dir + "/" + kManifest, m.to_json(true)));
+  std::error_code ec;
+  fs::remove(dir + "/live", ec);
+  fs::remove(dir + "/image", ec);
+  fs::create_symlink(fs::path(final_image).filename(), dir + "/image", ec);
+  (void)recover_locked(name);
+  return m;
+}
+
 Result<VerifyReport> SnapshotStore::verify(const std::string& name) {
+  if (is_live(name)) return Status(Errc::busy, "snapshot '" + name + "' is in use by a running VM");
   BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
   BNF_TRY(recover_locked(name).status());
   VerifyReport rep;
@@ -174,6 +239,7 @@ Status SnapshotStore::drop(const std::string& name) {
 Result<std::unique_ptr<SnapshotWriter>> SnapshotStore::begin_write(const std::string& name, const WritePlan& plan) {
   BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
   BNF_TRY(recover_locked(name).status());
+  if (is_live(name)) return Status(Errc::busy, "snapshot '" + name + "' is in use by a running VM");
   std::optional<Manifest> base;
   if (auto m = manifest(name); m.is_ok()) base = std::move(m).value();
   if (!plan.full) {
@@ -312,6 +378,7 @@ Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageD
                             std::string_view(reinterpret_cast<const char*>(tb.data()), tb.size())));
   BNF_TRY(write_file_atomic(dir_ + "/" + kManifest, m.to_json(true)));  // the commit point
   committed_ = true;
+  if (plan_.go_live) BNF_TRY(store_.mark_live(name_, image_file_));
   // Convenience link for tools that want a fixed path (QEMU's mem-path).
   std::error_code ec;
   fs::remove(dir_ + "/image", ec);

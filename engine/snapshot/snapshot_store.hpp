@@ -33,6 +33,7 @@ struct WritePlan {
   DigestKey key{};              // digest key for the new epoch (the base's when incremental)
   std::string base_lineage;     // incremental: must match the committed manifest
   uint64_t base_epoch = 0;
+  bool go_live = false;         // after commit the image is a running VM's RAM (arrival)
 };
 
 struct VerifyReport {
@@ -60,6 +61,18 @@ class SnapshotStore {
   Result<uint64_t> recover(const std::string& name);
   Result<std::unique_ptr<SnapshotWriter>> begin_write(const std::string& name, const WritePlan& plan);
 
+  // A running VM's RAM file lives in its snapshot directory; while it runs the
+  // snapshot is *live*: never offered as a base, never written by a transfer.
+  [[nodiscard]] bool is_live(const std::string& name) const;
+  Status mark_live(const std::string& name, const std::string& image_path);
+  // A fresh, sparse RAM file for a new VM (marked live).
+  Result<std::string> new_live_image(const std::string& name, uint64_t size_bytes);
+  [[nodiscard]] Result<std::string> live_image(const std::string& name) const;
+  // The VM left: its RAM file becomes the retained snapshot (lineage, epoch, table).
+  Result<Manifest> commit_departure(const std::string& name, const std::string& image_path, const std::string& lineage,
+                                    uint64_t epoch, const DigestKey& key, const DigestTable& table,
+                                    const std::string& peer, std::string_view device_state);
+
   [[nodiscard]] std::string dir_of(const std::string& name) const;
   [[nodiscard]] std::string image_path(const Manifest& m) const;
 
@@ -80,6 +93,9 @@ class SnapshotWriter {
 
   [[nodiscard]] uint64_t pages() const { return pages_; }
   [[nodiscard]] uint32_t page_size() const { return plan_.page_size; }
+  [[nodiscard]] const std::string& image_file() const { return image_file_; }
+  [[nodiscard]] const std::string& lineage() const { return plan_.full ? plan_.base_lineage : base_->lineage; }
+  [[nodiscard]] uint64_t next_epoch() const { return plan_.full ? 1 : base_->epoch + 1; }
   [[nodiscard]] std::byte* page_addr(uint64_t page) const { return map_.data() + page * plan_.page_size; }
   [[nodiscard]] const WritePlan& plan() const { return plan_; }
 

@@ -52,15 +52,15 @@ Result<bool> RamFileLander::on_page(const std::string& block, uint64_t offset, c
   return false;
 }
 
-Status RamFileLander::on_zero(const std::string& block, uint64_t offset) {
-  if (block != block_) return Status::ok();
+Result<bool> RamFileLander::on_zero(const std::string& block, uint64_t offset) {
+  if (block != block_) return true;
   BNF_TRY(check_offset(offset));
   std::byte* dst = map_.data() + offset;
   if (!is_zero_page(dst, 4096)) {
     std::memset(dst, 0, 4096);
     ++stats_.zeroed;
   }
-  return Status::ok();
+  return false;
 }
 
 }  // namespace bnf::qemu

@@ -23,7 +23,7 @@ class RamFileLander final : public PageHandler {
   static Result<std::unique_ptr<RamFileLander>> open(const std::string& path, std::string block);
   Status on_blocks(const std::vector<RamBlockInfo>& blocks) override;
   Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override;
-  Status on_zero(const std::string& block, uint64_t offset) override;
+  Result<bool> on_zero(const std::string& block, uint64_t offset) override;
   [[nodiscard]] const LanderStats& stats() const { return stats_; }
 
  private:

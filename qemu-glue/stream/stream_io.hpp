@@ -33,11 +33,19 @@ class FdSource {
   uint64_t consumed_ = 0;
 };
 
-class FdSink {
+// Where a rewritten stream goes: a file or socket, or frames to a peer.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual Status write(std::span<const std::byte> src) = 0;
+  virtual Status flush() = 0;
+};
+
+class FdSink final : public ByteSink {
  public:
   explicit FdSink(int fd) : fd_(fd) { buf_.reserve(1U << 20); }
-  Status write(std::span<const std::byte> src);
-  Status flush();
+  Status write(std::span<const std::byte> src) override;
+  Status flush() override;
   [[nodiscard]] uint64_t written() const { return written_; }
 
  private:

@@ -251,7 +251,11 @@ Status StreamRewriter::ram_records() {
       BNF_ASSIGN_OR_RETURN(uint8_t fill, get_be<uint8_t>("zero page record"));
       if (fill != 0) return refuse("non-zero fill byte in a ZERO record");
       ++stats_.zero_pages;
-      BNF_TRY(pages_.on_zero(in_block_, offset));
+      BNF_ASSIGN_OR_RETURN(bool keep, pages_.on_zero(in_block_, offset));
+      if (!keep) {
+        ++stats_.zero_removed;
+        continue;
+      }
       BNF_TRY(emit_record_head(offset, flags, in_block_));
       BNF_TRY(put(&fill, 1));
     } else if ((flags & kFlagPage) != 0) {

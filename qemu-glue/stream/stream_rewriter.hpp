@@ -27,8 +27,10 @@ class PageHandler {
   virtual Status on_blocks(const std::vector<RamBlockInfo>& blocks) = 0;
   // A PAGE record: return true to keep it in the stream, false to take it out.
   virtual Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) = 0;
-  // A ZERO record (always kept in the stream: the destination zeroes a non-zero page).
-  virtual Status on_zero(const std::string& block, uint64_t offset) = 0;
+  // A ZERO record: return true to keep it, false when the handler zeroes the page
+  // itself (a kept ZERO record arriving after the page was landed anew would
+  // wipe it on the destination).
+  virtual Result<bool> on_zero(const std::string& block, uint64_t offset) = 0;
 };
 
 struct RewriteStats {
@@ -37,13 +39,14 @@ struct RewriteStats {
   uint64_t pages = 0;          // PAGE records seen
   uint64_t pages_removed = 0;  // ... taken out of the stream
   uint64_t zero_pages = 0;     // ZERO records seen
+  uint64_t zero_removed = 0;   // ... taken out of the stream
   uint64_t ram_sections = 0;   // ram START/PART/END sections
   uint64_t device_bytes = 0;   // device state forwarded verbatim
 };
 
 class StreamRewriter {
  public:
-  StreamRewriter(FdSource& in, FdSink& out, PageHandler& pages) : in_(in), out_(out), pages_(pages) {}
+  StreamRewriter(FdSource& in, ByteSink& out, PageHandler& pages) : in_(in), out_(out), pages_(pages) {}
   // Runs until the source's EOF; returns the first error with its cause.
   Status run();
   [[nodiscard]] const RewriteStats& stats() const { return stats_; }
@@ -62,7 +65,7 @@ class StreamRewriter {
   Result<T> get_be(const char* what);
 
   FdSource& in_;
-  FdSink& out_;
+  ByteSink& out_;
   PageHandler& pages_;
   RewriteStats stats_;
   uint32_t ram_section_id_ = UINT32_MAX;

@@ -1,0 +1,104 @@
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "agent/control_server.hpp"
+#include "commands.hpp"
+#include "launch/vm_definition.hpp"
+
+namespace bnf::cli {
+
+using nlohmann::json;
+
+namespace {
+
+std::string default_control() {
+  const char* env = std::getenv("BNF_CONTROL");
+  return env != nullptr ? env : "/var/lib/bnf/control.sock";
+}
+
+struct VmArgs {
+  std::string control = default_control();
+  std::string name;
+  std::string memory = "1G";
+  std::string accel = "tcg";
+  std::vector<std::string> extra;
+  std::string to;
+  bool json = false;
+};
+
+int call(const VmArgs& a, const json& req, const std::function<void(const json&)>& print_text) {
+  auto r = control_call(a.control, req);
+  if (!r.is_ok()) return fail(r.status().message());
+  if (a.json)
+    fmt::print("{}\n", r->dump());
+  else
+    print_text(*r);
+  return 0;
+}
+
+void print_vm(const json& v) {
+  fmt::print("{:<16} {:<12} host {} pid {} ram {} qmp {}\n", v.value("name", ""), v.value("state", ""),
+             v.value("host", ""), v.value("qemu_pid", 0), v.value("ram_file", ""), v.value("qmp_socket", ""));
+}
+
+void print_migration(const json& r) {
+  const double mib = static_cast<double>(r.value("wire_bytes", 0ULL)) / 1048576.0;
+  fmt::print(
+      "mode {}: {} pages, sent {}, skipped {}, zero {}\n"
+      "wire {:.1f} MiB, total {:.3f} s, downtime {:.0f} ms, {} RAM sections; epoch {} of lineage {}\n",
+      r.value("mode", ""), r.value("pages_total", 0ULL), r.value("pages_sent", 0ULL), r.value("pages_skipped", 0ULL),
+      r.value("pages_zero", 0ULL), mib, r.value("seconds", 0.0), r.value("downtime_ms", 0.0), r.value("rounds", 0ULL),
+      r.value("epoch", 0ULL), r.value("lineage", ""));
+  if (!r.value("fallback", std::string()).empty()) fmt::print("note: {}\n", r.value("fallback", ""));
+}
+
+CLI::App* with_common(CLI::App* c, const std::shared_ptr<VmArgs>& a, bool takes_name) {
+  c->add_option("--control", a->control, "daemon control socket (env BNF_CONTROL)")->capture_default_str();
+  c->add_flag("--json", a->json, "JSON output");
+  if (takes_name) c->add_option("name", a->name, "VM name")->required();
+  return c;
+}
+
+}  // namespace
+
+void add_vm_commands(CLI::App& app, int& rc) {
+  CLI::App* vm = app.add_subcommand("vm", "VMs run by the local daemon");
+  vm->require_subcommand(1);
+
+  auto ca = std::make_shared<VmArgs>();
+  CLI::App* create = with_common(vm->add_subcommand("create", "define a VM (RAM in the daemon's state dir)"), ca, true);
+  create->add_option("--memory", ca->memory, "guest RAM, e.g. 1G")->capture_default_str();
+  create->add_option("--accel", ca->accel, "tcg or kvm")->capture_default_str();
+  create->add_option("extra", ca->extra, "extra QEMU arguments, after --");
+  create->callback([ca, &rc] {
+    auto mem = qemu::parse_memory_size(ca->memory);
+    if (!mem.is_ok()) {
+      rc = fail(mem.status().message());
+      return;
+    }
+    qemu::VmDefinition d{ca->name, *mem, ca->accel, ca->extra};
+    rc = call(*ca, {{"op", "vm.create"}, {"definition", d.to_json()}}, print_vm);
+  });
+
+  for (const char* op : {"start", "stop", "status"}) {
+    auto a = std::make_shared<VmArgs>();
+    CLI::App* c = with_common(vm->add_subcommand(op, std::string(op) + " a VM"), a, true);
+    c->callback([a, &rc, op = std::string(op)] { rc = call(*a, {{"op", "vm." + op}, {"name", a->name}}, print_vm); });
+  }
+  auto la = std::make_shared<VmArgs>();
+  CLI::App* list = with_common(vm->add_subcommand("list", "list VMs"), la, false);
+  list->callback([la, &rc] {
+    rc = call(*la, {{"op", "vm.list"}}, [](const json& arr) {
+      for (const json& v : arr) print_vm(v);
+    });
+  });
+
+  auto ma = std::make_shared<VmArgs>();
+  CLI::App* mig = with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
+  mig->add_option("to", ma->to, "destination daemon, bnf+tcp:HOST:PORT")->required();
+  mig->callback([ma, &rc] { rc = call(*ma, {{"op", "migrate"}, {"name", ma->name}, {"to", ma->to}}, print_migration); });
+}
+
+}  // namespace bnf::cli

@@ -1,0 +1,119 @@
+#include "agent/control_server.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace bnf {
+
+using nlohmann::json;
+
+namespace {
+sockaddr_un unix_addr(const std::string& path) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  return a;
+}
+
+Result<std::string> read_line(int fd) {
+  std::string line;
+  char c = 0;
+  while (true) {
+    ssize_t n = ::read(fd, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("control socket read", errno);
+    if (n == 0) return line.empty() ? Result<std::string>(Status(Errc::io, "control connection closed")) : line;
+    if (c == '\n') return line;
+    line.push_back(c);
+  }
+}
+
+Status write_line(int fd, const std::string& s) {
+  const std::string line = s + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = ::send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("control socket write", errno);
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+}  // namespace
+
+ControlServer::ControlServer(std::string path, ControlHandler handler, const Logger& log)
+    : path_(std::move(path)), handler_(std::move(handler)), log_(log) {}
+
+ControlServer::~ControlServer() { stop(); }
+
+Status ControlServer::start() {
+  if (path_.size() >= sizeof(sockaddr_un::sun_path)) return {Errc::invalid_argument, "control socket path too long"};
+  std::error_code ec;
+  std::filesystem::remove(path_, ec);
+  listen_fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const sockaddr_un a = unix_addr(path_);
+  if (::bind(listen_fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(listen_fd_.get(), 16) != 0)
+    return errno_status("control socket " + path_, errno);
+  thread_ = std::thread([this] { accept_loop(); });
+  log_.info("control socket {}", path_);
+  return Status::ok();
+}
+
+void ControlServer::stop() noexcept {
+  if (stopping_.exchange(true)) return;
+  if (listen_fd_.valid()) ::shutdown(listen_fd_.get(), SHUT_RDWR);
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lk(mu_);
+  for (auto& t : clients_) t.join();
+  clients_.clear();
+  std::error_code ec;
+  std::filesystem::remove(path_, ec);
+}
+
+void ControlServer::accept_loop() {
+  while (!stopping_) {
+    int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_ || errno == EINVAL) return;
+      continue;
+    }
+    std::lock_guard lk(mu_);
+    clients_.emplace_back([this, fd] { serve(fd); });
+  }
+}
+
+void ControlServer::serve(int fd) {
+  UniqueFd owned(fd);
+  auto line = read_line(fd);
+  if (!line.is_ok()) return;
+  json req = json::parse(*line, nullptr, false);
+  json answer;
+  if (req.is_discarded() || !req.is_object()) {
+    answer = {{"ok", false}, {"error", "control request is not a JSON object"}};
+  } else {
+    auto r = handler_(req);
+    answer = r.is_ok() ? json{{"ok", true}, {"result", *r}} : json{{"ok", false}, {"error", r.status().message()}};
+  }
+  (void)write_line(fd, answer.dump());
+}
+
+Result<json> control_call(const std::string& path, const json& request) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const sockaddr_un a = unix_addr(path);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0)
+    return errno_status("daemon control socket " + path + " (is bnf daemon running?)", errno);
+  BNF_TRY(write_line(fd.get(), request.dump()));
+  BNF_ASSIGN_OR_RETURN(std::string line, read_line(fd.get()));
+  json r = json::parse(line, nullptr, false);
+  if (r.is_discarded() || !r.is_object()) return Status(Errc::protocol, "daemon answered with malformed JSON");
+  if (!r.value("ok", false)) return Status(Errc::io, r.value("error", std::string("daemon reported an error")));
+  return r["result"];
+}
+
+}  // namespace bnf

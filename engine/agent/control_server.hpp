@@ -1,0 +1,45 @@
+// The daemon's local control socket: one JSON request per line, one JSON answer
+// per line ({"ok": true, "result": ...} or {"ok": false, "error": "..."}).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/status.hpp"
+#include "common/unique_fd.hpp"
+
+namespace bnf {
+
+using ControlHandler = std::function<Result<nlohmann::json>(const nlohmann::json& request)>;
+
+class ControlServer {
+ public:
+  ControlServer(std::string path, ControlHandler handler, const Logger& log);
+  ~ControlServer();
+  Status start();
+  void stop() noexcept;
+
+ private:
+  void accept_loop();
+  void serve(int fd);
+  std::string path_;
+  ControlHandler handler_;
+  const Logger& log_;
+  UniqueFd listen_fd_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::list<std::thread> clients_;
+};
+
+// Client side: sends one request, returns the result or the daemon's error.
+Result<nlohmann::json> control_call(const std::string& path, const nlohmann::json& request);
+
+}  // namespace bnf

@@ -1,0 +1,27 @@
+#include "vm/control_ops.hpp"
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+
+Result<json> handle_control(VmManager& vms, const json& req) {
+  const std::string op = req.value("op", std::string());
+  const std::string name = req.value("name", std::string());
+  if (op == "vm.create") {
+    if (!req.contains("definition")) return Status(Errc::invalid_argument, "vm.create needs a definition");
+    BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(req["definition"]));
+    return vms.create(def);
+  }
+  if (op == "vm.start") return vms.start(name);
+  if (op == "vm.stop") return vms.stop(name);
+  if (op == "vm.list") return vms.list();
+  if (op == "vm.status") return vms.status(name);
+  if (op == "migrate") {
+    BNF_ASSIGN_OR_RETURN(Endpoint to, parse_endpoint(req.value("to", std::string())));
+    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to));
+    return r.to_json();
+  }
+  return Status(Errc::invalid_argument, "unknown control operation '" + op + "'");
+}
+
+}  // namespace bnf::qemu

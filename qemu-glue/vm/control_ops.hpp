@@ -1,0 +1,12 @@
+// The daemon's control operations (what `bnf vm ...` and `bnf migrate` ask for).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "vm/vm_manager.hpp"
+
+namespace bnf::qemu {
+
+Result<nlohmann::json> handle_control(VmManager& vms, const nlohmann::json& request);
+
+}  // namespace bnf::qemu

@@ -1,0 +1,150 @@
+// Destination side of a VM migration: lands pages in the snapshot image that
+// QEMU maps, feeds the rest of the stream to QEMU, and commits the arrival.
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "common/files.hpp"
+#include "push/landing.hpp"
+#include "qmp/qmp_client.hpp"
+#include "vm/vm_manager.hpp"
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+
+namespace {
+
+Result<UniqueFd> connect_unix(const std::string& path, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+    if (std::chrono::steady_clock::now() >= deadline) return errno_status("connect to QEMU incoming " + path, errno);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Status write_all(int fd, std::span<const std::byte> b) {
+  size_t off = 0;
+  while (off < b.size()) {
+    ssize_t n = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status("feed destination QEMU", errno);
+    off += static_cast<size_t>(n);
+  }
+  return Status::ok();
+}
+
+// Waits until the destination QEMU has loaded the whole stream.
+Status wait_loaded(QmpClient& qmp) {
+  for (int i = 0; i < 600; ++i) {
+    BNF_ASSIGN_OR_RETURN(json m, qmp.execute("query-migrate"));
+    const std::string st = m.value("status", std::string());
+    if (st == "completed") return Status::ok();
+    if (st == "failed") return {Errc::io, "destination QEMU failed to load the migration stream"};
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return {Errc::io, "destination QEMU did not finish loading in 60 s"};
+}
+
+// Frames until VM_END: pages to the image, stream bytes to QEMU.
+Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd) {
+  std::vector<std::byte> buf;
+  while (true) {
+    BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+    switch (f.header.type) {
+      case proto::FrameType::pages:
+        BNF_TRY(land_pages(c, w, h, 0, 1, f));
+        break;
+      case proto::FrameType::zeros:
+        BNF_TRY(land_zeros(w, h, 0, 1, f));
+        break;
+      case proto::FrameType::stream:
+        if (f.header.payload_len > (4U << 20)) return Status(Errc::protocol, "bad frame: STREAM payload too large");
+        buf.resize(f.header.payload_len);
+        BNF_TRY(proto::recv_checked_payload(c, buf, f.header.payload_crc));
+        BNF_TRY(write_all(qemu_fd, buf));
+        break;
+      case proto::FrameType::vm_end: {
+        BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+        BNF_ASSIGN_OR_RETURN(std::string root, proto::field<std::string>(j, "root"));
+        return digest_from_hex(root);
+      }
+      default:
+        return Status(Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " in a migration");
+    }
+  }
+}
+
+}  // namespace
+
+Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& hello) {
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(hello));
+  BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
+  if (version != proto::kVersion)
+    return {Errc::version, fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion)};
+  if (!j.contains("definition")) return {Errc::protocol, "VM_HELLO lacks the VM definition"};
+  BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(j["definition"]));
+  const std::string& name = def.name;
+  std::unique_lock lk(mu_);
+  if (auto it = vms_.find(name); it != vms_.end() && it->second.proc && it->second.proc->running())
+    return {Errc::busy, "VM '" + name + "' already runs on this host"};
+
+  // Incremental only when our retained snapshot is exactly the source's arrival image.
+  WritePlan plan;
+  plan.size_bytes = def.memory_bytes;
+  plan.peer = c.peer();
+  plan.go_live = true;
+  std::string fallback;
+  auto base = store_.manifest(name);
+  const json& arrival = j["arrival"];
+  if (base.is_ok() && !store_.is_live(name) && arrival.is_object() &&
+      arrival.value("lineage", std::string()) == base->lineage && arrival.value("epoch", 0ULL) == base->epoch &&
+      arrival.value("root", std::string()) == digest_hex(base->root) && base->size_bytes == def.memory_bytes) {
+    plan.full = false;
+    plan.key = base->key;
+    plan.base_lineage = base->lineage;
+    plan.base_epoch = base->epoch;
+  } else {
+    plan.key = random_digest_key();
+    if (base.is_ok()) fallback = "the retained snapshot here is not the image the VM left with: full transfer";
+  }
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, store_.begin_write(name, plan));
+
+  BNF_TRY(make_dirs(vm_dir(name)));
+  const LaunchPaths lp = paths(name, w->image_file());
+  const std::string incoming = vm_dir(name) + "/incoming.sock";
+  std::error_code ec;
+  std::filesystem::remove(lp.qmp_socket, ec);
+  std::filesystem::remove(incoming, ec);
+  BNF_ASSIGN_OR_RETURN(QemuProcess proc,
+                       QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
+  BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
+  BNF_ASSIGN_OR_RETURN(UniqueFd qemu_in, connect_unix(incoming, std::chrono::seconds(10)));
+
+  json accept = {{"mode", plan.full ? "full" : "incremental"}, {"lineage", w->lineage()},
+                 {"epoch", w->next_epoch()},                 {"key", to_hex(plan.key)},
+                 {"fallback", fallback}};
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
+  const PageDigester h(plan.key);
+  BNF_ASSIGN_OR_RETURN(Digest root, receive_trip(c, *w, h, qemu_in.get()));
+  BNF_TRY(wait_loaded(qmp));
+  BNF_ASSIGN_OR_RETURN(Manifest m, w->commit(root, h));
+  Vm vm{def, w->image_file(), std::move(proc), "here"};
+  BNF_TRY(save(vm));
+  vms_.insert_or_assign(name, std::move(vm));
+  log_.info("vm {}: arrived from {} ({}, epoch {})", name, c.peer(), plan.full ? "full" : "incremental", m.epoch);
+  return proto::send_control(c, proto::FrameType::vm_done, {{"root", digest_hex(m.root)}, {"epoch", m.epoch}});
+}
+
+}  // namespace bnf::qemu

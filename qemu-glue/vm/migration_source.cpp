@@ -1,0 +1,255 @@
+// Source side of a VM migration: QEMU migrates into a local UNIX socket; the
+// codec takes the main RAM block's pages out of the stream; pages the
+// destination's base lacks travel as PAGES/ZEROS frames, the rest of the stream
+// as STREAM frames, all on one ordered connection.
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "common/crc32c.hpp"
+#include "qmp/qmp_client.hpp"
+#include "stream/stream_rewriter.hpp"
+#include "vm/vm_manager.hpp"
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+constexpr const char* kMainBlock = "ram0";
+
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Rewritten stream bytes travel to the destination as STREAM frames.
+class FrameSink final : public ByteSink {
+ public:
+  explicit FrameSink(transport::Connection& c) : c_(c) { buf_.reserve(kChunk); }
+  Status write(std::span<const std::byte> src) override {
+    buf_.insert(buf_.end(), src.begin(), src.end());
+    return buf_.size() >= kChunk ? post() : Status::ok();
+  }
+  Status flush() override {
+    BNF_TRY(post());
+    return c_.flush();
+  }
+  Status post() {
+    if (buf_.empty()) return Status::ok();
+    BNF_TRY(proto::send_control(c_, proto::FrameType::stream, json::object(), buf_));
+    forwarded_ += buf_.size();
+    buf_.clear();
+    return Status::ok();
+  }
+  [[nodiscard]] uint64_t forwarded() const { return forwarded_; }
+
+ private:
+  static constexpr size_t kChunk = 256U << 10;
+  transport::Connection& c_;
+  std::vector<std::byte> buf_;
+  uint64_t forwarded_ = 0;
+};
+
+// Main-block pages: `held_` is what the destination's image holds right now
+// (its base at first, or zero pages for a new image). A page travels only when
+// its digest differs from that; QEMU resending a page in a later pass is
+// compared with what was landed, not with the base. At the end `held_` is the
+// VM's memory at switchover: the departure table.
+class SourcePageHandler final : public PageHandler {
+ public:
+  SourcePageHandler(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base, uint64_t pages)
+      : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)) {
+    if (!base)
+      for (uint64_t p = 0; p < pages; ++p) held_[p] = h_.zero_digest();
+  }
+  Status on_blocks(const std::vector<RamBlockInfo>& blocks) override {
+    for (const RamBlockInfo& b : blocks)
+      if (b.name == kMainBlock) {
+        if (b.used_length != held_.size() * 4096) return {Errc::mismatch, "main RAM block has an unexpected size"};
+        return Status::ok();
+      }
+    return {Errc::protocol, "the stream has no RAM block 'ram0' (VM not started by bnf?)"};
+  }
+  Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override {
+    if (block != kMainBlock) return true;
+    BNF_TRY(update(offset, h_.page(data, 4096), data));
+    return false;
+  }
+  Result<bool> on_zero(const std::string& block, uint64_t offset) override {
+    if (block != kMainBlock) return true;
+    BNF_TRY(update(offset, h_.zero_digest(), nullptr));
+    return false;
+  }
+  [[nodiscard]] const DigestTable& departure() const { return held_; }
+  uint64_t sent = 0, skipped = 0, zero = 0;
+
+ private:
+  Status update(uint64_t offset, const Digest& d, const std::byte* data) {
+    const uint64_t p = offset / 4096;
+    if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
+    if (held_[p] == d) {  // the destination holds these bytes already
+      ++(d == h_.zero_digest() ? zero : skipped);
+      return Status::ok();
+    }
+    held_[p] = d;
+    if (d == h_.zero_digest()) {
+      ++zero;
+      return send_run(proto::FrameType::zeros, p, nullptr);
+    }
+    ++sent;
+    return send_run(proto::FrameType::pages, p, data);
+  }
+  Status send_run(proto::FrameType t, uint64_t page, const std::byte* data) {
+    const PageRun run{page, 1};
+    const std::string meta = proto::encode_runs(std::span(&run, 1));
+    proto::FrameHeader hd;
+    hd.type = t;
+    hd.meta_len = static_cast<uint32_t>(meta.size());
+    hd.meta_crc = crc32c(meta.data(), meta.size());
+    hd.payload_len = data != nullptr ? 4096 : 0;
+    hd.payload_crc = crc32c(data, data != nullptr ? 4096 : 0);
+    const proto::HeaderBytes hb = proto::encode_header(hd);
+    return transport::post_bytes(c_, hb, std::as_bytes(std::span(meta)),
+                                 std::span<const std::byte>(data, data != nullptr ? 4096 : 0));
+  }
+  transport::Connection& c_;
+  const PageDigester& h_;
+  DigestTable held_;
+};
+
+Result<UniqueFd> listen_unix(const std::string& path) {
+  std::filesystem::remove(path);
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd.get(), 1) != 0)
+    return errno_status("listen on " + path, errno);
+  return fd;
+}
+
+Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
+  pollfd p{lfd, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return Status(Errc::io, "QEMU did not connect to the migration socket");
+  int fd = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0) return errno_status("accept migration stream", errno);
+  return UniqueFd(fd);
+}
+
+// After a failed trip: the VM must keep running here.
+void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& name) {
+  auto st = qmp.execute("query-migrate");
+  if (st.is_ok() && st->value("status", std::string()) == "active") (void)qmp.execute("migrate_cancel");
+  for (int i = 0; i < 50; ++i) {
+    auto s = qmp.execute("query-status");
+    if (!s.is_ok()) break;
+    const std::string state = s->value("status", std::string());
+    if (state == "running") return;
+    if (state == "postmigrate" || state == "paused" || state == "finish-migrate") (void)qmp.execute("cont");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  log.warn("vm {}: could not confirm it runs again after the failed migration", name);
+}
+
+}  // namespace
+
+Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to) {
+  const auto t0 = Clock::now();
+  std::unique_lock lk(mu_);
+  BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
+  if (!vm->proc || !vm->proc->running()) return Status(Errc::invalid_argument, "VM '" + name + "' is not running here");
+  const LaunchPaths lp = paths(name, vm->ram_file);
+  BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(5)));
+
+  // Handshake: our arrival record (the image the VM had when it came here).
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c, transport_.connect(to));
+  json arrival = nullptr;
+  auto m = store_.manifest(name);
+  if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
+  BNF_TRY(proto::send_control(*c, proto::FrameType::vm_hello,
+                              {{"version", proto::kVersion}, {"definition", vm->def.to_json()}, {"arrival", arrival}}));
+  BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(*c, proto::FrameType::vm_accept));
+  BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
+  MigrationReport rep;
+  BNF_ASSIGN_OR_RETURN(rep.mode, proto::field<std::string>(a, "mode"));
+  BNF_ASSIGN_OR_RETURN(rep.lineage, proto::field<std::string>(a, "lineage"));
+  BNF_ASSIGN_OR_RETURN(rep.epoch, proto::field<uint64_t>(a, "epoch"));
+  BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
+  BNF_ASSIGN_OR_RETURN(DigestKey key, digest_key_from_hex(key_hex));
+  rep.fallback = a.value("fallback", std::string());
+  std::optional<DigestTable> base;
+  if (rep.mode == "incremental") {
+    if (!m.is_ok() || m->lineage != rep.lineage || m->key != key)
+      return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
+    BNF_ASSIGN_OR_RETURN(base, store_.load_table(*m));
+  }
+
+  // QEMU migrates into our socket; we rewrite as it flows.
+  const std::string sock = vm_dir(name) + "/migrate.sock";
+  BNF_ASSIGN_OR_RETURN(UniqueFd lfd, listen_unix(sock));
+  BNF_TRY(qmp.execute("migrate-set-capabilities",
+                      {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
+              .status());
+  BNF_TRY(qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}}).status());
+  BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
+  auto qfd = accept_within(lfd.get(), 10000);
+  if (!qfd.is_ok()) {
+    keep_running_here(qmp, log_, name);
+    return qfd.status();
+  }
+  const PageDigester h(key);
+  SourcePageHandler pages(*c, h, std::move(base), vm->def.memory_bytes / 4096);
+  FdSource src(qfd->get());
+  FrameSink sink(*c);
+  StreamRewriter rw(src, sink, pages);
+  Status st = rw.run();
+  if (st.is_ok()) {
+    const Digest root = pages.departure().root(h);
+    st = proto::send_control(*c, proto::FrameType::vm_end, {{"root", digest_hex(root)}});
+    if (st.is_ok()) {
+      auto done = proto::expect_frame(*c, proto::FrameType::vm_done);
+      st = done.status();
+      if (st.is_ok()) {
+        auto dj = proto::parse_json_meta(*done);
+        if (!dj.is_ok() || dj->value("root", std::string()) != digest_hex(root))
+          st = Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
+      }
+    }
+  }
+  if (!st.is_ok()) {
+    keep_running_here(qmp, log_, name);
+    return st.context("migration of " + name + " failed, the VM keeps running here");
+  }
+  // Switched over: the VM runs there. Our RAM file becomes the retained snapshot.
+  auto info = qmp.execute("query-migrate");
+  if (info.is_ok()) rep.downtime_ms = info->value("downtime", 0.0);
+  (void)qmp.execute("quit");
+  if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
+  vm->proc.reset();
+  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, key,
+                                                             pages.departure(), to.to_string(), {}));
+  vm->ram_file = store_.image_path(dep);
+  vm->where = to.to_string();
+  BNF_TRY(save(*vm));
+  const auto cs = c->stats();
+  rep.pages_total = vm->def.memory_bytes / 4096;
+  rep.pages_sent = pages.sent;
+  rep.pages_skipped = pages.skipped;
+  rep.pages_zero = pages.zero;
+  rep.wire_bytes = cs.bytes_sent + cs.bytes_received;
+  rep.stream_bytes_in = rw.stats().bytes_in;
+  rep.stream_bytes_forwarded = sink.forwarded();
+  rep.rounds = rw.stats().ram_sections;
+  rep.seconds = since(t0);
+  log_.info("vm {}: migrated to {} ({}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode, rep.pages_sent,
+            rep.pages_skipped);
+  return rep;
+}
+
+}  // namespace bnf::qemu

@@ -1,0 +1,67 @@
+// The daemon's VMs: definitions, their QEMU processes, and migrations in both
+// directions (stream mode, see docs/stream-mode-design.md).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/log.hpp"
+#include "launch/qemu_process.hpp"
+#include "launch/vm_definition.hpp"
+#include "protocol/control.hpp"
+#include "snapshot/snapshot_store.hpp"
+#include "transport/transport.hpp"
+
+namespace bnf::qemu {
+
+struct MigrationReport {
+  std::string mode;  // "full" | "incremental"
+  uint64_t pages_total = 0, pages_sent = 0, pages_skipped = 0, pages_zero = 0;
+  uint64_t wire_bytes = 0, stream_bytes_in = 0, stream_bytes_forwarded = 0;
+  double seconds = 0, downtime_ms = 0;
+  uint64_t rounds = 0;  // RAM sections QEMU sent (its iterations)
+  std::string fallback, lineage;
+  uint64_t epoch = 0;
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+class VmManager {
+ public:
+  VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log);
+
+  Result<nlohmann::json> create(const VmDefinition& def);
+  Result<nlohmann::json> start(const std::string& name);
+  Result<nlohmann::json> stop(const std::string& name);
+  Result<nlohmann::json> list();
+  Result<nlohmann::json> status(const std::string& name);
+  // Source side: moves the running VM `name` to the daemon at `to`.
+  Result<MigrationReport> migrate(const std::string& name, const Endpoint& to);
+  // Destination side: serves a connection whose first frame is VM_HELLO.
+  Status serve_incoming(transport::Connection& c, const proto::Frame& hello);
+
+ private:
+  struct Vm {
+    VmDefinition def;
+    std::string ram_file;
+    std::optional<QemuProcess> proc;
+    std::string where = "here";  // "here" | the peer it left for
+  };
+  [[nodiscard]] std::string vm_dir(const std::string& name) const;
+  [[nodiscard]] LaunchPaths paths(const std::string& name, const std::string& ram_file) const;
+  Status save(const Vm& vm) const;
+  Result<Vm*> find(const std::string& name);
+  nlohmann::json describe(const std::string& name, Vm& vm);
+
+  std::string state_dir_;
+  SnapshotStore& store_;
+  transport::Transport& transport_;
+  const Logger& log_;
+  std::mutex mu_;  // guards vms_ (one operation per VM at a time is the caller's rule)
+  std::map<std::string, Vm> vms_;
+};
+
+}  // namespace bnf::qemu
