@@ -97,8 +97,27 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(j["definition"]));
   const std::string& name = def.name;
   std::unique_lock lk(mu_);
-  if (auto it = vms_.find(name); it != vms_.end() && it->second.proc && it->second.proc->running())
+  auto [slot, is_new] = vms_.try_emplace(name, Vm{def, "", std::nullopt, "arriving"});
+  if (slot->second.busy) return {Errc::busy, "VM '" + name + "' is being migrated on this host"};
+  if (slot->second.proc && slot->second.proc->running())
     return {Errc::busy, "VM '" + name + "' already runs on this host"};
+  slot->second.busy = true;
+  lk.unlock();
+  Vm& entry = slot->second;
+  bool arrived = false;
+  struct ArrivalGuard {  // not busy any more; a VM this host never knew is forgotten if it did not arrive
+    VmManager& self;
+    std::map<std::string, Vm>::iterator slot;
+    bool is_new;
+    const bool& arrived;
+    ~ArrivalGuard() {
+      std::lock_guard g(self.mu_);
+      if (!arrived && is_new)
+        self.vms_.erase(slot);
+      else
+        slot->second.busy = false;
+    }
+  } guard{*this, slot, is_new, arrived};
 
   // Incremental only when our retained snapshot is exactly the source's arrival image.
   WritePlan plan;
@@ -140,9 +159,14 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   BNF_ASSIGN_OR_RETURN(Digest root, receive_trip(c, *w, h, qemu_in.get()));
   BNF_TRY(wait_loaded(qmp));
   BNF_ASSIGN_OR_RETURN(Manifest m, w->commit(root, h));
-  Vm vm{def, w->image_file(), std::move(proc), "here"};
-  BNF_TRY(save(vm));
-  vms_.insert_or_assign(name, std::move(vm));
+  lk.lock();
+  entry.def = def;
+  entry.ram_file = w->image_file();
+  entry.proc = std::move(proc);
+  entry.where = "here";
+  BNF_TRY(save(entry));
+  arrived = true;
+  lk.unlock();
   log_.info("vm {}: arrived from {} ({}, epoch {})", name, c.peer(), plan.full ? "full" : "incremental", m.epoch);
   return proto::send_control(c, proto::FrameType::vm_done, {{"root", digest_hex(m.root)}, {"epoch", m.epoch}});
 }

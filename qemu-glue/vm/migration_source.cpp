@@ -163,7 +163,11 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   const auto t0 = Clock::now();
   std::unique_lock lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
+  if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated already");
   if (!vm->proc || !vm->proc->running()) return Status(Errc::invalid_argument, "VM '" + name + "' is not running here");
+  vm->busy = true;
+  lk.unlock();  // status requests and incoming migrations of other VMs go on meanwhile
+  BusyGuard busy(mu_, *vm);
   const LaunchPaths lp = paths(name, vm->ram_file);
   BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(5)));
 
@@ -231,12 +235,15 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   if (info.is_ok()) rep.downtime_ms = info->value("downtime", 0.0);
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
-  vm->proc.reset();
   BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, key,
                                                              pages.departure(), to.to_string(), {}));
-  vm->ram_file = store_.image_path(dep);
-  vm->where = to.to_string();
-  BNF_TRY(save(*vm));
+  {
+    std::lock_guard relock(mu_);
+    vm->proc.reset();
+    vm->ram_file = store_.image_path(dep);
+    vm->where = to.to_string();
+    BNF_TRY(save(*vm));
+  }
   const auto cs = c->stats();
   rep.pages_total = vm->def.memory_bytes / 4096;
   rep.pages_sent = pages.sent;

@@ -49,6 +49,22 @@ class VmManager {
     std::string ram_file;
     std::optional<QemuProcess> proc;
     std::string where = "here";  // "here" | the peer it left for
+    bool busy = false;           // a migration is moving it: other operations wait their turn
+  };
+  // Marks a VM busy for the life of the guard; mu_ is not held meanwhile.
+  class BusyGuard {
+   public:
+    BusyGuard(std::mutex& mu, Vm& vm) : mu_(mu), vm_(vm) {}
+    ~BusyGuard() {
+      std::lock_guard lk(mu_);
+      vm_.busy = false;
+    }
+    BusyGuard(const BusyGuard&) = delete;
+    BusyGuard& operator=(const BusyGuard&) = delete;
+
+   private:
+    std::mutex& mu_;
+    Vm& vm_;
   };
   [[nodiscard]] std::string vm_dir(const std::string& name) const;
   [[nodiscard]] LaunchPaths paths(const std::string& name, const std::string& ram_file) const;
@@ -60,7 +76,7 @@ class VmManager {
   SnapshotStore& store_;
   transport::Transport& transport_;
   const Logger& log_;
-  std::mutex mu_;  // guards vms_ (one operation per VM at a time is the caller's rule)
+  std::mutex mu_;  // guards vms_ and each Vm's fields; never held across a migration
   std::map<std::string, Vm> vms_;
 };
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Back-and-forth live migration of a real QEMU VM between two bnf daemons on one
+# machine (two state directories, loopback): A -> B (full), B -> A and A -> B
+# (incremental: only pages changed since arrival), each trip's image checked by
+# digest roots on both sides; failed migrations leave the VM running.
+set -euo pipefail
+BNF=${1:?usage: migrate.sh PATH_TO_BNF}
+if ! command -v qemu-system-x86_64 >/dev/null; then echo "skip: no qemu-system-x86_64"; exit 77; fi
+WORK=$(mktemp -d /dev/shm/bnf-mig-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  pkill -9 -f "$WORK" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+pass=0; fail=0
+check() { local n=$1; shift; if "$@"; then echo "ok   - $n"; pass=$((pass+1)); else echo "FAIL - $n"; fail=$((fail+1)); fi; }
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+cd "$WORK"
+
+start_daemon() {  # start_daemon NAME -> URI_NAME
+  "$BNF" daemon --state-dir "$WORK/$1" --listen bnf+tcp:127.0.0.1:0 2>"$WORK/$1.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do
+    local uri
+    uri=$(sed -n 's/.*listening on \(bnf+tcp:[^ ]*\).*/\1/p' "$WORK/$1.log")
+    if [ -n "$uri" ] && [ -S "$WORK/$1/control.sock" ]; then eval "URI_$1=$uri"; return 0; fi
+    sleep 0.05
+  done
+  echo "daemon $1 did not start"; cat "$WORK/$1.log"; exit 1
+}
+start_daemon A
+start_daemon B
+vm() { local host=$1; shift; "$BNF" "$@" --control "$WORK/$host/control.sock"; }
+root_of() { "$BNF" snapshot show --state-dir "$WORK/$1" web1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])'; }
+
+vm A vm create web1 --memory 64M >/dev/null
+ram=$(field "$(vm A vm status web1 --json)" ram_file)
+"$BNF" image make "$ram" --size 64M --zero-percent 5 --seed 11   # a populated guest: RAM filled before boot
+vm A vm start web1 >/dev/null
+check "VM runs on A" test "$(field "$(vm A vm status web1 --json)" state)" = running
+
+out=$(vm A migrate web1 "$URI_B" --json)
+check "A -> B is a full trip" test "$(field "$out" mode)" = full
+check "VM runs on B" test "$(field "$(vm B vm status web1 --json)" state)" = running
+check "A shows the VM away" test "$(field "$(vm A vm status web1 --json)" state)" = away
+check "A's retained snapshot verifies" "$BNF" snapshot verify --state-dir A web1
+check "B arrived with exactly A's departure image" test "$(root_of A)" = "$(root_of B)"
+
+sleep 1
+out=$(vm B migrate web1 "$URI_A" --json)
+echo "back trip: $out"
+check "B -> A is incremental" test "$(field "$out" mode)" = incremental
+sent=$(field "$out" pages_sent)
+check "back trip sends under 1% of the pages" test "$sent" -lt 164
+check "back trip wire bytes <= 1.1 x sent pages + 2 MiB" \
+  python3 -c "import sys; sys.exit(0 if $(field "$out" wire_bytes) <= 1.1 * $sent * 4096 + 2 * 2**20 else 1)"
+check "VM runs on A again" test "$(field "$(vm A vm status web1 --json)" state)" = running
+check "B's retained snapshot verifies" "$BNF" snapshot verify --state-dir B web1
+check "A arrived with exactly B's departure image" test "$(root_of A)" = "$(root_of B)"
+
+out=$(vm A migrate web1 "$URI_B" --json)
+check "A -> B again is incremental" test "$(field "$out" mode)" = incremental
+check "VM runs on B again" test "$(field "$(vm B vm status web1 --json)" state)" = running
+check "epochs advance on both sides" test "$(field "$out" epoch)" -eq 3
+
+# Failures leave the VM running where it is.
+set +e; vm B migrate web1 bnf+tcp:127.0.0.1:1 >/dev/null 2>err.txt; rc=$?; set -e
+check "unreachable destination: non-zero exit" test "$rc" -ne 0
+check "unreachable destination: error names it" grep -q "refused" err.txt
+check "... VM still runs on B" test "$(field "$(vm B vm status web1 --json)" state)" = running
+set +e; vm B migrate web1 "$URI_B" >/dev/null 2>err.txt; rc=$?; set -e
+check "destination where it already runs: refused" test "$rc" -ne 0
+check "... naming the cause" grep -Eq "already runs|being migrated" err.txt
+check "... VM still runs on B" test "$(field "$(vm B vm status web1 --json)" state)" = running
+set +e; vm A vm create ../bad --memory 64M >/dev/null 2>err.txt; rc=$?; set -e
+check "bad VM name refused" grep -q "bad snapshot name" err.txt
+
+vm B vm stop web1 >/dev/null
+check "VM stops" test "$(field "$(vm B vm status web1 --json)" state)" = stopped
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
