@@ -95,6 +95,12 @@ void add_vm_commands(CLI::App& app, int& rc) {
     });
   });
 
+  auto ra = std::make_shared<VmArgs>();
+  CLI::App* restore =
+      with_common(app.add_subcommand("restore", "restart a VM here from its retained snapshot (the other host died)"),
+                  ra, true);
+  restore->callback([ra, &rc] { rc = call(*ra, {{"op", "restore"}, {"name", ra->name}}, print_vm); });
+
   auto ma = std::make_shared<VmArgs>();
   CLI::App* mig = with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
   mig->add_option("to", ma->to, "destination daemon, bnf+tcp:HOST:PORT")->required();

@@ -14,6 +14,7 @@ Result<json> handle_control(VmManager& vms, const json& req) {
   }
   if (op == "vm.start") return vms.start(name);
   if (op == "vm.stop") return vms.stop(name);
+  if (op == "restore") return vms.restore(name);
   if (op == "vm.list") return vms.list();
   if (op == "vm.status") return vms.status(name);
   if (op == "migrate") {

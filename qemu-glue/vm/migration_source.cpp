@@ -34,6 +34,7 @@ class FrameSink final : public ByteSink {
   explicit FrameSink(transport::Connection& c) : c_(c) { buf_.reserve(kChunk); }
   Status write(std::span<const std::byte> src) override {
     buf_.insert(buf_.end(), src.begin(), src.end());
+    kept_.insert(kept_.end(), src.begin(), src.end());
     return buf_.size() >= kChunk ? post() : Status::ok();
   }
   Status flush() override {
@@ -48,9 +49,15 @@ class FrameSink final : public ByteSink {
     return Status::ok();
   }
   [[nodiscard]] uint64_t forwarded() const { return forwarded_; }
+  // Everything forwarded: with the RAM file it is a complete stream for QEMU
+  // (small RAM blocks, device state), kept as the snapshot's device-state blob.
+  [[nodiscard]] std::string_view kept() const {
+    return {reinterpret_cast<const char*>(kept_.data()), kept_.size()};
+  }
 
  private:
   static constexpr size_t kChunk = 256U << 10;
+  std::vector<std::byte> kept_;
   transport::Connection& c_;
   std::vector<std::byte> buf_;
   uint64_t forwarded_ = 0;
@@ -236,7 +243,7 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
   BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, key,
-                                                             pages.departure(), to.to_string(), {}));
+                                                             pages.departure(), to.to_string(), sink.kept()));
   {
     std::lock_guard relock(mu_);
     vm->proc.reset();

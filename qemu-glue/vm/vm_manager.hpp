@@ -40,6 +40,9 @@ class VmManager {
   Result<nlohmann::json> status(const std::string& name);
   // Source side: moves the running VM `name` to the daemon at `to`.
   Result<MigrationReport> migrate(const std::string& name, const Endpoint& to);
+  // Restarts a VM that left this host from its retained snapshot (RAM file plus
+  // the stream state kept at switchover), e.g. after the other host died.
+  Result<nlohmann::json> restore(const std::string& name);
   // Destination side: serves a connection whose first frame is VM_HELLO.
   Status serve_incoming(transport::Connection& c, const proto::Frame& hello);
 

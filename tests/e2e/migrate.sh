@@ -79,7 +79,13 @@ check "... VM still runs on B" test "$(field "$(vm B vm status web1 --json)" sta
 set +e; vm A vm create ../bad --memory 64M >/dev/null 2>err.txt; rc=$?; set -e
 check "bad VM name refused" grep -q "bad snapshot name" err.txt
 
-vm B vm stop web1 >/dev/null
-check "VM stops" test "$(field "$(vm B vm status web1 --json)" state)" = stopped
+# Host B dies with the VM on it: A restarts the VM from its retained snapshot.
+qemu_b=$(field "$(vm B vm status web1 --json)" qemu_pid)
+kill -9 "${PIDS[1]}" "$qemu_b"
+out=$(vm A restore web1 --json)
+check "restore on A after B died: VM runs on A" test "$(field "$out" state)" = running
+check "the restored snapshot is live, not a base any more" bash -c "! '$BNF' snapshot verify --state-dir '$WORK/A' web1 2>/dev/null"
+vm A vm stop web1 >/dev/null
+check "VM stops" test "$(field "$(vm A vm status web1 --json)" state)" = stopped
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

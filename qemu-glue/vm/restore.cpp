@@ -1,0 +1,58 @@
+// `bnf restore`: the VM resumes on this host from its retained snapshot, exactly
+// where it was at switchover. QEMU loads the kept stream (small RAM blocks and
+// device state) on top of the RAM file, which holds the main block already.
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "common/files.hpp"
+#include "qmp/qmp_client.hpp"
+#include "vm/vm_manager.hpp"
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+
+Result<json> VmManager::restore(const std::string& name) {
+  std::unique_lock lk(mu_);
+  BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
+  if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated");
+  if (vm->proc && vm->proc->running()) return Status(Errc::busy, "VM '" + name + "' already runs here");
+  BNF_ASSIGN_OR_RETURN(Manifest m, store_.manifest(name));
+  if (store_.is_live(name)) return Status(Errc::busy, "snapshot '" + name + "' is in use already");
+  if (!m.has_device_state) return Status(Errc::not_found, "snapshot '" + name + "' has no device state to restore");
+  const std::string image = store_.image_path(m);
+  const std::string blob = store_.dir_of(name) + "/device-state";
+  // From here the image changes: it is no longer a base anybody may reuse.
+  BNF_TRY(store_.mark_live(name, image));
+  const LaunchPaths lp = paths(name, image);
+  std::error_code ec;
+  std::filesystem::remove(lp.qmp_socket, ec);
+  BNF_ASSIGN_OR_RETURN(QemuProcess proc, QemuProcess::spawn(qemu_command(vm->def, lp, "exec:cat " + blob),
+                                                            vm_dir(name) + "/qemu.log"));
+  {
+    BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
+    std::string state;
+    for (int i = 0; i < 300; ++i) {
+      BNF_ASSIGN_OR_RETURN(json mig, qmp.execute("query-migrate"));
+      state = mig.value("status", std::string());
+      if (state == "completed" || state == "failed") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (state != "completed") return Status(Errc::io, "QEMU could not load the snapshot's device state");
+    BNF_ASSIGN_OR_RETURN(json st, qmp.execute("query-status"));
+    if (st.value("status", std::string()) != "running") BNF_TRY(qmp.execute("cont").status());
+  }
+  vm->proc = std::move(proc);
+  vm->ram_file = image;
+  vm->where = "here";
+  BNF_TRY(save(*vm));
+  log_.info("vm {}: restored from snapshot epoch {}", name, m.epoch);
+  return describe(name, *vm);
+}
+
+}  // namespace bnf::qemu
