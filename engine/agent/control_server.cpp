@@ -1,5 +1,7 @@
 #include "agent/control_server.hpp"
 
+#include "common/files.hpp"
+
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -33,17 +35,7 @@ Result<std::string> read_line(int fd) {
   }
 }
 
-Status write_line(int fd, const std::string& s) {
-  const std::string line = s + "\n";
-  size_t off = 0;
-  while (off < line.size()) {
-    ssize_t n = ::send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_status("control socket write", errno);
-    off += static_cast<size_t>(n);
-  }
-  return Status::ok();
-}
+Status write_line(int fd, const std::string& s) { return send_all(fd, s + "\n", "control socket write"); }
 }  // namespace
 
 ControlServer::ControlServer(std::string path, ControlHandler handler, const Logger& log)

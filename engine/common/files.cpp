@@ -1,6 +1,7 @@
 #include "common/files.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -31,6 +32,17 @@ Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off) {
     p += n;
     len -= static_cast<size_t>(n);
     off += static_cast<uint64_t>(n);
+  }
+  return Status::ok();
+}
+
+Status send_all(int fd, std::string_view bytes, std::string_view what) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status(what, errno);
+    off += static_cast<size_t>(n);
   }
   return Status::ok();
 }

@@ -19,6 +19,8 @@ Result<uint64_t> file_size(int fd);
 Result<Mapping> map_file(int fd, uint64_t len, bool writable);
 Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 Status pread_all(int fd, void* buf, size_t len, uint64_t off);
+// Sends every byte on a socket (no SIGPIPE); `what` names the socket in errors.
+Status send_all(int fd, std::string_view bytes, std::string_view what);
 bool path_exists(const std::string& path);
 Status make_dirs(const std::string& path);
 

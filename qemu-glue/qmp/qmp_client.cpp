@@ -1,5 +1,7 @@
 #include "qmp/qmp_client.hpp"
 
+#include "common/files.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -67,14 +69,7 @@ Result<json> QmpClient::read_message(std::chrono::milliseconds timeout) {
 Result<json> QmpClient::execute(const std::string& command, const json& args) {
   json msg = {{"execute", command}};
   if (!args.is_null()) msg["arguments"] = args;
-  const std::string line = msg.dump() + "\n";
-  size_t off = 0;
-  while (off < line.size()) {
-    ssize_t n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_status("QMP send " + command, errno);
-    off += static_cast<size_t>(n);
-  }
+  BNF_TRY(send_all(fd_.get(), msg.dump() + "\n", "QMP send " + command));
   while (true) {
     BNF_ASSIGN_OR_RETURN(json r, read_message(std::chrono::seconds(60)));
     if (r.contains("event")) {

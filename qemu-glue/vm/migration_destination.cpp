@@ -34,17 +34,6 @@ Result<UniqueFd> connect_unix(const std::string& path, std::chrono::milliseconds
   }
 }
 
-Status write_all(int fd, std::span<const std::byte> b) {
-  size_t off = 0;
-  while (off < b.size()) {
-    ssize_t n = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_status("feed destination QEMU", errno);
-    off += static_cast<size_t>(n);
-  }
-  return Status::ok();
-}
-
 // Waits until the destination QEMU has loaded the whole stream.
 Status wait_loaded(QmpClient& qmp) {
   for (int i = 0; i < 600; ++i) {
@@ -73,7 +62,7 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
         if (f.header.payload_len > (4U << 20)) return Status(Errc::protocol, "bad frame: STREAM payload too large");
         buf.resize(f.header.payload_len);
         BNF_TRY(proto::recv_checked_payload(c, buf, f.header.payload_crc));
-        BNF_TRY(write_all(qemu_fd, buf));
+        BNF_TRY(send_all(qemu_fd, {reinterpret_cast<const char*>(buf.data()), buf.size()}, "feed destination QEMU"));
         break;
       case proto::FrameType::vm_end: {
         BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
