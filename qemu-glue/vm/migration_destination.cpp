@@ -116,16 +116,30 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   std::string fallback;
   auto base = store_.manifest(name);
   const json& arrival = j["arrival"];
-  if (base.is_ok() && !store_.is_live(name) && arrival.is_object() &&
+  const bool record_matches =
+      base.is_ok() && !store_.is_live(name) && arrival.is_object() &&
       arrival.value("lineage", std::string()) == base->lineage && arrival.value("epoch", 0ULL) == base->epoch &&
-      arrival.value("root", std::string()) == digest_hex(base->root) && base->size_bytes == def.memory_bytes) {
+      arrival.value("root", std::string()) == digest_hex(base->root) && base->size_bytes == def.memory_bytes;
+  // The manifest says what the image was; only the bytes prove what it is now.
+  bool base_intact = false;
+  if (record_matches) {
+    auto v = store_.verify(name);
+    base_intact = v.is_ok() && v->ok();
+    if (!base_intact)
+      fallback = v.is_ok() ? fmt::format("the retained snapshot was changed behind bnf's back ({} pages differ "
+                                         "from its digest table): full transfer",
+                                         v->pages_mismatched)
+                           : "the retained snapshot cannot be read (" + v.status().message() + "): full transfer";
+  }
+  if (base_intact) {
     plan.full = false;
     plan.key = base->key;
     plan.base_lineage = base->lineage;
     plan.base_epoch = base->epoch;
   } else {
     plan.key = random_digest_key();
-    if (base.is_ok()) fallback = "the retained snapshot here is not the image the VM left with: full transfer";
+    if (base.is_ok() && fallback.empty())
+      fallback = "the retained snapshot here is not the image the VM left with: full transfer";
   }
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, store_.begin_write(name, plan));
 

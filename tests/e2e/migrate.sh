@@ -67,6 +67,18 @@ check "A -> B again is incremental" test "$(field "$out" mode)" = incremental
 check "VM runs on B again" test "$(field "$(vm B vm status web1 --json)" state)" = running
 check "epochs advance on both sides" test "$(field "$out" epoch)" -eq 3
 
+# A's retained snapshot changed behind bnf's back: not reused, the trip is full.
+img_a=$(readlink -f "$WORK/A/snapshots/web1/image")
+printf 'tampered' | dd of="$img_a" bs=1 seek=$((4096 * 5000)) conv=notrunc status=none
+sleep 1
+out=$(vm B migrate web1 "$URI_A" --json)
+check "a tampered base is not reused: full trip" test "$(field "$out" mode)" = full
+fallback=$(field "$out" fallback)
+check "... and the fallback says why" grep -q "changed behind" <<<"$fallback"
+check "A arrived with exactly B's departure image" test "$(root_of A)" = "$(root_of B)"
+out=$(vm A migrate web1 "$URI_B" --json)
+check "and the next trip back is incremental again" test "$(field "$out" mode)" = incremental
+
 # Failures leave the VM running where it is.
 set +e; vm B migrate web1 bnf+tcp:127.0.0.1:1 >/dev/null 2>err.txt; rc=$?; set -e
 check "unreachable destination: non-zero exit" test "$rc" -ne 0
