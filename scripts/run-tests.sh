@@ -15,8 +15,9 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 if command -v clang++ >/dev/null; then
   echo "== libFuzzer: frame decoder, 20 s"
   rm -rf build-fuzz
-  CXX=clang++ BUILD_DIR=build-fuzz ./scripts/build.sh -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
-    -Db_lundef=false -Dfuzz=enabled
+  CXX=clang++ meson setup build-fuzz -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
+    -Db_lundef=false -Dfuzz=enabled >/dev/null
+  ninja -C build-fuzz tests/fuzz_frame  # the fuzz target only: the suites ran above
   mkdir -p build-fuzz/corpus
   ./build-fuzz/tests/fuzz_frame -max_total_time=20 -print_final_stats=1 build-fuzz/corpus tests/fuzz/corpus 2>&1 | tail -3
 fi
