@@ -1,0 +1,179 @@
+// The QEMU stream codec on synthetic streams: the rewrite rules and every refusal.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "stream/stream_rewriter.hpp"
+
+namespace bnf::qemu {
+namespace {
+
+struct Builder {
+  std::string s;
+  Builder& u8(uint8_t v) { s.push_back(static_cast<char>(v)); return *this; }
+  Builder& be32(uint32_t v) { for (int i = 3; i >= 0; --i) u8(static_cast<uint8_t>(v >> (8 * i))); return *this; }
+  Builder& be64(uint64_t v) { for (int i = 7; i >= 0; --i) u8(static_cast<uint8_t>(v >> (8 * i))); return *this; }
+  Builder& str8(const std::string& t) { u8(static_cast<uint8_t>(t.size())); s += t; return *this; }
+  Builder& header() { return be32(0x5145564d).be32(3).u8(0x07).be32(4).raw("pc-x"); }
+  Builder& raw(const std::string& t) { s += t; return *this; }
+  Builder& page(char fill) { s += std::string(4096, fill); return *this; }
+  Builder& ram_start(uint64_t main_size) {
+    u8(0x01).be32(2).str8("ram").be32(0).be32(4);
+    be64((main_size + 4096) | 0x04).str8("ram0").be64(main_size).str8("pc.rom").be64(4096);
+    return *this;
+  }
+  Builder& footer() { return u8(0x7e).be32(2); }
+  Builder& device_tail() { return u8(0x04).be32(3).str8("dev").be32(0).be32(1).raw("DEVICE-STATE").u8(0x00); }
+};
+
+// Records what the handler saw; takes ram0's pages out, keeps other blocks'.
+struct Recorder : PageHandler {
+  std::vector<std::pair<std::string, uint64_t>> pages;
+  Status on_blocks(const std::vector<RamBlockInfo>& b) override {
+    blocks = b.size();
+    return Status::ok();
+  }
+  Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte*) override {
+    pages.emplace_back(block, offset);
+    return block != "ram0";
+  }
+  Result<bool> on_zero(const std::string& block, uint64_t) override { return block != "ram0"; }
+  size_t blocks = 0;
+};
+
+struct RunResult {
+  Status status;
+  std::string out;
+  RewriteStats stats;
+};
+
+RunResult run(const std::string& in, PageHandler& h) {
+  int pin[2];
+  int pout[2];
+  EXPECT_EQ(::pipe(pin), 0);
+  EXPECT_EQ(::pipe(pout), 0);
+  EXPECT_EQ(::write(pin[1], in.data(), in.size()), static_cast<ssize_t>(in.size()));
+  ::close(pin[1]);
+  FILE* tmp = std::tmpfile();
+  FdSource src(pin[0]);
+  FdSink sink(fileno(tmp));
+  StreamRewriter rw(src, sink, h);
+  RunResult r{rw.run(), "", rw.stats()};
+  (void)sink.flush();
+  std::rewind(tmp);
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, tmp)) > 0) r.out.append(buf, n);
+  std::fclose(tmp);
+  ::close(pin[0]);
+  ::close(pout[0]);
+  ::close(pout[1]);
+  return r;
+}
+
+TEST(StreamCodec, TakesOutPagesAndRenamesTheNextKeptRecord) {
+  Builder b;
+  b.header().ram_start(8192).be64(0x10).footer();
+  // PART: ram0 page (named), pc.rom page continuing ... no: pc.rom page named, then ram0 again.
+  b.u8(0x02).be32(2);
+  b.be64(0x0000 | 0x08).str8("ram0").page('a');  // taken out
+  b.be64(0x1000 | 0x08 | 0x20).page('b');        // ram0 via CONTINUE: taken out
+  b.be64(0x0000 | 0x08).str8("pc.rom").page('c');  // kept, named
+  b.be64(0x10).footer().device_tail();
+  Recorder h;
+  RunResult r = run(b.s, h);
+  ASSERT_TRUE(r.status.is_ok()) << r.status.message();
+  EXPECT_EQ(h.blocks, 2U);
+  ASSERT_EQ(h.pages.size(), 3U);
+  EXPECT_EQ(h.pages[1], (std::pair<std::string, uint64_t>{"ram0", 0x1000}));
+  EXPECT_EQ(r.stats.pages_removed, 2U);
+  EXPECT_NE(r.out.find("DEVICE-STATE"), std::string::npos);  // device state verbatim
+  EXPECT_EQ(r.out.find(std::string(4096, 'a')), std::string::npos);
+  EXPECT_NE(r.out.find(std::string(4096, 'c')), std::string::npos);
+  EXPECT_EQ(r.out.size(), b.s.size() - 2 * (8 + 4096) - 5);  // two records and one block name gone
+}
+
+// Takes out only ram0's first page.
+struct FirstPageTaker : Recorder {
+  Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* d) override {
+    (void)Recorder::on_page(block, offset, d);
+    return !(block == "ram0" && offset == 0);
+  }
+};
+
+TEST(StreamCodec, ContinueIsClearedWhenTheRecordItContinuedWasTakenOut) {
+  Builder b;
+  b.header().ram_start(8192).be64(0x10).footer();
+  b.u8(0x02).be32(2);
+  b.be64(0x0000 | 0x08).str8("ram0").page('a');  // taken out: it carried the block name
+  b.be64(0x1000 | 0x08 | 0x20).page('b');        // kept: must now name its block itself
+  b.be64(0x10).footer().device_tail();
+  FirstPageTaker h;
+  RunResult r = run(b.s, h);
+  ASSERT_TRUE(r.status.is_ok()) << r.status.message();
+  Builder expect;
+  expect.be64(0x1000 | 0x08).str8("ram0").page('b');
+  EXPECT_NE(r.out.find(expect.s), std::string::npos) << "kept record lost its block name";
+  Builder wrong;
+  wrong.be64(0x1000 | 0x08 | 0x20).page('b');
+  EXPECT_EQ(r.out.find(wrong.s), std::string::npos);
+}
+
+struct RefusalCase {
+  const char* name;
+  std::string stream;
+  const char* expect;
+};
+
+TEST(StreamCodec, RefusesWhatItDoesNotUnderstandByName) {
+  std::vector<RefusalCase> cases;
+  cases.push_back({"bad magic", Builder().be32(0x12345678).be32(3).s, "not a QEMU migration stream"});
+  cases.push_back({"version", Builder().be32(0x5145564d).be32(2).s, "stream version 2"});
+  {
+    Builder b;
+    b.header().ram_start(8192).be64(0x10).footer().u8(0x02).be32(2).be64(0x40).str8("ram0");
+    cases.push_back({"xbzrle", b.s, "XBZRLE"});
+  }
+  {
+    Builder b;
+    b.header().ram_start(8192).be64(0x10).footer().u8(0x02).be32(2).be64(0x100).str8("ram0");
+    cases.push_back({"compression", b.s, "compression"});
+  }
+  {
+    Builder b;
+    b.header().ram_start(8192).be64(0x10).footer().u8(0x02).be32(2).be64(0x200 | 0x08).str8("ram0");
+    cases.push_back({"multifd flag", b.s, "multifd"});
+  }
+  {
+    Builder b;
+    b.header().u8(0x08).s += std::string("\x00\x03\x00\x00", 4);
+    cases.push_back({"postcopy advise", b.s, "postcopy"});
+  }
+  {
+    Builder b;
+    b.header().u8(0x01).be32(5).str8("block").be32(0).be32(1);
+    cases.push_back({"block migration", b.s, "'block'"});
+  }
+  {
+    Builder b;
+    b.header().ram_start(8192).be64(0x10).footer().u8(0x02).be32(2).be64(0x08).str8("ram0").raw("short");
+    cases.push_back({"truncated page", b.s, "ended inside page record"});
+  }
+  {
+    Builder b;
+    b.header().ram_start(8192).be64(0x10).footer().u8(0x02).be32(2).be64(0x08 | 0x20);
+    cases.push_back({"continue without a block", b.s, "never named"});
+  }
+  for (const RefusalCase& c : cases) {
+    Recorder h;
+    RunResult r = run(c.stream, h);
+    ASSERT_FALSE(r.status.is_ok()) << c.name;
+    EXPECT_NE(r.status.message().find(c.expect), std::string::npos) << c.name << ": " << r.status.message();
+  }
+}
+
+}  // namespace
+}  // namespace bnf::qemu
