@@ -1,9 +1,9 @@
 #include "agent/control_server.hpp"
 
 #include "common/files.hpp"
+#include "common/unix_socket.hpp"
 
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,13 +15,6 @@ namespace bnf {
 using nlohmann::json;
 
 namespace {
-sockaddr_un unix_addr(const std::string& path) {
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  return a;
-}
-
 Result<std::string> read_line(int fd) {
   std::string line;
   char c = 0;
@@ -44,14 +37,7 @@ ControlServer::ControlServer(std::string path, ControlHandler handler, const Log
 ControlServer::~ControlServer() { stop(); }
 
 Status ControlServer::start() {
-  if (path_.size() >= sizeof(sockaddr_un::sun_path)) return {Errc::invalid_argument, "control socket path too long"};
-  std::error_code ec;
-  std::filesystem::remove(path_, ec);
-  listen_fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const sockaddr_un a = unix_addr(path_);
-  if (::bind(listen_fd_.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(listen_fd_.get(), 16) != 0)
-    return errno_status("control socket " + path_, errno);
+  BNF_ASSIGN_OR_RETURN(listen_fd_, unix_listen(path_, 16));
   thread_ = std::thread([this] { accept_loop(); });
   log_.info("control socket {}", path_);
   return Status::ok();
@@ -96,12 +82,10 @@ void ControlServer::serve(int fd) {
 }
 
 Result<json> control_call(const std::string& path, const json& request) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const sockaddr_un a = unix_addr(path);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0)
-    return errno_status("daemon control socket " + path + " (is bnf daemon running?)", errno);
-  BNF_TRY(write_line(fd.get(), request.dump()));
-  BNF_ASSIGN_OR_RETURN(std::string line, read_line(fd.get()));
+  auto fd = unix_connect(path, std::chrono::milliseconds(0));
+  if (!fd.is_ok()) return fd.status().context("daemon control socket (is bnf daemon running?)");
+  BNF_TRY(write_line(fd->get(), request.dump()));
+  BNF_ASSIGN_OR_RETURN(std::string line, read_line(fd->get()));
   json r = json::parse(line, nullptr, false);
   if (r.is_discarded() || !r.is_object()) return Status(Errc::protocol, "daemon answered with malformed JSON");
   if (!r.value("ok", false)) return Status(Errc::io, r.value("error", std::string("daemon reported an error")));

@@ -1,10 +1,10 @@
 #include "qmp/qmp_client.hpp"
 
 #include "common/files.hpp"
+#include "common/unix_socket.hpp"
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,27 +17,17 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 Result<QmpClient> QmpClient::connect(const std::string& path, std::chrono::milliseconds timeout) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return Status(Errc::invalid_argument, "QMP socket path too long: " + path);
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const auto deadline = Clock::now() + timeout;
-  while (true) {  // QEMU creates the socket shortly after it starts
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return errno_status("socket", errno);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-      QmpClient c(std::move(fd));
-      BNF_ASSIGN_OR_RETURN(json greeting, c.read_message(timeout));
-      if (!greeting.contains("QMP")) return Status(Errc::protocol, "QMP: no greeting from " + path);
-      const json& v = greeting["QMP"]["version"]["qemu"];
-      c.version_ = std::to_string(v.value("major", 0)) + "." + std::to_string(v.value("minor", 0)) + "." +
-                   std::to_string(v.value("micro", 0));
-      BNF_TRY(c.execute("qmp_capabilities").status());
-      return c;
-    }
-    if (Clock::now() >= deadline) return errno_status("connect to QMP socket " + path, errno);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  // QEMU creates the socket shortly after it starts: keep trying until `timeout`.
+  auto fd = unix_connect(path, timeout);
+  if (!fd.is_ok()) return fd.status().context("QMP socket");
+  QmpClient c(std::move(fd).value());
+  BNF_ASSIGN_OR_RETURN(json greeting, c.read_message(timeout));
+  if (!greeting.contains("QMP")) return Status(Errc::protocol, "QMP: no greeting from " + path);
+  const json& v = greeting["QMP"]["version"]["qemu"];
+  c.version_ = std::to_string(v.value("major", 0)) + "." + std::to_string(v.value("minor", 0)) + "." +
+               std::to_string(v.value("micro", 0));
+  BNF_TRY(c.execute("qmp_capabilities").status());
+  return c;
 }
 
 Result<json> QmpClient::read_message(std::chrono::milliseconds timeout) {

@@ -2,7 +2,6 @@
 // QEMU maps, feeds the rest of the stream to QEMU, and commits the arrival.
 #include <fmt/format.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +10,7 @@
 #include <thread>
 
 #include "common/files.hpp"
+#include "common/unix_socket.hpp"
 #include "push/landing.hpp"
 #include "qmp/qmp_client.hpp"
 #include "vm/vm_manager.hpp"
@@ -20,19 +20,6 @@ namespace bnf::qemu {
 using nlohmann::json;
 
 namespace {
-
-Result<UniqueFd> connect_unix(const std::string& path, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
-    if (std::chrono::steady_clock::now() >= deadline) return errno_status("connect to QEMU incoming " + path, errno);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 // Waits until the destination QEMU has loaded the whole stream.
 Status wait_loaded(QmpClient& qmp) {
@@ -152,7 +139,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   BNF_ASSIGN_OR_RETURN(QemuProcess proc,
                        QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
   BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-  BNF_ASSIGN_OR_RETURN(UniqueFd qemu_in, connect_unix(incoming, std::chrono::seconds(10)));
+  BNF_ASSIGN_OR_RETURN(UniqueFd qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
 
   json accept = {{"mode", plan.full ? "full" : "incremental"}, {"lineage", w->lineage()},
                  {"epoch", w->next_epoch()},                 {"key", to_hex(plan.key)},

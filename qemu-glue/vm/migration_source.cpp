@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +13,7 @@
 #include <thread>
 
 #include "common/crc32c.hpp"
+#include "common/unix_socket.hpp"
 #include "qmp/qmp_client.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "vm/vm_manager.hpp"
@@ -130,17 +130,6 @@ class SourcePageHandler final : public PageHandler {
   DigestTable held_;
 };
 
-Result<UniqueFd> listen_unix(const std::string& path) {
-  std::filesystem::remove(path);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd.get(), 1) != 0)
-    return errno_status("listen on " + path, errno);
-  return fd;
-}
-
 Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
   pollfd p{lfd, POLLIN, 0};
   if (::poll(&p, 1, timeout_ms) <= 0) return Status(Errc::io, "QEMU did not connect to the migration socket");
@@ -203,7 +192,7 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
 
   // QEMU migrates into our socket; we rewrite as it flows.
   const std::string sock = vm_dir(name) + "/migrate.sock";
-  BNF_ASSIGN_OR_RETURN(UniqueFd lfd, listen_unix(sock));
+  BNF_ASSIGN_OR_RETURN(UniqueFd lfd, unix_listen(sock, 1));
   BNF_TRY(qmp.execute("migrate-set-capabilities",
                       {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
               .status());
