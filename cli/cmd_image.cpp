@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "common/files.hpp"
+#include "common/size.hpp"
 #include "push/push_sender.hpp"
 #include "push/push_state.hpp"
 #include "snapshot/snapshot_store.hpp"
@@ -75,25 +76,11 @@ int run_push(const PushArgs& a) {
   return 0;
 }
 
-uint64_t parse_size(const std::string& s) {
-  size_t pos = 0;
-  const uint64_t v = std::stoull(s, &pos);
-  const std::string unit = s.substr(pos);
-  if (unit == "K" || unit == "KiB") return v << 10;
-  if (unit == "M" || unit == "MiB") return v << 20;
-  if (unit == "G" || unit == "GiB") return v << 30;
-  if (!unit.empty()) throw std::invalid_argument("unknown size unit '" + unit + "'");
-  return v;
-}
-
 // Test and demo images: random pages, with a share of zero pages.
 int run_make(const std::string& file, const std::string& size_s, double zero_percent, uint64_t seed) {
-  uint64_t size = 0;
-  try {
-    size = parse_size(size_s);
-  } catch (const std::exception& e) {
-    return fail("bad --size '" + size_s + "': " + e.what());
-  }
+  auto parsed = parse_size(size_s);
+  if (!parsed.is_ok()) return fail("--size: " + parsed.status().message());
+  const uint64_t size = *parsed;
   if (size == 0 || size % 4096 != 0) return fail("--size must be a non-zero multiple of 4096");
   auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC);
   if (!fd.is_ok()) return fail(fd.status().message());

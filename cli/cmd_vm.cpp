@@ -5,6 +5,7 @@
 
 #include "agent/control_server.hpp"
 #include "commands.hpp"
+#include "common/size.hpp"
 #include "launch/vm_definition.hpp"
 
 namespace bnf::cli {
@@ -73,7 +74,7 @@ void add_vm_commands(CLI::App& app, int& rc) {
   create->add_option("--accel", ca->accel, "tcg or kvm")->capture_default_str();
   create->add_option("extra", ca->extra, "extra QEMU arguments, after --");
   create->callback([ca, &rc] {
-    auto mem = qemu::parse_memory_size(ca->memory);
+    auto mem = parse_size(ca->memory);
     if (!mem.is_ok()) {
       rc = fail(mem.status().message());
       return;

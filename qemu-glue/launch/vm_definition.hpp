@@ -37,7 +37,4 @@ struct LaunchPaths {
 std::vector<std::string> qemu_command(const VmDefinition& def, const LaunchPaths& paths,
                                       const std::optional<std::string>& incoming);
 
-// "1G", "512M", "65536K" or plain bytes.
-Result<uint64_t> parse_memory_size(std::string_view s);
-
 }  // namespace bnf::qemu

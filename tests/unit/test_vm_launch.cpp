@@ -5,6 +5,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/size.hpp"
 #include "launch/qemu_process.hpp"
 #include "launch/vm_definition.hpp"
 #include "qmp/qmp_client.hpp"
@@ -52,11 +53,11 @@ TEST(VmDefinition, JsonRoundTrip) {
 }
 
 TEST(MemorySize, ParsesUnits) {
-  EXPECT_EQ(*parse_memory_size("1G"), 1ULL << 30);
-  EXPECT_EQ(*parse_memory_size("512M"), 512ULL << 20);
-  EXPECT_EQ(*parse_memory_size("4096"), 4096ULL);
-  EXPECT_FALSE(parse_memory_size("12Q").is_ok());
-  EXPECT_FALSE(parse_memory_size("G").is_ok());
+  EXPECT_EQ(*parse_size("1G"), 1ULL << 30);
+  EXPECT_EQ(*parse_size("512M"), 512ULL << 20);
+  EXPECT_EQ(*parse_size("4096"), 4096ULL);
+  EXPECT_FALSE(parse_size("12Q").is_ok());
+  EXPECT_FALSE(parse_size("G").is_ok());
 }
 
 TEST(QemuCommand, CarriesTheConventions) {
