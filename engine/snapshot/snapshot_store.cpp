@@ -183,23 +183,38 @@ Result<Manifest> SnapshotStore::commit_departure(const std::string& name, const 
   m.size_bytes = size;
   m.key = key;
   m.root = table.root(PageDigester(key));
-  m.digests_file = "digests." + std::to_string(epoch) + "." + lineage.substr(0, 8) + ".bin";
   m.committed_at = static_cast<int64_t>(std::time(nullptr));
   m.committed_from = peer;
   m.mode = "departure";
   m.has_device_state = !device_state.empty();
   if (table.size() != m.pages()) return Status(Errc::mismatch, "departure table does not cover the RAM file");
+  if (m.has_device_state) BNF_TRY(write_file_atomic(dir + "/device-state", device_state));
+  BNF_TRY(publish(m, table));
+  BNF_TRY(finish_commit(name, final_image, false));
+  return m;
+}
+
+// Writes the epoch's digest table, then its manifest: the commit point.
+Status SnapshotStore::publish(Manifest& m, const DigestTable& table) {
+  m.digests_file = "digests." + std::to_string(m.epoch) + "." + m.lineage.substr(0, 8) + ".bin";
+  const std::string dir = dir_of(m.name);
   const auto tb = table.bytes();
   BNF_TRY(write_file_atomic(dir + "/" + m.digests_file,
                             std::string_view(reinterpret_cast<const char*>(tb.data()), tb.size())));
-  if (m.has_device_state) BNF_TRY(write_file_atomic(dir + "/device-state", device_state));
-  BNF_TRY(write_file_atomic(dir + "/" + kManifest, m.to_json(true)));
+  return write_file_atomic(dir + "/" + kManifest, m.to_json(true));
+}
+
+// After the commit point: live marker, the `image` link, and the previous epoch's files gone.
+Status SnapshotStore::finish_commit(const std::string& name, const std::string& image, bool live) {
+  const std::string dir = dir_of(name);
   std::error_code ec;
-  fs::remove(dir + "/live", ec);
+  Status st = live ? mark_live(name, image) : Status::ok();
+  if (!live) fs::remove(dir + "/live", ec);
+  // Convenience link for tools that want a fixed path (QEMU's mem-path).
   fs::remove(dir + "/image", ec);
-  fs::create_symlink(fs::path(final_image).filename(), dir + "/image", ec);
-  (void)recover_locked(name);
-  return m;
+  fs::create_symlink(fs::path(image).filename(), dir + "/image", ec);
+  (void)recover_locked(name);  // drops journals and the previous epoch's files
+  return st;
 }
 
 Result<VerifyReport> SnapshotStore::verify(const std::string& name) {
@@ -361,30 +376,22 @@ Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageD
   if (::fdatasync(image_fd_.get()) != 0) return errno_status("sync image", errno);
   Manifest m;
   m.name = name_;
-  m.lineage = plan_.full ? plan_.base_lineage : base_->lineage;
-  m.epoch = plan_.full ? 1 : base_->epoch + 1;
+  m.lineage = lineage();
+  m.epoch = next_epoch();
   m.page_size = plan_.page_size;
   m.size_bytes = plan_.size_bytes;
   m.key = plan_.key;
   m.root = root;
-  m.digests_file = "digests." + std::to_string(m.epoch) + "." + m.lineage.substr(0, 8) + ".bin";
   m.committed_at = static_cast<int64_t>(std::time(nullptr));
   m.committed_from = plan_.peer;
   m.mode = plan_.full ? "full" : "incremental";
   m.has_device_state = false;
   m.pages_landed = landed_;
-  const auto tb = table_.bytes();
-  BNF_TRY(write_file_atomic(dir_ + "/" + m.digests_file,
-                            std::string_view(reinterpret_cast<const char*>(tb.data()), tb.size())));
-  BNF_TRY(write_file_atomic(dir_ + "/" + kManifest, m.to_json(true)));  // the commit point
+  BNF_TRY(store_.publish(m, table_));
   committed_ = true;
-  if (plan_.go_live) BNF_TRY(store_.mark_live(name_, image_file_));
-  // Convenience link for tools that want a fixed path (QEMU's mem-path).
-  std::error_code ec;
-  fs::remove(dir_ + "/image", ec);
-  fs::create_symlink(fs::path(image_file_).filename(), dir_ + "/image", ec);
-  (void)store_.recover_locked(name_);  // drops journals and the previous epoch's files
-  lock_.reset();                       // the snapshot is free for the next writer at once
+  Status after = store_.finish_commit(name_, image_file_, plan_.go_live);
+  lock_.reset();  // the snapshot is free for the next writer at once
+  BNF_TRY(after);
   return m;
 }
 

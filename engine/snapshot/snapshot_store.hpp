@@ -80,6 +80,9 @@ class SnapshotStore {
   friend class SnapshotWriter;
   Result<UniqueFd> lock(const std::string& name) const;
   Result<uint64_t> recover_locked(const std::string& name);
+  // Callers hold the snapshot's lock.
+  Status publish(Manifest& m, const DigestTable& table);
+  Status finish_commit(const std::string& name, const std::string& image, bool live);
   std::string root_;
 };
 
