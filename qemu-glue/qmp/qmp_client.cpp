@@ -73,6 +73,18 @@ Result<json> QmpClient::execute(const std::string& command, const json& args) {
   }
 }
 
+Status QmpClient::wait_incoming_loaded(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    BNF_ASSIGN_OR_RETURN(json m, execute("query-migrate"));
+    const std::string st = m.value("status", std::string());
+    if (st == "completed") return Status::ok();
+    if (st == "failed") return {Errc::io, "QEMU failed to load the migration stream"};
+    if (Clock::now() >= deadline) return {Errc::io, "QEMU did not finish loading the migration stream in time"};
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 Result<json> QmpClient::wait_event(const std::string& name, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {

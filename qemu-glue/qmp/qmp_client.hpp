@@ -23,6 +23,8 @@ class QmpClient {
   Result<nlohmann::json> execute(const std::string& command, const nlohmann::json& args = nullptr);
   // Waits for an event named `name` (already queued or arriving), up to `timeout`.
   Result<nlohmann::json> wait_event(const std::string& name, std::chrono::milliseconds timeout);
+  // On a QEMU started with -incoming: waits until it has loaded the whole stream.
+  Status wait_incoming_loaded(std::chrono::milliseconds timeout);
   [[nodiscard]] const std::string& qemu_version() const { return version_; }
 
  private:

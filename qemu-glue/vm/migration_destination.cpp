@@ -21,18 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-// Waits until the destination QEMU has loaded the whole stream.
-Status wait_loaded(QmpClient& qmp) {
-  for (int i = 0; i < 600; ++i) {
-    BNF_ASSIGN_OR_RETURN(json m, qmp.execute("query-migrate"));
-    const std::string st = m.value("status", std::string());
-    if (st == "completed") return Status::ok();
-    if (st == "failed") return {Errc::io, "destination QEMU failed to load the migration stream"};
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return {Errc::io, "destination QEMU did not finish loading in 60 s"};
-}
-
 // Frames until VM_END: pages to the image, stream bytes to QEMU.
 Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd) {
   std::vector<std::byte> buf;
@@ -147,7 +135,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
   const PageDigester h(plan.key);
   BNF_ASSIGN_OR_RETURN(Digest root, receive_trip(c, *w, h, qemu_in.get()));
-  BNF_TRY(wait_loaded(qmp));
+  BNF_TRY(qmp.wait_incoming_loaded(std::chrono::seconds(60)).context("destination QEMU"));
   BNF_ASSIGN_OR_RETURN(Manifest m, w->commit(root, h));
   lk.lock();
   entry.def = def;

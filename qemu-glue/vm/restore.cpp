@@ -1,13 +1,8 @@
 // `bnf restore`: the VM resumes on this host from its retained snapshot, exactly
 // where it was at switchover. QEMU loads the kept stream (small RAM blocks and
 // device state) on top of the RAM file, which holds the main block already.
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
-#include <cstring>
 #include <filesystem>
-#include <thread>
 
 #include "common/files.hpp"
 #include "qmp/qmp_client.hpp"
@@ -36,14 +31,7 @@ Result<json> VmManager::restore(const std::string& name) {
                                                             vm_dir(name) + "/qemu.log"));
   {
     BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-    std::string state;
-    for (int i = 0; i < 300; ++i) {
-      BNF_ASSIGN_OR_RETURN(json mig, qmp.execute("query-migrate"));
-      state = mig.value("status", std::string());
-      if (state == "completed" || state == "failed") break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (state != "completed") return Status(Errc::io, "QEMU could not load the snapshot's device state");
+    BNF_TRY(qmp.wait_incoming_loaded(std::chrono::seconds(30)).context("restoring the snapshot's device state"));
     BNF_ASSIGN_OR_RETURN(json st, qmp.execute("query-status"));
     if (st.value("status", std::string()) != "running") BNF_TRY(qmp.execute("cont").status());
   }
