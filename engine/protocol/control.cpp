@@ -1,5 +1,7 @@
 #include "protocol/control.hpp"
 
+#include <vector>
+
 #include "common/crc32c.hpp"
 
 namespace bnf::proto {
@@ -53,6 +55,28 @@ Status send_control(transport::Connection& c, FrameType t, const json& body, std
   const HeaderBytes hb = encode_header(h);
   BNF_TRY(transport::post_bytes(c, hb, std::as_bytes(std::span(meta)), payload));
   return c.flush();
+}
+
+Status post_run_frame(transport::Connection& c, FrameType t, std::span<const PageRun> runs,
+                      std::span<const transport::ConstBuffer> payload) {
+  const std::string meta = encode_runs(runs);
+  FrameHeader h;
+  h.type = t;
+  h.meta_len = static_cast<uint32_t>(meta.size());
+  h.meta_crc = crc32c(meta.data(), meta.size());
+  uint32_t crc = crc32c_init;
+  for (const transport::ConstBuffer& p : payload) {
+    crc = crc32c_extend(crc, p.data, p.size);
+    h.payload_len += p.size;
+  }
+  h.payload_crc = crc32c_final(crc);
+  const HeaderBytes hb = encode_header(h);
+  std::vector<transport::ConstBuffer> parts;
+  parts.reserve(payload.size() + 2);
+  parts.push_back({hb.data(), hb.size()});
+  parts.push_back({reinterpret_cast<const std::byte*>(meta.data()), meta.size()});
+  parts.insert(parts.end(), payload.begin(), payload.end());
+  return c.post(parts);
 }
 
 void send_error(transport::Connection& c, const Status& why) {

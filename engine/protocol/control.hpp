@@ -27,6 +27,11 @@ Status recv_checked_payload(transport::Connection& c, std::span<std::byte> dst, 
 // Sends a control frame whose metadata is `body` as JSON, optionally with a payload.
 Status send_control(transport::Connection& c, FrameType t, const nlohmann::json& body,
                     std::span<const std::byte> payload = {});
+// Posts a PAGES or ZEROS frame: the runs as metadata, then `payload` (the runs'
+// page contents, in order; empty for ZEROS). Payload parts inside a registered
+// region go without a copy, so they must stay valid until the next flush().
+Status post_run_frame(transport::Connection& c, FrameType t, std::span<const PageRun> runs,
+                      std::span<const transport::ConstBuffer> payload);
 // Best effort: tells the peer why we stop. Errors are ignored (the peer may be gone).
 void send_error(transport::Connection& c, const Status& why);
 

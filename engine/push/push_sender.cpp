@@ -6,7 +6,6 @@
 #include <optional>
 #include <thread>
 
-#include "common/crc32c.hpp"
 #include "digest/page_digest.hpp"
 #include "filter/page_filter.hpp"
 #include "protocol/control.hpp"
@@ -81,37 +80,15 @@ Status send_stream(Connection& c, std::span<const std::byte> image, const PagePl
   uint64_t frames = 0;
   uint64_t pages = 0;
   for (const auto& runs : frames_for_stream(plan.send, stream, streams, kFramePages, kFrameRuns)) {
-    const std::string meta = proto::encode_runs(runs);
-    std::vector<transport::ConstBuffer> parts;
-    parts.reserve(runs.size() + 2);
-    proto::FrameHeader h;
-    h.type = proto::FrameType::pages;
-    h.meta_len = static_cast<uint32_t>(meta.size());
-    h.meta_crc = crc32c(meta.data(), meta.size());
-    uint32_t crc = crc32c_init;
-    for (const PageRun& r : runs) {
-      const std::byte* p = image.data() + r.first * kPageSize;
-      crc = crc32c_extend(crc, p, r.count * kPageSize);
-      h.payload_len += r.count * kPageSize;
-    }
-    h.payload_crc = crc32c_final(crc);
-    const proto::HeaderBytes hb = proto::encode_header(h);
-    parts.push_back({hb.data(), hb.size()});
-    parts.push_back({reinterpret_cast<const std::byte*>(meta.data()), meta.size()});
-    for (const PageRun& r : runs) parts.push_back({image.data() + r.first * kPageSize, r.count * kPageSize});
-    BNF_TRY(c.post(parts));
+    std::vector<transport::ConstBuffer> payload;
+    payload.reserve(runs.size());
+    for (const PageRun& r : runs) payload.push_back({image.data() + r.first * kPageSize, r.count * kPageSize});
+    BNF_TRY(proto::post_run_frame(c, proto::FrameType::pages, runs, payload));
     ++frames;
     pages += pages_in(runs);
   }
   for (const auto& runs : frames_for_stream(plan.zero, stream, streams, 1ULL << 40, proto::kMaxRunsPerFrame)) {
-    const std::string meta = proto::encode_runs(runs);
-    proto::FrameHeader h;
-    h.type = proto::FrameType::zeros;
-    h.meta_len = static_cast<uint32_t>(meta.size());
-    h.meta_crc = crc32c(meta.data(), meta.size());
-    h.payload_crc = crc32c(nullptr, 0);
-    const proto::HeaderBytes hb = proto::encode_header(h);
-    BNF_TRY(transport::post_bytes(c, hb, std::as_bytes(std::span(meta))));
+    BNF_TRY(proto::post_run_frame(c, proto::FrameType::zeros, runs, {}));
     ++frames;
   }
   return proto::send_control(c, proto::FrameType::barrier, {{"round", 1}, {"frames", frames}, {"pages", pages}});

@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <thread>
 
-#include "common/crc32c.hpp"
 #include "common/unix_socket.hpp"
 #include "qmp/qmp_client.hpp"
 #include "stream/stream_rewriter.hpp"
@@ -114,16 +113,9 @@ class SourcePageHandler final : public PageHandler {
   }
   Status send_run(proto::FrameType t, uint64_t page, const std::byte* data) {
     const PageRun run{page, 1};
-    const std::string meta = proto::encode_runs(std::span(&run, 1));
-    proto::FrameHeader hd;
-    hd.type = t;
-    hd.meta_len = static_cast<uint32_t>(meta.size());
-    hd.meta_crc = crc32c(meta.data(), meta.size());
-    hd.payload_len = data != nullptr ? 4096 : 0;
-    hd.payload_crc = crc32c(data, data != nullptr ? 4096 : 0);
-    const proto::HeaderBytes hb = proto::encode_header(hd);
-    return transport::post_bytes(c_, hb, std::as_bytes(std::span(meta)),
-                                 std::span<const std::byte>(data, data != nullptr ? 4096 : 0));
+    const transport::ConstBuffer contents{data, 4096};
+    return proto::post_run_frame(c_, t, std::span(&run, 1),
+                                 data != nullptr ? std::span(&contents, 1) : std::span<const transport::ConstBuffer>());
   }
   transport::Connection& c_;
   const PageDigester& h_;
