@@ -139,7 +139,7 @@ class UringTcpConnection final : public Connection {
       io_uring_sqe* sqe = get_sqe();
       io_uring_prep_recvmsg(sqe, fd_.get(), &msg, MSG_WAITALL);
       io_uring_sqe_set_data64(sqe, kRecvTag);
-      BNF_ASSIGN_OR_RETURN(int res, submit_and_wait_for(kRecvTag));
+      BNF_ASSIGN_OR_RETURN(int res, submit_and_wait_for_recv());
       if (res == 0) return fail({Errc::io, "connection closed by peer " + peer_});
       if (res < 0) return fail(errno_status("receive from " + peer_, -res));
       stats_.bytes_received += static_cast<uint64_t>(res);
@@ -286,8 +286,8 @@ class UringTcpConnection final : public Connection {
     return on_send_cqe(static_cast<int>(tag), res, flags);
   }
 
-  Result<int> submit_and_wait_for(uint64_t tag) {
-    (void)tag;
+  // Submits the queued receive and reaps completions (sends included) until it is done.
+  Result<int> submit_and_wait_for_recv() {
     recv_done_ = false;
     io_uring_submit(&ring_);
     while (!recv_done_) BNF_TRY(reap_one());
