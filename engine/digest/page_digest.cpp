@@ -14,6 +14,12 @@ namespace bnf {
 namespace {
 constexpr size_t kZeroPage = 4096;
 alignas(64) const uint8_t kZeros[kZeroPage] = {};
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
 }  // namespace
 
 DigestKey random_digest_key() {
@@ -50,8 +56,7 @@ Result<Digest> digest_from_hex(std::string_view hex) {
   if (hex.size() != 32) return Status(Errc::corrupt, "digest: wrong length");
   Digest d;
   for (size_t i = 0; i < 32; ++i) {
-    const char c = hex[i];
-    const int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+    const int v = hex_value(hex[i]);
     if (v < 0) return Status(Errc::corrupt, "digest: not hex");
     uint64_t& half = i < 16 ? d.hi : d.lo;
     half = half * 16 + static_cast<uint64_t>(v);
@@ -62,14 +67,9 @@ Result<Digest> digest_from_hex(std::string_view hex) {
 Result<DigestKey> digest_key_from_hex(std::string_view hex) {
   DigestKey k{};
   if (hex.size() != k.size() * 2) return Status(Errc::corrupt, "digest key: wrong length");
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
   for (size_t i = 0; i < k.size(); ++i) {
-    int h = nib(hex[2 * i]);
-    int l = nib(hex[2 * i + 1]);
+    const int h = hex_value(hex[2 * i]);
+    const int l = hex_value(hex[2 * i + 1]);
     if (h < 0 || l < 0) return Status(Errc::corrupt, "digest key: not hex");
     k[i] = static_cast<uint8_t>(h * 16 + l);
   }

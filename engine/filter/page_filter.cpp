@@ -1,7 +1,5 @@
 #include "filter/page_filter.hpp"
 
-#include <sys/mman.h>
-
 namespace bnf {
 
 namespace {
@@ -28,9 +26,6 @@ PagePlan plan_pages(const FilterInput& in) {
     plan.table = *in.base;
     plan.pages_skipped = pages - in.dirty->count();
     in.dirty->for_each_run([&](PageRun r) {
-      // One call maps the run's pages: cheaper than a page fault for each.
-      (void)::madvise(const_cast<std::byte*>(in.image.data()) + r.first * in.page_size, r.count * in.page_size,
-                      MADV_POPULATE_READ);
       for (uint64_t p = r.first; p < r.first + r.count; ++p)
         classify(plan, in, p, in.digester->page(in.image.data() + p * in.page_size, in.page_size));
     });
