@@ -6,10 +6,11 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  g++ meson ninja-build pkg-config python3 \
+  g++ gcc binutils meson ninja-build pkg-config python3 \
   liburing-dev libisal-dev libnuma-dev libxxhash-dev \
   nlohmann-json3-dev libcli11-dev libfmt-dev \
   libgtest-dev libbenchmark-dev \
   clang libclang-rt-14-dev \
   iperf3 iproute2 util-linux procps \
-  qemu-system-x86 qemu-utils >/dev/null
+  qemu-system-x86 qemu-utils \
+  linux-image-cloud-amd64 busybox-static cpio gnuplot-nox >/dev/null
