@@ -87,6 +87,7 @@ Status StreamRewriter::run() {
       return refuse(fmt::format("record type 0x{:02x} before device state", type));
     }
   }
+  BNF_TRY(pages_.before_device_state());
   BNF_TRY(in_.drain([&](std::span<const std::byte> chunk) {
     stats_.device_bytes += chunk.size();
     return put(chunk.data(), chunk.size());

@@ -15,13 +15,13 @@
 #include "common/unix_socket.hpp"
 #include "qmp/qmp_client.hpp"
 #include "stream/stream_rewriter.hpp"
+#include "vm/departure_pages.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-constexpr const char* kMainBlock = "ram0";
 
 namespace {
 
@@ -62,66 +62,6 @@ class FrameSink final : public ByteSink {
   uint64_t forwarded_ = 0;
 };
 
-// Main-block pages: `held_` is what the destination's image holds right now
-// (its base at first, or zero pages for a new image). A page travels only when
-// its digest differs from that; QEMU resending a page in a later pass is
-// compared with what was landed, not with the base. At the end `held_` is the
-// VM's memory at switchover: the departure table.
-class SourcePageHandler final : public PageHandler {
- public:
-  SourcePageHandler(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base, uint64_t pages)
-      : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)) {
-    if (!base)
-      for (uint64_t p = 0; p < pages; ++p) held_[p] = h_.zero_digest();
-  }
-  Status on_blocks(const std::vector<RamBlockInfo>& blocks) override {
-    for (const RamBlockInfo& b : blocks)
-      if (b.name == kMainBlock) {
-        if (b.used_length != held_.size() * 4096) return {Errc::mismatch, "main RAM block has an unexpected size"};
-        return Status::ok();
-      }
-    return {Errc::protocol, "the stream has no RAM block 'ram0' (VM not started by bnf?)"};
-  }
-  Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override {
-    if (block != kMainBlock) return true;
-    BNF_TRY(update(offset, h_.page(data, 4096), data));
-    return false;
-  }
-  Result<bool> on_zero(const std::string& block, uint64_t offset) override {
-    if (block != kMainBlock) return true;
-    BNF_TRY(update(offset, h_.zero_digest(), nullptr));
-    return false;
-  }
-  [[nodiscard]] const DigestTable& departure() const { return held_; }
-  uint64_t sent = 0, skipped = 0, zero = 0;
-
- private:
-  Status update(uint64_t offset, const Digest& d, const std::byte* data) {
-    const uint64_t p = offset / 4096;
-    if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
-    if (held_[p] == d) {  // the destination holds these bytes already
-      ++(d == h_.zero_digest() ? zero : skipped);
-      return Status::ok();
-    }
-    held_[p] = d;
-    if (d == h_.zero_digest()) {
-      ++zero;
-      return send_run(proto::FrameType::zeros, p, nullptr);
-    }
-    ++sent;
-    return send_run(proto::FrameType::pages, p, data);
-  }
-  Status send_run(proto::FrameType t, uint64_t page, const std::byte* data) {
-    const PageRun run{page, 1};
-    const transport::ConstBuffer contents{data, 4096};
-    return proto::post_run_frame(c_, t, std::span(&run, 1),
-                                 data != nullptr ? std::span(&contents, 1) : std::span<const transport::ConstBuffer>());
-  }
-  transport::Connection& c_;
-  const PageDigester& h_;
-  DigestTable held_;
-};
-
 Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
   pollfd p{lfd, POLLIN, 0};
   if (::poll(&p, 1, timeout_ms) <= 0) return Status(Errc::io, "QEMU did not connect to the migration socket");
@@ -129,6 +69,10 @@ Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
   if (fd < 0) return errno_status("accept migration stream", errno);
   return UniqueFd(fd);
 }
+
+// Memory for pages held back until QEMU's next pass (see departure_pages.hpp):
+// an eighth of guest RAM, at most 256 MiB.
+size_t hold_budget(uint64_t memory_bytes) { return std::min<uint64_t>(memory_bytes / 8, 256ULL << 20); }
 
 // After a failed trip: the VM must keep running here.
 void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& name) {
@@ -196,7 +140,9 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
     return qfd.status();
   }
   const PageDigester h(key);
-  SourcePageHandler pages(*c, h, std::move(base), vm->def.memory_bytes / 4096);
+  const bool incremental = base.has_value();
+  DeparturePages pages(*c, h, std::move(base), vm->def.memory_bytes / 4096,
+                       {.incremental = incremental, .hold_budget_bytes = hold_budget(vm->def.memory_bytes)});
   FdSource src(qfd->get());
   FrameSink sink(*c);
   StreamRewriter rw(src, sink, pages);
@@ -234,13 +180,14 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   }
   const auto cs = c->stats();
   rep.pages_total = vm->def.memory_bytes / 4096;
-  rep.pages_sent = pages.sent;
-  rep.pages_skipped = pages.skipped;
-  rep.pages_zero = pages.zero;
+  rep.pages_sent = pages.counts().sent;
+  rep.pages_skipped = pages.counts().skipped;
+  rep.pages_zero = pages.counts().zero;
+  rep.pages_superseded = pages.counts().superseded;
   rep.wire_bytes = cs.bytes_sent + cs.bytes_received;
   rep.stream_bytes_in = rw.stats().bytes_in;
   rep.stream_bytes_forwarded = sink.forwarded();
-  rep.rounds = rw.stats().ram_sections;
+  rep.rounds = pages.counts().rounds;
   rep.seconds = since(t0);
   log_.info("vm {}: migrated to {} ({}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode, rep.pages_sent,
             rep.pages_skipped);

@@ -134,6 +134,7 @@ json MigrationReport::to_json() const {
           {"wire_bytes", wire_bytes},
           {"stream_bytes_in", stream_bytes_in},
           {"stream_bytes_forwarded", stream_bytes_forwarded},
+          {"pages_superseded", pages_superseded},
           {"seconds", seconds},
           {"downtime_ms", downtime_ms},
           {"rounds", rounds},

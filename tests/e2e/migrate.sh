@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Back-and-forth live migration of a real QEMU VM between two bnf daemons on one
 # machine (two state directories, loopback): A -> B (full), B -> A and A -> B
-# (incremental: only pages changed since arrival), each trip's image checked by
-# digest roots on both sides; failed migrations leave the VM running.
+# (incremental: only pages changed since arrival). The guest is the
+# memory-checking test guest (tests/guest) rewriting a 1% hot set: after every
+# trip its memory is checked page by page on the destination and in the source's
+# retained snapshot, and the digest roots of both sides must agree. Failed
+# migrations leave the VM running.
 set -euo pipefail
-BNF=${1:?usage: migrate.sh PATH_TO_BNF}
+BNF=${1:?usage: migrate.sh BNF GUEST_ELF GUEST_CHECK}
+GUEST=${2:?}
+GUEST_CHECK=${3:?}
+QMP="python3 $(cd "$(dirname "$0")" && pwd)/qmp.py"
 if ! command -v qemu-system-x86_64 >/dev/null; then echo "skip: no qemu-system-x86_64"; exit 77; fi
 WORK=$(mktemp -d /dev/shm/bnf-mig-XXXXXX)
 PIDS=()
@@ -34,14 +40,37 @@ start_daemon() {  # start_daemon NAME -> URI_NAME
 }
 start_daemon A
 start_daemon B
-vm() { local host=$1; shift; "$BNF" "$@" --control "$WORK/$host/control.sock"; }
+vm() { local host=$1; shift; BNF_CONTROL="$WORK/$host/control.sock" "$BNF" "$@"; }
 root_of() { "$BNF" snapshot show --state-dir "$WORK/$1" web1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])'; }
 
-vm A vm create web1 --memory 64M >/dev/null
-ram=$(field "$(vm A vm status web1 --json)" ram_file)
-"$BNF" image make "$ram" --size 64M --zero-percent 5 --seed 11   # a populated guest: RAM filled before boot
+status_of() { vm "$1" vm status web1 --json; }
+guest_word() { od -An -tu4 -j $((0x80000 + 4 * $2)) -N4 "$1" | tr -d ' '; }  # guest_layout.h
+# The guest's memory on HOST, checked with the guest paused, then resumed.
+guest_intact() {
+  local st; st=$(status_of "$1")
+  $QMP "$(field "$st" qmp_socket)" stop >/dev/null
+  "$GUEST_CHECK" "$(field "$st" ram_file)" >"check-$1.json"; local rc=$?
+  $QMP "$(field "$st" qmp_socket)" cont >/dev/null
+  [ $rc -eq 0 ] || cat "check-$1.json"
+  return $rc
+}
+# The guest makes progress on HOST: its completed-pass counter moves.
+guest_running() {
+  local ram; ram=$(field "$(status_of "$1")" ram_file)
+  local before; before=$(guest_word "$ram" 8)
+  sleep 0.3
+  [ "$(guest_word "$ram" 8)" -gt "$before" ]
+}
+retained_intact() { "$GUEST_CHECK" "$WORK/$1/snapshots/web1/image" >"check-$1-retained.json"; }
+
+vm A vm create web1 --memory 64M -- -kernel "$GUEST" -append "hot=1%" >/dev/null
 vm A vm start web1 >/dev/null
-check "VM runs on A" test "$(field "$(vm A vm status web1 --json)" state)" = running
+ram=$(field "$(status_of A)" ram_file)
+for _ in $(seq 100); do [ "$(guest_word "$ram" 2)" = 2 ] && break; sleep 0.1; done  # phase: running
+check "VM runs on A" test "$(field "$(status_of A)" state)" = running
+check "the guest populated its memory and rewrites its hot set" guest_running A
+check "the guest's memory checks out on A" guest_intact A
+hot=$(python3 -c "import json; print(json.load(open('check-A.json'))['hot_pages'])")
 
 out=$(vm A migrate web1 "$URI_B" --json)
 check "A -> B is a full trip" test "$(field "$out" mode)" = full
@@ -49,23 +78,30 @@ check "VM runs on B" test "$(field "$(vm B vm status web1 --json)" state)" = run
 check "A shows the VM away" test "$(field "$(vm A vm status web1 --json)" state)" = away
 check "A's retained snapshot verifies" "$BNF" snapshot verify --state-dir A web1
 check "B arrived with exactly A's departure image" test "$(root_of A)" = "$(root_of B)"
+check "the guest's memory checks out on B" guest_intact B
+check "A's retained snapshot holds the guest intact at switchover" retained_intact A
+check "the guest keeps running on B" guest_running B
 
 sleep 1
 out=$(vm B migrate web1 "$URI_A" --json)
 echo "back trip: $out"
 check "B -> A is incremental" test "$(field "$out" mode)" = incremental
 sent=$(field "$out" pages_sent)
-check "back trip sends under 1% of the pages" test "$sent" -lt 164
-check "back trip wire bytes <= 1.1 x sent pages + 2 MiB" \
-  python3 -c "import sys; sys.exit(0 if $(field "$out" wire_bytes) <= 1.1 * $sent * 4096 + 2 * 2**20 else 1)"
+check "back trip sends the hot set ($hot pages) plus at most 64 pages" test "$sent" -le $((hot + 64))
+check "back trip wire bytes <= 1.1 x hot-set bytes + 1 MiB" \
+  python3 -c "import sys; sys.exit(0 if $(field "$out" wire_bytes) <= 1.1 * $hot * 4096 + 2**20 else 1)"
 check "VM runs on A again" test "$(field "$(vm A vm status web1 --json)" state)" = running
 check "B's retained snapshot verifies" "$BNF" snapshot verify --state-dir B web1
 check "A arrived with exactly B's departure image" test "$(root_of A)" = "$(root_of B)"
+check "the guest's memory checks out on A" guest_intact A
+check "B's retained snapshot holds the guest intact at switchover" retained_intact B
+check "the guest keeps running on A" guest_running A
 
 out=$(vm A migrate web1 "$URI_B" --json)
 check "A -> B again is incremental" test "$(field "$out" mode)" = incremental
 check "VM runs on B again" test "$(field "$(vm B vm status web1 --json)" state)" = running
 check "epochs advance on both sides" test "$(field "$out" epoch)" -eq 3
+check "the guest's memory checks out on B" guest_intact B
 
 # A's retained snapshot changed behind bnf's back: not reused, the trip is full.
 img_a=$(readlink -f "$WORK/A/snapshots/web1/image")
@@ -76,6 +112,7 @@ check "a tampered base is not reused: full trip" test "$(field "$out" mode)" = f
 fallback=$(field "$out" fallback)
 check "... and the fallback says why" grep -q "changed behind" <<<"$fallback"
 check "A arrived with exactly B's departure image" test "$(root_of A)" = "$(root_of B)"
+check "the guest's memory checks out on A" guest_intact A
 out=$(vm A migrate web1 "$URI_B" --json)
 check "and the next trip back is incremental again" test "$(field "$out" mode)" = incremental
 
@@ -96,6 +133,8 @@ qemu_b=$(field "$(vm B vm status web1 --json)" qemu_pid)
 kill -9 "${PIDS[1]}" "$qemu_b"
 out=$(vm A restore web1 --json)
 check "restore on A after B died: VM runs on A" test "$(field "$out" state)" = running
+check "the restored guest's memory checks out" guest_intact A
+check "the restored guest resumes rewriting its hot set" guest_running A
 check "the restored snapshot is live, not a base any more" bash -c "! '$BNF' snapshot verify --state-dir '$WORK/A' web1 2>/dev/null"
 vm A vm stop web1 >/dev/null
 check "VM stops" test "$(field "$(vm A vm status web1 --json)" state)" = stopped

@@ -1,0 +1,120 @@
+#include "vm/departure_pages.hpp"
+
+#include <cstring>
+
+#include "protocol/control.hpp"
+
+namespace bnf::qemu {
+
+namespace {
+constexpr const char* kMainBlock = "ram0";
+constexpr size_t kPage = 4096;
+}  // namespace
+
+DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base,
+                               uint64_t pages, DeparturePagesOptions opt)
+    : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)), opt_(opt), sent_once_(pages, false) {
+  if (!base)
+    for (uint64_t p = 0; p < pages; ++p) held_[p] = h_.zero_digest();
+}
+
+Status DeparturePages::on_blocks(const std::vector<RamBlockInfo>& blocks) {
+  for (const RamBlockInfo& b : blocks)
+    if (b.name == kMainBlock) {
+      if (b.used_length != held_.size() * kPage) return {Errc::mismatch, "main RAM block has an unexpected size"};
+      return Status::ok();
+    }
+  return {Errc::protocol, "the stream has no RAM block 'ram0' (VM not started by bnf?)"};
+}
+
+Result<bool> DeparturePages::on_page(const std::string& block, uint64_t offset, const std::byte* data) {
+  if (block != kMainBlock) return true;
+  BNF_TRY(update(offset / kPage, h_.page(data, kPage), data));
+  return false;
+}
+
+Result<bool> DeparturePages::on_zero(const std::string& block, uint64_t offset) {
+  if (block != kMainBlock) return true;
+  BNF_TRY(update(offset / kPage, h_.zero_digest(), nullptr));
+  return false;
+}
+
+Status DeparturePages::before_device_state() {
+  BNF_TRY(send_all(prev_pass_));
+  return send_all(this_pass_);
+}
+
+bool DeparturePages::may_hold(uint64_t page) const {
+  return opt_.hold_budget_bytes > 0 && (opt_.incremental || sent_once_[page]) &&
+         held_bytes_ + kPage <= opt_.hold_budget_bytes;
+}
+
+Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
+  if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
+  BNF_TRY(scan_reached(p));
+  const bool is_zero = d == h_.zero_digest();
+  if (is_zero) ++n_.zero;
+  auto prev = prev_pass_.find(p);
+  if (prev != prev_pass_.end()) this_pass_.insert(prev_pass_.extract(prev));  // rewritten again: still hot
+  if (held_[p] == d) {  // the destination holds (or will hold) these bytes
+    if (!is_zero) ++n_.skipped;
+    return Status::ok();
+  }
+  held_[p] = d;
+  std::vector<std::byte> bytes;
+  if (!is_zero) bytes.assign(data, data + kPage);
+  auto cur = this_pass_.find(p);
+  if (cur != this_pass_.end()) {
+    ++n_.superseded;
+    held_bytes_ += bytes.size();
+    held_bytes_ -= cur->second.size();
+    cur->second = std::move(bytes);
+    return Status::ok();
+  }
+  if (may_hold(p)) {
+    held_bytes_ += bytes.size();
+    this_pass_.emplace(p, std::move(bytes));
+    return Status::ok();
+  }
+  return send(p, bytes);
+}
+
+// QEMU walks the main block upwards in each pass; an offset at or below the
+// last one starts a new pass. Held pages the walk has gone past without a
+// resend were clean for a whole pass: they go now.
+Status DeparturePages::scan_reached(uint64_t page) {
+  if (!last_page_ || page <= *last_page_) {
+    ++n_.rounds;
+    if (last_page_) {
+      BNF_TRY(send_all(prev_pass_));
+      prev_pass_.swap(this_pass_);
+    }
+  }
+  last_page_ = page;
+  while (!prev_pass_.empty() && prev_pass_.begin()->first < page) {
+    auto node = prev_pass_.extract(prev_pass_.begin());
+    BNF_TRY(send(node.key(), node.mapped()));
+    held_bytes_ -= node.mapped().size();
+  }
+  return Status::ok();
+}
+
+Status DeparturePages::send_all(Held& held) {
+  for (auto& [page, bytes] : held) {
+    BNF_TRY(send(page, bytes));
+    held_bytes_ -= bytes.size();
+  }
+  held.clear();
+  return Status::ok();
+}
+
+Status DeparturePages::send(uint64_t page, const std::vector<std::byte>& bytes) {
+  const PageRun run{page, 1};
+  sent_once_[page] = true;
+  if (bytes.empty()) return proto::post_run_frame(c_, proto::FrameType::zeros, std::span(&run, 1), {});
+  ++n_.sent;
+  const transport::ConstBuffer contents{bytes.data(), kPage};
+  return proto::post_run_frame(c_, proto::FrameType::pages, std::span(&run, 1), std::span(&contents, 1));
+}
+
+}  // namespace bnf::qemu

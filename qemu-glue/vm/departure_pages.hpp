@@ -1,0 +1,73 @@
+// The source's page filter for a VM migration: decides, for every main-block
+// page record QEMU emits, whether the destination needs it, and when.
+//
+// What: `held_` is what the destination's image will hold (its base at first,
+// zero pages for a new image, then what was sent). A page travels only when its
+// digest differs from that. At the end `held_` is the VM's memory at switchover.
+//
+// When (hold-back): precopy resends a page every pass in which the guest wrote
+// it, so a hot page sent at once crosses the wire once per pass. A page that
+// differs from the destination is instead held here until QEMU's next pass
+// goes by its offset without resending it; a page rewritten every pass waits
+// for the final pass and travels once. Held pages are all sent before device
+// state is forwarded, so the destination QEMU never starts without them. The
+// hold-back is bounded (past the budget pages go at once) and applies to every
+// page of an incremental trip, and in a full trip to pages sent once already.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "digest/page_digest.hpp"
+#include "stream/stream_rewriter.hpp"
+#include "transport/transport.hpp"
+
+namespace bnf::qemu {
+
+struct DeparturePagesOptions {
+  bool incremental = false;
+  size_t hold_budget_bytes = 0;  // 0 disables the hold-back
+};
+
+struct DeparturePageCounts {
+  uint64_t sent = 0;        // data pages posted
+  uint64_t skipped = 0;     // records the destination already held
+  uint64_t zero = 0;        // zero-page records (sent or skipped)
+  uint64_t superseded = 0;  // held versions replaced by a newer one before sending
+  uint64_t rounds = 0;      // QEMU's passes over the main block
+};
+
+class DeparturePages final : public PageHandler {
+ public:
+  DeparturePages(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base, uint64_t pages,
+                 DeparturePagesOptions opt);
+  Status on_blocks(const std::vector<RamBlockInfo>& blocks) override;
+  Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override;
+  Result<bool> on_zero(const std::string& block, uint64_t offset) override;
+  Status before_device_state() override;
+
+  [[nodiscard]] const DigestTable& departure() const { return held_; }
+  [[nodiscard]] const DeparturePageCounts& counts() const { return n_; }
+
+ private:
+  using Held = std::map<uint64_t, std::vector<std::byte>>;  // page -> bytes (empty: zero page)
+  Status update(uint64_t page, const Digest& d, const std::byte* data);
+  Status scan_reached(uint64_t page);
+  Status send(uint64_t page, const std::vector<std::byte>& bytes);
+  Status send_all(Held& held);
+  bool may_hold(uint64_t page) const;
+
+  transport::Connection& c_;
+  const PageDigester& h_;
+  DigestTable held_;
+  DeparturePagesOptions opt_;
+  DeparturePageCounts n_;
+  std::vector<bool> sent_once_;
+  Held prev_pass_;  // held in the previous pass, not resent in this one yet
+  Held this_pass_;  // held (or resent) in this pass
+  size_t held_bytes_ = 0;
+  std::optional<uint64_t> last_page_;
+};
+
+}  // namespace bnf::qemu

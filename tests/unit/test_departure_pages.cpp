@@ -1,0 +1,153 @@
+// The source's page filter: what travels, and when (hold-back until QEMU's next
+// pass goes by), with QEMU's passes played as sequences of page records.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "protocol/frame.hpp"
+#include "vm/departure_pages.hpp"
+
+namespace bnf::qemu {
+namespace {
+
+constexpr uint64_t kPages = 64;
+
+// Records the frames posted to it: (type, page, first payload byte).
+class RecordingConnection final : public transport::Connection {
+ public:
+  struct Sent {
+    proto::FrameType type;
+    uint64_t page;
+    uint8_t fill;
+  };
+  Status register_region(std::span<const std::byte>) override { return Status::ok(); }
+  Status post(std::span<const transport::ConstBuffer> parts) override {
+    std::array<std::byte, proto::kHeaderSize> hb{};
+    std::memcpy(hb.data(), parts[0].data, hb.size());
+    auto h = proto::decode_header(hb);
+    if (!h.is_ok()) return h.status();
+    auto runs = proto::decode_runs({reinterpret_cast<const char*>(parts[1].data), parts[1].size}, kPages);
+    if (!runs.is_ok()) return runs.status();
+    const uint8_t fill = parts.size() > 2 ? static_cast<uint8_t>(parts[2].data[0]) : 0;
+    sent.push_back({h->type, (*runs)[0].first, fill});
+    return Status::ok();
+  }
+  Status flush() override { return Status::ok(); }
+  Status recv(std::span<std::byte>) override { return {Errc::io, "not used"}; }
+  Status recv_scatter(std::span<const transport::MutableBuffer>) override { return {Errc::io, "not used"}; }
+  void shutdown() noexcept override {}
+  transport::ConnectionStats stats() const override { return {}; }
+  std::string peer() const override { return "recording"; }
+  std::vector<Sent> sent;
+};
+
+class DeparturePagesTest : public ::testing::Test {
+ protected:
+  DeparturePagesTest() : h_(DigestKey{}) {
+    // The destination's base: page p filled with byte p.
+    DigestTable base(kPages);
+    for (uint64_t p = 0; p < kPages; ++p) base[p] = h_.page(page_of(static_cast<uint8_t>(p)).data(), 4096);
+    base_ = std::move(base);
+  }
+  static std::vector<std::byte> page_of(uint8_t fill) { return std::vector<std::byte>(4096, std::byte{fill}); }
+  DeparturePages make(bool incremental, size_t budget) {
+    return DeparturePages(conn_, h_, incremental ? std::optional(base_) : std::nullopt, kPages,
+                          {.incremental = incremental, .hold_budget_bytes = budget});
+  }
+  // One QEMU pass: the pages it resends, with their new fill byte.
+  static void pass(DeparturePages& d, std::vector<std::pair<uint64_t, uint8_t>> pages) {
+    for (auto [p, fill] : pages) {
+      auto bytes = page_of(fill);
+      auto keep = d.on_page("ram0", p * 4096, bytes.data());
+      ASSERT_TRUE(keep.is_ok()) << keep.status().message();
+      EXPECT_FALSE(*keep);
+    }
+  }
+  uint64_t sends_of(uint64_t page) const {
+    uint64_t n = 0;
+    for (const auto& s : conn_.sent) n += s.page == page;
+    return n;
+  }
+
+  PageDigester h_;
+  DigestTable base_;
+  RecordingConnection conn_;
+};
+
+TEST_F(DeparturePagesTest, UnchangedPagesNeverTravel) {
+  auto d = make(true, 1 << 20);
+  std::vector<std::pair<uint64_t, uint8_t>> all;
+  for (uint64_t p = 0; p < kPages; ++p) all.emplace_back(p, static_cast<uint8_t>(p));
+  pass(d, all);
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_TRUE(conn_.sent.empty());
+  EXPECT_EQ(d.counts().skipped, kPages - 1);  // page 0 is a zero page
+}
+
+TEST_F(DeparturePagesTest, HotPageTravelsOnceWithItsLastVersion) {
+  auto d = make(true, 1 << 20);
+  pass(d, {{3, 200}, {10, 201}});
+  pass(d, {{3, 202}});            // page 10 clean for a pass: sent as the walk goes by
+  pass(d, {{3, 203}, {20, 204}});
+  EXPECT_EQ(sends_of(10), 1U);
+  EXPECT_EQ(sends_of(3), 0U);     // still hot: held
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_EQ(sends_of(3), 1U);
+  EXPECT_EQ(conn_.sent.back().fill, 204);  // page 20 last; page 3 carried its newest bytes:
+  for (const auto& s : conn_.sent) {
+    if (s.page == 3) {
+      EXPECT_EQ(s.fill, 203);
+    }
+  }
+  EXPECT_EQ(d.counts().superseded, 2U);
+  EXPECT_EQ(d.counts().rounds, 3U);
+}
+
+TEST_F(DeparturePagesTest, PageCleanForAPassLeavesBeforeTheWalkPassesIt) {
+  auto d = make(true, 1 << 20);
+  pass(d, {{5, 100}, {30, 101}});
+  pass(d, {{2, 100}});
+  EXPECT_EQ(sends_of(5), 0U);  // the second pass has not reached page 5 yet
+  pass(d, {{6, 100}});         // ... same pass, now past it
+  EXPECT_EQ(sends_of(5), 1U);
+  EXPECT_EQ(sends_of(30), 0U);
+}
+
+TEST_F(DeparturePagesTest, BudgetExhaustedPagesGoAtOnce) {
+  auto d = make(true, 2 * 4096);
+  pass(d, {{1, 90}, {2, 91}, {3, 92}, {4, 93}});
+  EXPECT_EQ(sends_of(1) + sends_of(2), 0U);
+  EXPECT_EQ(sends_of(3), 1U);
+  EXPECT_EQ(sends_of(4), 1U);
+}
+
+TEST_F(DeparturePagesTest, FullTripSendsFirstVersionsAtOnceAndHoldsResends) {
+  auto d = make(false, 1 << 20);
+  pass(d, {{1, 90}, {2, 91}});
+  EXPECT_EQ(conn_.sent.size(), 2U);
+  pass(d, {{1, 92}});
+  EXPECT_EQ(sends_of(1), 1U);  // the resend is held
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_EQ(sends_of(1), 2U);
+}
+
+TEST_F(DeparturePagesTest, DepartureTableIsTheLastVersionOfEveryPage) {
+  auto d = make(true, 1 << 20);
+  pass(d, {{7, 1}});
+  pass(d, {{7, 2}});
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_EQ(d.departure()[7], h_.page(page_of(2).data(), 4096));
+  EXPECT_EQ(d.departure()[8], base_[8]);
+}
+
+TEST_F(DeparturePagesTest, OffsetPastTheBlockIsAnError) {
+  auto d = make(true, 1 << 20);
+  auto bytes = page_of(1);
+  EXPECT_FALSE(d.on_page("ram0", kPages * 4096, bytes.data()).is_ok());
+  auto keep = d.on_page("pc.rom", 0, bytes.data());
+  ASSERT_TRUE(keep.is_ok());
+  EXPECT_TRUE(*keep);  // other blocks stay in the stream
+}
+
+}  // namespace
+}  // namespace bnf::qemu
