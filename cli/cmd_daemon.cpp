@@ -19,6 +19,7 @@ struct DaemonArgs {
   std::string log_level = "info";
   int numa_node = -1;
   std::string zero_copy = "auto";
+  double peer_timeout_s = 30;
 };
 
 LogLevel parse_level(const std::string& s) {
@@ -43,6 +44,7 @@ int run_daemon(const DaemonArgs& a) {
   const Logger log(parse_level(a.log_level), "bnf-daemon");
   transport::UringTcpOptions topts;
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
+  topts.peer_timeout_ms = static_cast<unsigned>(a.peer_timeout_s * 1000);
   Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), log);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
   qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log);
@@ -75,6 +77,9 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
   cmd->add_option("--zero-copy", args->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--peer-timeout", args->peer_timeout_s, "seconds without an answer before a peer counts as gone")
+      ->check(CLI::Range(3.0, 3600.0))
       ->capture_default_str();
   cmd->callback([args, &rc] { rc = run_daemon(*args); });
 }

@@ -22,7 +22,7 @@ Result<std::string> read_line(int fd) {
     ssize_t n = ::read(fd, &c, 1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_status("control socket read", errno);
-    if (n == 0) return line.empty() ? Result<std::string>(Status(Errc::io, "control connection closed")) : line;
+    if (n == 0) return line.empty() ? Result<std::string>(Status(Errc::io, "the daemon closed the control connection without answering (did it exit?)")) : line;
     if (c == '\n') return line;
     line.push_back(c);
   }

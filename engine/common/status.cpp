@@ -16,6 +16,7 @@ std::string_view errc_name(Errc c) noexcept {
     case Errc::busy: return "busy";
     case Errc::mismatch: return "mismatch";
     case Errc::unreachable: return "unreachable";
+    case Errc::connection_lost: return "connection-lost";
     case Errc::no_space: return "no-space";
     case Errc::version: return "version";
     case Errc::cancelled: return "cancelled";

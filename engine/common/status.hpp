@@ -26,6 +26,8 @@ enum class Errc {
   version,           // protocol version not supported
   cancelled,         // shut down or aborted on purpose
   internal,
+  connection_lost,  // an established connection broke: peer closed, reset or went silent
+  // Numbers travel in ERROR frames: add new codes here, at the end.
 };
 
 std::string_view errc_name(Errc c) noexcept;

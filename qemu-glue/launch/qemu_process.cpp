@@ -5,7 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <cerrno>
+#include <fstream>
 #include <thread>
 #include <utility>
 
@@ -40,7 +43,7 @@ Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, con
   int err = 0;
   const ssize_t n = ::read(ready[0], &err, sizeof err);  // EOF on a successful exec
   ::close(ready[0]);
-  QemuProcess p(pid);
+  QemuProcess p(pid, true);
   if (n == sizeof err) {
     (void)p.wait(std::chrono::seconds(1));
     return errno_status("start " + argv[0], err);
@@ -48,13 +51,24 @@ Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, con
   return p;
 }
 
+Result<QemuProcess> QemuProcess::adopt(pid_t pid, const std::string& marker) {
+  std::string cmdline;
+  if (pid <= 0 || ::kill(pid, 0) != 0) return Status(Errc::not_found, fmt::format("no process {}", pid));
+  std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
+  std::getline(in, cmdline, '\x01');  // NUL-separated: read it whole
+  if (cmdline.find(marker) == std::string::npos)
+    return Status(Errc::not_found, fmt::format("process {} is not this VM's QEMU", pid));
+  return QemuProcess(pid, false);
+}
+
 QemuProcess::QemuProcess(QemuProcess&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), reaped_(std::exchange(o.reaped_, true)) {}
+    : pid_(std::exchange(o.pid_, -1)), child_(o.child_), reaped_(std::exchange(o.reaped_, true)) {}
 
 QemuProcess& QemuProcess::operator=(QemuProcess&& o) noexcept {
   if (this != &o) {
     kill();
     pid_ = std::exchange(o.pid_, -1);
+    child_ = o.child_;
     reaped_ = std::exchange(o.reaped_, true);
   }
   return *this;
@@ -62,19 +76,28 @@ QemuProcess& QemuProcess::operator=(QemuProcess&& o) noexcept {
 
 QemuProcess::~QemuProcess() { kill(); }
 
-bool QemuProcess::running() {
-  if (pid_ < 0 || reaped_) return false;
-  int status = 0;
-  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-    reaped_ = true;
-    return false;
+bool QemuProcess::gone() {
+  if (pid_ < 0 || reaped_) return true;
+  if (child_) {
+    int status = 0;
+    reaped_ = ::waitpid(pid_, &status, WNOHANG) == pid_;
+  } else {
+    reaped_ = ::kill(pid_, 0) != 0;  // an adopted process is reaped by its own parent
   }
-  return true;
+  return reaped_;
 }
+
+bool QemuProcess::running() { return !gone(); }
 
 Result<int> QemuProcess::wait(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
+    if (!child_) {
+      if (gone()) return 0;  // not ours: its exit status went to its parent
+      if (std::chrono::steady_clock::now() >= deadline) return Status(Errc::cancelled, "QEMU did not exit in time");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
     int status = 0;
     const pid_t r = ::waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
@@ -90,8 +113,12 @@ Result<int> QemuProcess::wait(std::chrono::milliseconds timeout) {
 void QemuProcess::kill() noexcept {
   if (pid_ < 0 || reaped_) return;
   ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, nullptr, 0);
-  reaped_ = true;
+  if (child_) {
+    ::waitpid(pid_, nullptr, 0);
+    reaped_ = true;
+  } else {
+    (void)wait(std::chrono::seconds(5));
+  }
 }
 
 }  // namespace bnf::qemu

@@ -1,5 +1,7 @@
-// A QEMU process the daemon owns: spawned from a command line, killed when the
-// owner lets go unless it was detached on purpose.
+// A QEMU process the daemon owns: spawned from a command line (a child), or
+// adopted after a daemon restart (found by pid, checked by its command line).
+// Killed when the owner lets go, unless detached on purpose: a daemon that
+// stops leaves its VMs running, and the next daemon adopts them.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +17,9 @@ namespace bnf::qemu {
 class QemuProcess {
  public:
   static Result<QemuProcess> spawn(const std::vector<std::string>& argv, const std::string& stderr_log);
+  // The running process `pid`, if its command line contains `marker` (the VM's
+  // RAM file): a recycled pid is not mistaken for the VM.
+  static Result<QemuProcess> adopt(pid_t pid, const std::string& marker);
   QemuProcess(QemuProcess&& o) noexcept;
   QemuProcess& operator=(QemuProcess&& o) noexcept;
   QemuProcess(const QemuProcess&) = delete;
@@ -26,10 +31,14 @@ class QemuProcess {
   // Waits for exit up to `timeout`; returns the exit status (or -signal).
   Result<int> wait(std::chrono::milliseconds timeout);
   void kill() noexcept;
+  // Lets go without killing: the process outlives this object.
+  void detach() noexcept { pid_ = -1; }
 
  private:
-  explicit QemuProcess(pid_t pid) : pid_(pid) {}
+  QemuProcess(pid_t pid, bool child) : pid_(pid), child_(child) {}
+  bool gone();  // non-blocking: has the process exited?
   pid_t pid_ = -1;
+  bool child_ = true;  // ours to reap with waitpid; an adopted one is polled
   bool reaped_ = false;
 };
 

@@ -74,6 +74,15 @@ Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
 // an eighth of guest RAM, at most 256 MiB.
 size_t hold_budget(uint64_t memory_bytes) { return std::min<uint64_t>(memory_bytes / 8, 256ULL << 20); }
 
+// The connection broke while we sent: a destination that failed on purpose
+// (out of space, QEMU died) sent an ERROR frame first, still readable here.
+Status peer_reason(transport::Connection& c, Status broke) {
+  auto f = proto::expect_frame(c, proto::FrameType::vm_done);
+  if (!f.is_ok() && f.status().message().starts_with("peer: "))
+    return Status(f.status().code(), "destination failed: " + f.status().message().substr(6));
+  return broke;
+}
+
 // After a failed trip: the VM must keep running here.
 void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& name) {
   auto st = qmp.execute("query-migrate");
@@ -161,6 +170,7 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
     }
   }
   if (!st.is_ok()) {
+    if (st.code() == Errc::connection_lost) st = peer_reason(*c, st);
     keep_running_here(qmp, log_, name);
     return st.context("migration of " + name + " failed, the VM keeps running here");
   }

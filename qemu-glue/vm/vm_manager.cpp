@@ -25,8 +25,27 @@ VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Tra
     auto def = VmDefinition::from_json(j["definition"]);
     if (!def.is_ok()) continue;
     Vm vm{*def, j.value("ram_file", std::string()), std::nullopt, j.value("where", std::string("here"))};
+    adopt(vm, j.value("qemu_pid", 0));
     vms_.emplace(def->name, std::move(vm));
   }
+}
+
+// A daemon that stops leaves its VMs running (as a restarted daemon finds them).
+VmManager::~VmManager() {
+  for (auto& [name, vm] : vms_)
+    if (vm.proc) vm.proc->detach();
+}
+
+// The QEMU a previous daemon started for this VM, if it still runs.
+void VmManager::adopt(Vm& vm, int pid) {
+  if (pid <= 0 || vm.where != "here") return;
+  auto p = QemuProcess::adopt(pid, vm.ram_file);
+  if (!p.is_ok()) {
+    log_.warn("vm {}: its QEMU (pid {}) is gone: {}", vm.def.name, pid, p.status().message());
+    return;
+  }
+  vm.proc = std::move(*p);
+  log_.info("vm {}: adopted its running QEMU, pid {}", vm.def.name, pid);
 }
 
 std::string VmManager::vm_dir(const std::string& name) const { return state_dir_ + "/vms/" + name; }
@@ -37,7 +56,8 @@ LaunchPaths VmManager::paths(const std::string& name, const std::string& ram_fil
 
 Status VmManager::save(const Vm& vm) const {
   BNF_TRY(make_dirs(vm_dir(vm.def.name)));
-  const json j = {{"definition", vm.def.to_json()}, {"ram_file", vm.ram_file}, {"where", vm.where}};
+  const int pid = vm.proc ? vm.proc->pid() : 0;  // found again by a restarted daemon
+  const json j = {{"definition", vm.def.to_json()}, {"ram_file", vm.ram_file}, {"where", vm.where}, {"qemu_pid", pid}};
   return write_file_atomic(vm_dir(vm.def.name) + "/vm.json", j.dump(2) + "\n");
 }
 
@@ -77,6 +97,7 @@ Result<json> VmManager::start(const std::string& name) {
     }
   }
   log_.info("vm {}: started, pid {}", name, vm->proc->pid());
+  BNF_TRY(save(*vm));
   return describe(name, *vm);
 }
 
@@ -88,6 +109,7 @@ Result<json> VmManager::stop(const std::string& name) {
   if (qmp.is_ok()) (void)qmp->execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
   vm->proc.reset();
+  BNF_TRY(save(*vm));
   return describe(name, *vm);
 }
 

@@ -33,6 +33,9 @@ struct MigrationReport {
 class VmManager {
  public:
   VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log);
+  ~VmManager();
+  VmManager(const VmManager&) = delete;
+  VmManager& operator=(const VmManager&) = delete;
 
   Result<nlohmann::json> create(const VmDefinition& def);
   Result<nlohmann::json> start(const std::string& name);
@@ -73,6 +76,7 @@ class VmManager {
   [[nodiscard]] std::string vm_dir(const std::string& name) const;
   [[nodiscard]] LaunchPaths paths(const std::string& name, const std::string& ram_file) const;
   Status save(const Vm& vm) const;
+  void adopt(Vm& vm, int pid);
   Result<Vm*> find(const std::string& name);
   nlohmann::json describe(const std::string& name, Vm& vm);
 

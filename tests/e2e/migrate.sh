@@ -10,7 +10,6 @@ set -euo pipefail
 BNF=${1:?usage: migrate.sh BNF GUEST_ELF GUEST_CHECK}
 GUEST=${2:?}
 GUEST_CHECK=${3:?}
-QMP="python3 $(cd "$(dirname "$0")" && pwd)/qmp.py"
 if ! command -v qemu-system-x86_64 >/dev/null; then echo "skip: no qemu-system-x86_64"; exit 77; fi
 WORK=$(mktemp -d /dev/shm/bnf-mig-XXXXXX)
 PIDS=()
@@ -22,9 +21,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-pass=0; fail=0
-check() { local n=$1; shift; if "$@"; then echo "ok   - $n"; pass=$((pass+1)); else echo "FAIL - $n"; fail=$((fail+1)); fi; }
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+source "$(dirname "$0")/guest_lib.sh"
 cd "$WORK"
 
 start_daemon() {  # start_daemon NAME -> URI_NAME
@@ -40,37 +37,17 @@ start_daemon() {  # start_daemon NAME -> URI_NAME
 }
 start_daemon A
 start_daemon B
-vm() { local host=$1; shift; BNF_CONTROL="$WORK/$host/control.sock" "$BNF" "$@"; }
 root_of() { "$BNF" snapshot show --state-dir "$WORK/$1" web1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])'; }
 
-status_of() { vm "$1" vm status web1 --json; }
-guest_word() { od -An -tu4 -j $((0x80000 + 4 * $2)) -N4 "$1" | tr -d ' '; }  # guest_layout.h
-# The guest's memory on HOST, checked with the guest paused, then resumed.
-guest_intact() {
-  local st; st=$(status_of "$1")
-  $QMP "$(field "$st" qmp_socket)" stop >/dev/null
-  "$GUEST_CHECK" "$(field "$st" ram_file)" >"check-$1.json"; local rc=$?
-  $QMP "$(field "$st" qmp_socket)" cont >/dev/null
-  [ $rc -eq 0 ] || cat "check-$1.json"
-  return $rc
-}
-# The guest makes progress on HOST: its completed-pass counter moves.
-guest_running() {
-  local ram; ram=$(field "$(status_of "$1")" ram_file)
-  local before; before=$(guest_word "$ram" 8)
-  sleep 0.3
-  [ "$(guest_word "$ram" 8)" -gt "$before" ]
-}
 retained_intact() { "$GUEST_CHECK" "$WORK/$1/snapshots/web1/image" >"check-$1-retained.json"; }
 
 vm A vm create web1 --memory 64M -- -kernel "$GUEST" -append "hot=1%" >/dev/null
 vm A vm start web1 >/dev/null
-ram=$(field "$(status_of A)" ram_file)
-for _ in $(seq 100); do [ "$(guest_word "$ram" 2)" = 2 ] && break; sleep 0.1; done  # phase: running
-check "VM runs on A" test "$(field "$(status_of A)" state)" = running
+wait_guest_running "$(field "$(vm A vm status web1 --json)" ram_file)"
+check "VM runs on A" test "$(state_on A)" = running
 check "the guest populated its memory and rewrites its hot set" guest_running A
 check "the guest's memory checks out on A" guest_intact A
-hot=$(python3 -c "import json; print(json.load(open('check-A.json'))['hot_pages'])")
+hot=$(python3 -c "import json; print(json.load(open('$WORK/check-A.json'))['hot_pages'])")
 
 out=$(vm A migrate web1 "$URI_B" --json)
 check "A -> B is a full trip" test "$(field "$out" mode)" = full

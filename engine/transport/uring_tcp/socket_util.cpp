@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -33,16 +34,17 @@ Result<AddrInfoPtr> resolve(const Endpoint& ep, bool passive) {
 }
 }  // namespace
 
-void tune_socket(int fd) {
+void tune_socket(int fd, unsigned peer_timeout_ms) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   // A peer that vanishes without a FIN (host down, cable cut) must not hold a
-  // snapshot's lock forever: keepalive finds an idle dead peer in about 20 s,
-  // and unacknowledged data times out after 30 s.
-  int idle = 10;
-  int interval = 2;
-  int probes = 5;
-  unsigned user_timeout_ms = 30000;
+  // snapshot's lock or a VM forever: unacknowledged data times out after the
+  // peer timeout, and keepalive finds an idle dead peer within about as long.
+  const int secs = std::max(3, static_cast<int>(peer_timeout_ms / 1000));
+  int idle = std::max(1, secs / 3);
+  int interval = std::max(1, secs / 10);
+  int probes = std::max(1, (secs - idle) / interval);
+  unsigned user_timeout_ms = peer_timeout_ms;
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
@@ -101,7 +103,7 @@ Result<UniqueFd> tcp_listen(const Endpoint& ep, uint16_t* bound_port) {
   return last;
 }
 
-Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms) {
+Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms, unsigned peer_timeout_ms) {
   BNF_ASSIGN_OR_RETURN(AddrInfoPtr ai, resolve(ep, false));
   Status last(Errc::unreachable, "no address for " + ep.host);
   for (addrinfo* a = ai.get(); a != nullptr; a = a->ai_next) {
@@ -131,7 +133,7 @@ Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms) {
     }
     int flags = ::fcntl(fd.get(), F_GETFL);
     ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
-    tune_socket(fd.get());
+    tune_socket(fd.get(), peer_timeout_ms);
     return fd;
   }
   return last;

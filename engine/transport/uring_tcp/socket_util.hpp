@@ -10,8 +10,10 @@
 namespace bnf::transport {
 
 Result<UniqueFd> tcp_listen(const Endpoint& ep, uint16_t* bound_port);
-Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms);
-void tune_socket(int fd);
+Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms, unsigned peer_timeout_ms);
+// Keepalive and TCP_USER_TIMEOUT so that a vanished peer is found within
+// `peer_timeout_ms`; TCP_NODELAY.
+void tune_socket(int fd, unsigned peer_timeout_ms);
 std::string peer_name(int fd);
 bool peer_is_loopback(int fd);
 

@@ -1,6 +1,8 @@
 #include "transport/uring_tcp/uring_tcp.hpp"
 
 #include <liburing.h>
+#include <fmt/format.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -120,7 +122,7 @@ class UringTcpConnection final : public Connection {
   }
 
   Status recv_scatter(std::span<const MutableBuffer> parts) override {
-    if (failed_) return failure_;
+    if (failed_) return recv_after_failure(parts);
     std::vector<iovec> iov;
     iov.reserve(parts.size());
     size_t want = 0;
@@ -140,8 +142,8 @@ class UringTcpConnection final : public Connection {
       io_uring_prep_recvmsg(sqe, fd_.get(), &msg, MSG_WAITALL);
       io_uring_sqe_set_data64(sqe, kRecvTag);
       BNF_ASSIGN_OR_RETURN(int res, submit_and_wait_for_recv());
-      if (res == 0) return fail({Errc::io, "connection closed by peer " + peer_});
-      if (res < 0) return fail(errno_status("receive from " + peer_, -res));
+      if (res == 0) return fail({Errc::connection_lost, "connection closed by peer " + peer_});
+      if (res < 0) return fail(broken("receiving", -res));
       stats_.bytes_received += static_cast<uint64_t>(res);
       size_t got = static_cast<size_t>(res);
       want -= got;
@@ -171,6 +173,19 @@ class UringTcpConnection final : public Connection {
     });
   }
 
+  // A send or receive on an established connection failed: say it broke, and how.
+  [[nodiscard]] Status broken(const char* doing, int err) const {
+    if (err == EPIPE) {  // the socket is closed; its pending error says why (reset, timeout)
+      int so_err = 0;
+      socklen_t len = sizeof so_err;
+      if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &so_err, &len) == 0 && so_err != 0) err = so_err;
+    }
+    const bool lost = err == EPIPE || err == ECONNRESET || err == ECONNABORTED || err == ETIMEDOUT ||
+                      err == EHOSTUNREACH || err == ENETUNREACH;
+    if (!lost) return errno_status(std::string(doing) + " to/from " + peer_, err);
+    return {Errc::connection_lost, fmt::format("connection to {} lost while {}: {}{}", peer_, doing, std::strerror(err),
+                                               err == ETIMEDOUT ? " (no answer within the peer timeout)" : "")};
+  }
   Status fail(Status s) {
     failed_ = true;
     failure_ = s;
@@ -243,7 +258,7 @@ class UringTcpConnection final : public Connection {
         return Status::ok();
       }
     }
-    if (res < 0) return fail(errno_status("send to " + peer_, -res));
+    if (res < 0) return fail(broken("sending", -res));
     stats_.bytes_sent += static_cast<uint64_t>(res);
     b.done += static_cast<size_t>(res);
     if (b.done < b.bytes) {
@@ -266,6 +281,24 @@ class UringTcpConnection final : public Connection {
       }
     }
     b.iov.erase(b.iov.begin(), b.iov.begin() + static_cast<long>(i));
+  }
+
+  // The ring is given up once a send failed, but what the peer sent before it
+  // went away (an ERROR frame saying why) may still sit in the socket: read it
+  // directly, never waiting long.
+  Status recv_after_failure(std::span<const MutableBuffer> parts) {
+    for (const MutableBuffer& p : parts) {
+      size_t got = 0;
+      while (got < p.size) {
+        pollfd pfd{fd_.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 2000) <= 0) return failure_;
+        const ssize_t n = ::recv(fd_.get(), p.data + got, p.size - got, MSG_DONTWAIT);
+        if (n <= 0) return failure_;
+        got += static_cast<size_t>(n);
+        stats_.bytes_received += static_cast<uint64_t>(n);
+      }
+    }
+    return Status::ok();
   }
 
   // Waits for one completion and dispatches it; records receive results.
@@ -329,7 +362,7 @@ class UringTcpListener final : public Listener {
       if (errno == EINVAL || errno == EBADF) return Status(Errc::cancelled, "listener shut down");
       return errno_status("accept", errno);
     }
-    tune_socket(fd);
+    tune_socket(fd, opts_.peer_timeout_ms);
     return make_connection(UniqueFd(fd), opts_);
   }
   void shutdown() noexcept override { ::shutdown(fd_.get(), SHUT_RDWR); }
@@ -353,7 +386,7 @@ class UringTcpTransport final : public Transport {
   [[nodiscard]] std::string name() const override { return "uring-tcp"; }
 
   Result<std::unique_ptr<Connection>> connect(const Endpoint& ep) override {
-    BNF_ASSIGN_OR_RETURN(UniqueFd fd, tcp_connect(ep, opts_.connect_timeout_ms));
+    BNF_ASSIGN_OR_RETURN(UniqueFd fd, tcp_connect(ep, opts_.connect_timeout_ms, opts_.peer_timeout_ms));
     auto c = std::make_unique<UringTcpConnection>(std::move(fd), opts_);
     BNF_TRY(c->init());
     return std::unique_ptr<Connection>(std::move(c));

@@ -17,6 +17,7 @@ struct UringTcpOptions {
   // the completion waits for the receiver to read (it only adds latency there).
   enum class ZeroCopy { automatic, on, off } zero_copy = ZeroCopy::automatic;
   int connect_timeout_ms = 5000;
+  unsigned peer_timeout_ms = 30000;  // a silent peer is declared gone after this long
 };
 
 std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts = {});
