@@ -50,7 +50,9 @@ int run_daemon(const DaemonArgs& a) {
   qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
   ControlServer control(a.control.empty() ? a.state_dir + "/control.sock" : a.control,
-                        [&vms](const nlohmann::json& req) { return qemu::handle_control(vms, req); }, log);
+                        [&vms](const nlohmann::json& req, const ProgressFn& progress) {
+                          return qemu::handle_control(vms, req, progress);
+                        }, log);
   if (Status s = control.start(); !s.is_ok()) return fail(s.message());
   std::thread waiter([&] {
     int sig = 0;

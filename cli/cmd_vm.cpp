@@ -29,8 +29,23 @@ struct VmArgs {
   bool json = false;
 };
 
-int call(const VmArgs& a, const json& req, const std::function<void(const json&)>& print_text) {
-  auto r = control_call(a.control, req);
+// One line, rewritten in place, while a migration runs (on a terminal only).
+void print_progress(const json& p) {
+  const double total = static_cast<double>(std::max<uint64_t>(1, p.value("pages_total", 1ULL)));
+  const double seen = static_cast<double>(p.value("pages_seen", 0ULL));
+  fmt::print(stderr, "\r{} trip, pass {}: {:5.1f}% of RAM scanned, {} pages sent, {} skipped, {:.1f} MiB on the wire, "
+             "{:.1f} s  ",
+             p.value("mode", ""), p.value("round", 0ULL), std::min(100.0, 100.0 * seen / total),
+             p.value("pages_sent", 0ULL), p.value("pages_skipped", 0ULL),
+             static_cast<double>(p.value("wire_bytes", 0ULL)) / 1048576.0, p.value("seconds", 0.0));
+  std::fflush(stderr);
+}
+
+int call(const VmArgs& a, const json& req, const std::function<void(const json&)>& print_text,
+         bool show_progress = false) {
+  const bool progress = show_progress && !a.json && ::isatty(STDERR_FILENO) != 0;
+  auto r = control_call(a.control, req, progress ? ProgressFn(print_progress) : nullptr);
+  if (progress) fmt::print(stderr, "\r\033[K");
   if (!r.is_ok()) return fail(r.status().message());
   if (a.json)
     fmt::print("{}\n", r->dump());
@@ -46,12 +61,14 @@ void print_vm(const json& v) {
 
 void print_migration(const json& r) {
   const double mib = static_cast<double>(r.value("wire_bytes", 0ULL)) / 1048576.0;
+  const double ram_mib = static_cast<double>(r.value("pages_total", 0ULL)) * 4096.0 / 1048576.0;
   fmt::print(
       "mode {}: {} pages, sent {}, skipped {}, zero {}\n"
-      "wire {:.1f} MiB, total {:.3f} s, downtime {:.0f} ms, {} RAM sections; epoch {} of lineage {}\n",
+      "wire {:.1f} MiB ({:.1f}% of the guest's {:.0f} MiB), total {:.3f} s, downtime {:.0f} ms, {} passes over RAM; "
+      "epoch {} of lineage {}\n",
       r.value("mode", ""), r.value("pages_total", 0ULL), r.value("pages_sent", 0ULL), r.value("pages_skipped", 0ULL),
-      r.value("pages_zero", 0ULL), mib, r.value("seconds", 0.0), r.value("downtime_ms", 0.0), r.value("rounds", 0ULL),
-      r.value("epoch", 0ULL), r.value("lineage", ""));
+      r.value("pages_zero", 0ULL), mib, ram_mib > 0 ? 100.0 * mib / ram_mib : 0.0, ram_mib, r.value("seconds", 0.0),
+      r.value("downtime_ms", 0.0), r.value("rounds", 0ULL), r.value("epoch", 0ULL), r.value("lineage", ""));
   if (!r.value("fallback", std::string()).empty()) fmt::print("note: {}\n", r.value("fallback", ""));
 }
 
@@ -105,7 +122,7 @@ void add_vm_commands(CLI::App& app, int& rc) {
   auto ma = std::make_shared<VmArgs>();
   CLI::App* mig = with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
   mig->add_option("to", ma->to, "destination daemon, bnf+tcp:HOST:PORT")->required();
-  mig->callback([ma, &rc] { rc = call(*ma, {{"op", "migrate"}, {"name", ma->name}, {"to", ma->to}}, print_migration); });
+  mig->callback([ma, &rc] { rc = call(*ma, {{"op", "migrate"}, {"name", ma->name}, {"to", ma->to}}, print_migration, true); });
 }
 
 }  // namespace bnf::cli

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a local default: install, build, then on one machine
-#  1. back-and-forth live migration of a real QEMU VM between two local daemons
-#     (hosts A and B): A -> B (full), B -> A (only pages changed since arrival);
+#  1. back-and-forth live migration of a real QEMU VM (the memory-checking test
+#     guest) between two local daemons (hosts A and B): A -> B (full), B -> A
+#     (only pages changed since arrival), the guest's memory checked after;
 #  2. an image push into a daemon: full, then incremental after 1% changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,17 +20,25 @@ echo "== two daemons as two hosts"
 URI_A=$(wait_listen "$WORK/A.log"); URI_B=$(wait_listen "$WORK/B.log")
 sleep 0.2
 echo "host A: $URI_A, host B: $URI_B"
-"$BNF" vm create web1 --memory 256M --control "$WORK/A/control.sock"
-RAM=$("$BNF" vm status web1 --json --control "$WORK/A/control.sock" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ram_file"])')
-# A long-running VM's memory is populated: fill the RAM file before the guest boots.
-"$BNF" image make "$RAM" --size 256M --zero-percent 5
+GUEST=$PWD/build/tests/guest/memcheck-guest.elf
+CHECK=$PWD/build/tests/guest/bnf-guest-check
+echo "== a 256 MiB test guest on A: fills its memory, then keeps rewriting 1% of it (tests/guest)"
+"$BNF" vm create web1 --memory 256M --control "$WORK/A/control.sock" -- -kernel "$GUEST" -append "hot=1%"
 "$BNF" vm start web1 --control "$WORK/A/control.sock"
+RAM=$("$BNF" vm status web1 --json --control "$WORK/A/control.sock" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ram_file"])')
+for _ in $(seq 300); do [ "$(od -An -tu4 -j $((0x80000 + 8)) -N4 "$RAM" | tr -d ' ')" = 2 ] && break; sleep 0.1; done
 echo "== migrate A -> B (B holds no snapshot of web1: full)"
 "$BNF" migrate web1 "$URI_B" --control "$WORK/A/control.sock"
+echo "== A kept its departure image as web1's retained snapshot:"
+"$BNF" snapshot list --state-dir "$WORK/A"
+"$CHECK" "$WORK/A/snapshots/web1/image" >/dev/null && echo "   ... and the guest's memory in it checks out page by page"
 sleep 2
 echo "== migrate B -> A (A kept a retained snapshot: only pages changed since the VM arrived on B travel)"
 "$BNF" migrate web1 "$URI_A" --control "$WORK/B/control.sock"
 "$BNF" vm list --control "$WORK/A/control.sock"
+python3 tests/e2e/qmp.py "$WORK/A/vms/web1/qmp.sock" stop >/dev/null
+"$CHECK" "$("$BNF" vm status web1 --json --control "$WORK/A/control.sock" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ram_file"])')" \
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print("guest memory on A after the round trip:", "intact" if r["intact"] else "CORRUPT", "-", r["pages_checked"], "pages checked,", r["passes"], "hot-set passes so far")'
 "$BNF" vm stop web1 --control "$WORK/A/control.sock" >/dev/null
 
 echo "== image push into a daemon"

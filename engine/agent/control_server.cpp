@@ -75,19 +75,28 @@ void ControlServer::serve(int fd) {
   if (req.is_discarded() || !req.is_object()) {
     answer = {{"ok", false}, {"error", "control request is not a JSON object"}};
   } else {
-    auto r = handler_(req);
+    ProgressFn progress = [](const json&) {};
+    if (req.value("progress", false))
+      progress = [fd](const json& p) { (void)write_line(fd, json{{"progress", p}}.dump()); };
+    auto r = handler_(req, progress);
     answer = r.is_ok() ? json{{"ok", true}, {"result", *r}} : json{{"ok", false}, {"error", r.status().message()}};
   }
   (void)write_line(fd, answer.dump());
 }
 
-Result<json> control_call(const std::string& path, const json& request) {
+Result<json> control_call(const std::string& path, const json& request, const ProgressFn& on_progress) {
   auto fd = unix_connect(path, std::chrono::milliseconds(0));
   if (!fd.is_ok()) return fd.status().context("daemon control socket (is bnf daemon running?)");
-  BNF_TRY(write_line(fd->get(), request.dump()));
-  BNF_ASSIGN_OR_RETURN(std::string line, read_line(fd->get()));
-  json r = json::parse(line, nullptr, false);
-  if (r.is_discarded() || !r.is_object()) return Status(Errc::protocol, "daemon answered with malformed JSON");
+  json req = request;
+  if (on_progress) req["progress"] = true;
+  BNF_TRY(write_line(fd->get(), req.dump()));
+  json r;
+  do {
+    BNF_ASSIGN_OR_RETURN(std::string line, read_line(fd->get()));
+    r = json::parse(line, nullptr, false);
+    if (r.is_discarded() || !r.is_object()) return Status(Errc::protocol, "daemon answered with malformed JSON");
+    if (r.contains("progress") && on_progress) on_progress(r["progress"]);
+  } while (r.contains("progress"));
   if (!r.value("ok", false)) return Status(Errc::io, r.value("error", std::string("daemon reported an error")));
   return r["result"];
 }

@@ -1,5 +1,7 @@
 // The daemon's local control socket: one JSON request per line, one JSON answer
-// per line ({"ok": true, "result": ...} or {"ok": false, "error": "..."}).
+// per line ({"ok": true, "result": ...} or {"ok": false, "error": "..."}). A
+// long operation asked with "progress": true sends {"progress": {...}} lines
+// before its answer.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -17,7 +19,9 @@
 
 namespace bnf {
 
-using ControlHandler = std::function<Result<nlohmann::json>(const nlohmann::json& request)>;
+// Reports how a long operation is going; a no-op unless the client asked.
+using ProgressFn = std::function<void(const nlohmann::json& progress)>;
+using ControlHandler = std::function<Result<nlohmann::json>(const nlohmann::json& request, const ProgressFn& progress)>;
 
 class ControlServer {
  public:
@@ -39,7 +43,9 @@ class ControlServer {
   std::list<std::thread> clients_;
 };
 
-// Client side: sends one request, returns the result or the daemon's error.
-Result<nlohmann::json> control_call(const std::string& path, const nlohmann::json& request);
+// Client side: sends one request, returns the result or the daemon's error;
+// progress lines (when the request asks for them) go to `on_progress`.
+Result<nlohmann::json> control_call(const std::string& path, const nlohmann::json& request,
+                                    const ProgressFn& on_progress = nullptr);
 
 }  // namespace bnf

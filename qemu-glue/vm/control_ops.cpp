@@ -4,7 +4,7 @@ namespace bnf::qemu {
 
 using nlohmann::json;
 
-Result<json> handle_control(VmManager& vms, const json& req) {
+Result<json> handle_control(VmManager& vms, const json& req, const ProgressFn& progress) {
   const std::string op = req.value("op", std::string());
   const std::string name = req.value("name", std::string());
   if (op == "vm.create") {
@@ -19,7 +19,7 @@ Result<json> handle_control(VmManager& vms, const json& req) {
   if (op == "vm.status") return vms.status(name);
   if (op == "migrate") {
     BNF_ASSIGN_OR_RETURN(Endpoint to, parse_endpoint(req.value("to", std::string())));
-    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to));
+    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, progress));
     return r.to_json();
   }
   return Status(Errc::invalid_argument, "unknown control operation '" + op + "'");

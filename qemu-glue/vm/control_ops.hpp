@@ -3,10 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/control_server.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
 
-Result<nlohmann::json> handle_control(VmManager& vms, const nlohmann::json& request);
+Result<nlohmann::json> handle_control(VmManager& vms, const nlohmann::json& request, const ProgressFn& progress);
 
 }  // namespace bnf::qemu

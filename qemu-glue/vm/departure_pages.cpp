@@ -51,6 +51,7 @@ bool DeparturePages::may_hold(uint64_t page) const {
 
 Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
   if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
+  if (tick_ && ++records_ % 4096 == 0) tick_(n_);
   BNF_TRY(scan_reached(p));
   const bool is_zero = d == h_.zero_digest();
   if (is_zero) ++n_.zero;

@@ -15,6 +15,7 @@
 // page of an incremental trip, and in a full trip to pages sent once already.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <vector>
@@ -47,6 +48,8 @@ class DeparturePages final : public PageHandler {
   Result<bool> on_zero(const std::string& block, uint64_t offset) override;
   Status before_device_state() override;
 
+  // Called every few thousand records, for progress reports.
+  void on_tick(std::function<void(const DeparturePageCounts&)> tick) { tick_ = std::move(tick); }
   [[nodiscard]] const DigestTable& departure() const { return held_; }
   [[nodiscard]] const DeparturePageCounts& counts() const { return n_; }
 
@@ -68,6 +71,8 @@ class DeparturePages final : public PageHandler {
   Held this_pass_;  // held (or resent) in this pass
   size_t held_bytes_ = 0;
   std::optional<uint64_t> last_page_;
+  std::function<void(const DeparturePageCounts&)> tick_;
+  uint64_t records_ = 0;
 };
 
 }  // namespace bnf::qemu

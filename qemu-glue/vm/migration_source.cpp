@@ -100,7 +100,8 @@ void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& nam
 
 }  // namespace
 
-Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to) {
+Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to,
+                                           const std::function<void(const json&)>& progress) {
   const auto t0 = Clock::now();
   std::unique_lock lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
@@ -150,9 +151,18 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   }
   const PageDigester h(key);
   const bool incremental = base.has_value();
-  DeparturePages pages(*c, h, std::move(base), vm->def.memory_bytes / 4096,
+  const uint64_t pages_total = vm->def.memory_bytes / 4096;
+  DeparturePages pages(*c, h, std::move(base), pages_total,
                        {.incremental = incremental, .hold_budget_bytes = hold_budget(vm->def.memory_bytes)});
   FdSource src(qfd->get());
+  if (progress)
+    pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
+      if (since(t) < 0.5) return;
+      t = Clock::now();
+      progress({{"seconds", since(t0)}, {"mode", rep.mode}, {"round", n.rounds}, {"pages_total", pages_total},
+                {"pages_seen", n.sent + n.skipped + n.zero}, {"pages_sent", n.sent}, {"pages_skipped", n.skipped},
+                {"wire_bytes", c->stats().bytes_sent}, {"stream_bytes", src.consumed()}});
+    });
   FrameSink sink(*c);
   StreamRewriter rw(src, sink, pages);
   Status st = rw.run();
@@ -189,7 +199,7 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
     BNF_TRY(save(*vm));
   }
   const auto cs = c->stats();
-  rep.pages_total = vm->def.memory_bytes / 4096;
+  rep.pages_total = pages_total;
   rep.pages_sent = pages.counts().sent;
   rep.pages_skipped = pages.counts().skipped;
   rep.pages_zero = pages.counts().zero;

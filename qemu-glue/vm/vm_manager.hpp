@@ -43,7 +43,9 @@ class VmManager {
   Result<nlohmann::json> list();
   Result<nlohmann::json> status(const std::string& name);
   // Source side: moves the running VM `name` to the daemon at `to`.
-  Result<MigrationReport> migrate(const std::string& name, const Endpoint& to);
+  // `progress` hears about the trip every half second or so.
+  Result<MigrationReport> migrate(const std::string& name, const Endpoint& to,
+                                  const std::function<void(const nlohmann::json&)>& progress = nullptr);
   // Restarts a VM that left this host from its retained snapshot (RAM file plus
   // the stream state kept at switchover), e.g. after the other host died.
   Result<nlohmann::json> restore(const std::string& name);
