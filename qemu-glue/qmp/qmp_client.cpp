@@ -73,15 +73,28 @@ Result<json> QmpClient::execute(const std::string& command, const json& args) {
   }
 }
 
-Status QmpClient::wait_incoming_loaded(std::chrono::milliseconds timeout) {
+double QmpClient::event_time(const json& event) {
+  const json& ts = event.contains("timestamp") ? event["timestamp"] : json::object();
+  return static_cast<double>(ts.value("seconds", 0LL)) + static_cast<double>(ts.value("microseconds", 0LL)) * 1e-6;
+}
+
+// RESUME says the guest runs again (event-driven: no polling delay in the
+// trip's time); query-migrate in between catches a failed load.
+Result<double> QmpClient::wait_incoming_loaded(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
+    auto resumed = wait_event("RESUME", std::chrono::milliseconds(50));
+    if (resumed.is_ok()) return event_time(*resumed);
+    if (resumed.status().code() != Errc::cancelled) return resumed.status();
     BNF_ASSIGN_OR_RETURN(json m, execute("query-migrate"));
     const std::string st = m.value("status", std::string());
-    if (st == "completed") return Status::ok();
-    if (st == "failed") return {Errc::io, "QEMU failed to load the migration stream"};
-    if (Clock::now() >= deadline) return {Errc::io, "QEMU did not finish loading the migration stream in time"};
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (st == "failed") return Status(Errc::io, "QEMU failed to load the migration stream");
+    if (st == "completed") {  // loaded; RESUME may have gone by before we asked
+      auto s = execute("query-status");
+      if (s.is_ok() && s->value("running", false))
+        return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    }
+    if (Clock::now() >= deadline) return Status(Errc::io, "QEMU did not finish loading the migration stream in time");
   }
 }
 

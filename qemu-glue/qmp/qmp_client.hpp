@@ -23,9 +23,12 @@ class QmpClient {
   Result<nlohmann::json> execute(const std::string& command, const nlohmann::json& args = nullptr);
   // Waits for an event named `name` (already queued or arriving), up to `timeout`.
   Result<nlohmann::json> wait_event(const std::string& name, std::chrono::milliseconds timeout);
-  // On a QEMU started with -incoming: waits until it has loaded the whole stream.
-  Status wait_incoming_loaded(std::chrono::milliseconds timeout);
+  // On a QEMU started with -incoming: waits until it has loaded the whole stream
+  // and runs; returns when it resumed (wall clock, seconds since the epoch).
+  Result<double> wait_incoming_loaded(std::chrono::milliseconds timeout);
   [[nodiscard]] const std::string& qemu_version() const { return version_; }
+  // An event's own timestamp (wall clock, seconds since the epoch).
+  static double event_time(const nlohmann::json& event);
 
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -1,5 +1,6 @@
 #include "vm/departure_pages.hpp"
 
+#include <chrono>
 #include <cstring>
 
 #include "protocol/control.hpp"
@@ -9,6 +10,20 @@ namespace bnf::qemu {
 namespace {
 constexpr const char* kMainBlock = "ram0";
 constexpr size_t kPage = 4096;
+
+// Adds the time from construction to destruction to a counter.
+class Stopwatch {
+ public:
+  explicit Stopwatch(double& total) : total_(total), t0_(std::chrono::steady_clock::now()) {}
+  ~Stopwatch() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+  Stopwatch(const Stopwatch&) = delete;
+  Stopwatch& operator=(const Stopwatch&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 }  // namespace
 
 DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base,
@@ -29,7 +44,12 @@ Status DeparturePages::on_blocks(const std::vector<RamBlockInfo>& blocks) {
 
 Result<bool> DeparturePages::on_page(const std::string& block, uint64_t offset, const std::byte* data) {
   if (block != kMainBlock) return true;
-  BNF_TRY(update(offset / kPage, h_.page(data, kPage), data));
+  Digest d;
+  {
+    Stopwatch sw(n_.digest_s);
+    d = h_.page(data, kPage);
+  }
+  BNF_TRY(update(offset / kPage, d, data));
   return false;
 }
 
@@ -110,6 +130,7 @@ Status DeparturePages::send_all(Held& held) {
 }
 
 Status DeparturePages::send(uint64_t page, const std::vector<std::byte>& bytes) {
+  Stopwatch sw(n_.send_s);
   const PageRun run{page, 1};
   sent_once_[page] = true;
   if (bytes.empty()) return proto::post_run_frame(c_, proto::FrameType::zeros, std::span(&run, 1), {});

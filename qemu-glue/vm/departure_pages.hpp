@@ -37,6 +37,8 @@ struct DeparturePageCounts {
   uint64_t zero = 0;        // zero-page records (sent or skipped)
   uint64_t superseded = 0;  // held versions replaced by a newer one before sending
   uint64_t rounds = 0;      // QEMU's passes over the main block
+  double digest_s = 0;      // time spent hashing pages
+  double send_s = 0;        // time spent posting pages (copies, transport back-pressure)
 };
 
 class DeparturePages final : public PageHandler {

@@ -134,9 +134,14 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
                  {"fallback", fallback}};
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
   const PageDigester h(plan.key);
+  const auto t_receive = std::chrono::steady_clock::now();
   BNF_ASSIGN_OR_RETURN(Digest root, receive_trip(c, *w, h, qemu_in.get()));
-  BNF_TRY(qmp.wait_incoming_loaded(std::chrono::seconds(60)).context("destination QEMU"));
+  const auto t_stream_end = std::chrono::steady_clock::now();
+  auto resumed_at = qmp.wait_incoming_loaded(std::chrono::seconds(60));
+  BNF_TRY(resumed_at.status().context("destination QEMU"));
+  const auto t_loaded = std::chrono::steady_clock::now();
   BNF_ASSIGN_OR_RETURN(Manifest m, w->commit(root, h));
+  const auto t_committed = std::chrono::steady_clock::now();
   lk.lock();
   entry.def = def;
   entry.ram_file = w->image_file();
@@ -146,7 +151,14 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   arrived = true;
   lk.unlock();
   log_.info("vm {}: arrived from {} ({}, epoch {})", name, c.peer(), plan.full ? "full" : "incremental", m.epoch);
-  return proto::send_control(c, proto::FrameType::vm_done, {{"root", digest_hex(m.root)}, {"epoch", m.epoch}});
+  using Secs = std::chrono::duration<double>;
+  return proto::send_control(c, proto::FrameType::vm_done,
+                             {{"root", digest_hex(m.root)},
+                              {"epoch", m.epoch},
+                              {"resumed_at", *resumed_at},
+                              {"receive_s", Secs(t_stream_end - t_receive).count()},
+                              {"load_s", Secs(t_loaded - t_stream_end).count()},
+                              {"commit_s", Secs(t_committed - t_loaded).count()}});
 }
 
 }  // namespace bnf::qemu

@@ -100,6 +100,72 @@ void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& nam
 
 }  // namespace
 
+namespace {
+
+// The handshake's outcome: how this trip goes, and against which base.
+struct Agreement {
+  MigrationReport rep;
+  DigestKey key{};
+  std::optional<DigestTable> base;
+};
+
+// Sends our arrival record (the image the VM had when it came here); the
+// destination answers full or incremental against its retained snapshot.
+Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def) {
+  json arrival = nullptr;
+  auto m = store.manifest(def.name);
+  if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_hello,
+                              {{"version", proto::kVersion}, {"definition", def.to_json()}, {"arrival", arrival}}));
+  BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
+  BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
+  Agreement g;
+  BNF_ASSIGN_OR_RETURN(g.rep.mode, proto::field<std::string>(a, "mode"));
+  BNF_ASSIGN_OR_RETURN(g.rep.lineage, proto::field<std::string>(a, "lineage"));
+  BNF_ASSIGN_OR_RETURN(g.rep.epoch, proto::field<uint64_t>(a, "epoch"));
+  BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
+  BNF_ASSIGN_OR_RETURN(g.key, digest_key_from_hex(key_hex));
+  g.rep.fallback = a.value("fallback", std::string());
+  if (g.rep.mode == "incremental") {
+    if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)
+      return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
+    BNF_ASSIGN_OR_RETURN(g.base, store.load_table(*m));
+  }
+  return g;
+}
+
+// Tells the destination the image is complete; its answer (VM_DONE) says the
+// VM runs there with exactly that image.
+Result<json> await_arrival(transport::Connection& c, const Digest& root) {
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", digest_hex(root)}}));
+  BNF_ASSIGN_OR_RETURN(proto::Frame done, proto::expect_frame(c, proto::FrameType::vm_done));
+  BNF_ASSIGN_OR_RETURN(json dj, proto::parse_json_meta(done));
+  if (dj.value("root", std::string()) != digest_hex(root))
+    return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
+  return dj;
+}
+
+// Starts QEMU's migration into a local socket of ours and takes the connection.
+Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lfd, unix_listen(sock, 1));
+  BNF_TRY(qmp.execute("migrate-set-capabilities",
+                      {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
+              .status());
+  BNF_TRY(qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}}).status());
+  BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
+  return accept_within(lfd.get(), 10000);
+}
+
+void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
+  rep.pages_sent = n.sent;
+  rep.pages_skipped = n.skipped;
+  rep.pages_zero = n.zero;
+  rep.pages_superseded = n.superseded;
+  rep.rounds = n.rounds;
+}
+
+}  // namespace
+
 Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to,
                                            const std::function<void(const json&)>& progress) {
   const auto t0 = Clock::now();
@@ -110,50 +176,22 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   vm->busy = true;
   lk.unlock();  // status requests and incoming migrations of other VMs go on meanwhile
   BusyGuard busy(mu_, *vm);
-  const LaunchPaths lp = paths(name, vm->ram_file);
-  BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(5)));
-
-  // Handshake: our arrival record (the image the VM had when it came here).
+  BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5)));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c, transport_.connect(to));
-  json arrival = nullptr;
-  auto m = store_.manifest(name);
-  if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
-  BNF_TRY(proto::send_control(*c, proto::FrameType::vm_hello,
-                              {{"version", proto::kVersion}, {"definition", vm->def.to_json()}, {"arrival", arrival}}));
-  BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(*c, proto::FrameType::vm_accept));
-  BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
-  MigrationReport rep;
-  BNF_ASSIGN_OR_RETURN(rep.mode, proto::field<std::string>(a, "mode"));
-  BNF_ASSIGN_OR_RETURN(rep.lineage, proto::field<std::string>(a, "lineage"));
-  BNF_ASSIGN_OR_RETURN(rep.epoch, proto::field<uint64_t>(a, "epoch"));
-  BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
-  BNF_ASSIGN_OR_RETURN(DigestKey key, digest_key_from_hex(key_hex));
-  rep.fallback = a.value("fallback", std::string());
-  std::optional<DigestTable> base;
-  if (rep.mode == "incremental") {
-    if (!m.is_ok() || m->lineage != rep.lineage || m->key != key)
-      return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
-    BNF_ASSIGN_OR_RETURN(base, store_.load_table(*m));
-  }
+  BNF_ASSIGN_OR_RETURN(Agreement g, agree(*c, store_, vm->def));
+  MigrationReport& rep = g.rep;
+  rep.phases["handshake_s"] = since(t0);
 
-  // QEMU migrates into our socket; we rewrite as it flows.
-  const std::string sock = vm_dir(name) + "/migrate.sock";
-  BNF_ASSIGN_OR_RETURN(UniqueFd lfd, unix_listen(sock, 1));
-  BNF_TRY(qmp.execute("migrate-set-capabilities",
-                      {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
-              .status());
-  BNF_TRY(qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}}).status());
-  BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
-  auto qfd = accept_within(lfd.get(), 10000);
+  const auto t_stream = Clock::now();
+  auto qfd = start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock");
   if (!qfd.is_ok()) {
     keep_running_here(qmp, log_, name);
     return qfd.status();
   }
-  const PageDigester h(key);
-  const bool incremental = base.has_value();
+  const PageDigester h(g.key);
   const uint64_t pages_total = vm->def.memory_bytes / 4096;
-  DeparturePages pages(*c, h, std::move(base), pages_total,
-                       {.incremental = incremental, .hold_budget_bytes = hold_budget(vm->def.memory_bytes)});
+  DeparturePages pages(*c, h, std::move(g.base), pages_total,
+                       {.incremental = rep.mode == "incremental", .hold_budget_bytes = hold_budget(vm->def.memory_bytes)});
   FdSource src(qfd->get());
   if (progress)
     pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
@@ -166,30 +204,28 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   FrameSink sink(*c);
   StreamRewriter rw(src, sink, pages);
   Status st = rw.run();
-  if (st.is_ok()) {
-    const Digest root = pages.departure().root(h);
-    st = proto::send_control(*c, proto::FrameType::vm_end, {{"root", digest_hex(root)}});
-    if (st.is_ok()) {
-      auto done = proto::expect_frame(*c, proto::FrameType::vm_done);
-      st = done.status();
-      if (st.is_ok()) {
-        auto dj = proto::parse_json_meta(*done);
-        if (!dj.is_ok() || dj->value("root", std::string()) != digest_hex(root))
-          st = Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
-      }
-    }
-  }
-  if (!st.is_ok()) {
+  rep.phases["qemu_stream_s"] = since(t_stream);  // QEMU's passes, parsed, filtered and sent as they came
+  const auto t_finish = Clock::now();
+  Result<json> done = st.is_ok() ? await_arrival(*c, pages.departure().root(h)) : Result<json>(st);
+  if (!done.is_ok()) {
+    st = done.status();
     if (st.code() == Errc::connection_lost) st = peer_reason(*c, st);
     keep_running_here(qmp, log_, name);
     return st.context("migration of " + name + " failed, the VM keeps running here");
   }
+  rep.phases["destination_finish_s"] = since(t_finish);  // tail landed, device state loaded, arrival committed
+  for (const char* k : {"receive_s", "load_s", "commit_s"}) rep.phases[std::string("destination_") + k] = done->value(k, 0.0);
+
   // Switched over: the VM runs there. Our RAM file becomes the retained snapshot.
+  auto stopped = qmp.wait_event("STOP", std::chrono::seconds(1));
+  if (stopped.is_ok() && done->contains("resumed_at"))
+    rep.downtime_ms = 1000.0 * (done->value("resumed_at", 0.0) - QmpClient::event_time(*stopped));
   auto info = qmp.execute("query-migrate");
-  if (info.is_ok()) rep.downtime_ms = info->value("downtime", 0.0);
+  if (info.is_ok()) rep.source_downtime_ms = info->value("downtime", 0.0);
+  const auto t_commit = Clock::now();
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
-  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, key,
+  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, g.key,
                                                              pages.departure(), to.to_string(), sink.kept()));
   {
     std::lock_guard relock(mu_);
@@ -198,16 +234,15 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
     vm->where = to.to_string();
     BNF_TRY(save(*vm));
   }
+  rep.phases["source_commit_s"] = since(t_commit);
+  rep.phases["digest_s"] = pages.counts().digest_s;
+  rep.phases["page_send_s"] = pages.counts().send_s;
   const auto cs = c->stats();
   rep.pages_total = pages_total;
-  rep.pages_sent = pages.counts().sent;
-  rep.pages_skipped = pages.counts().skipped;
-  rep.pages_zero = pages.counts().zero;
-  rep.pages_superseded = pages.counts().superseded;
+  fill_counts(rep, pages.counts());
   rep.wire_bytes = cs.bytes_sent + cs.bytes_received;
   rep.stream_bytes_in = rw.stats().bytes_in;
   rep.stream_bytes_forwarded = sink.forwarded();
-  rep.rounds = pages.counts().rounds;
   rep.seconds = since(t0);
   log_.info("vm {}: migrated to {} ({}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode, rep.pages_sent,
             rep.pages_skipped);

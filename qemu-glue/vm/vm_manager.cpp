@@ -159,6 +159,8 @@ json MigrationReport::to_json() const {
           {"pages_superseded", pages_superseded},
           {"seconds", seconds},
           {"downtime_ms", downtime_ms},
+          {"source_downtime_ms", source_downtime_ms},
+          {"phases", phases},
           {"rounds", rounds},
           {"fallback", fallback},
           {"lineage", lineage},
