@@ -26,6 +26,7 @@ struct VmArgs {
   std::string accel = "tcg";
   std::vector<std::string> extra;
   std::string to;
+  int max_downtime_ms = 300;
   bool json = false;
 };
 
@@ -122,7 +123,14 @@ void add_vm_commands(CLI::App& app, int& rc) {
   auto ma = std::make_shared<VmArgs>();
   CLI::App* mig = with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
   mig->add_option("to", ma->to, "destination daemon, bnf+tcp:HOST:PORT")->required();
-  mig->callback([ma, &rc] { rc = call(*ma, {{"op", "migrate"}, {"name", ma->name}, {"to", ma->to}}, print_migration, true); });
+  mig->add_option("--max-downtime", ma->max_downtime_ms, "QEMU's downtime limit, milliseconds")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  mig->callback([ma, &rc] {
+    rc = call(*ma,
+              {{"op", "migrate"}, {"name", ma->name}, {"to", ma->to}, {"downtime_limit_ms", ma->max_downtime_ms}},
+              print_migration, true);
+  });
 }
 
 }  // namespace bnf::cli

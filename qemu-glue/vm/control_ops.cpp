@@ -19,7 +19,7 @@ Result<json> handle_control(VmManager& vms, const json& req, const ProgressFn& p
   if (op == "vm.status") return vms.status(name);
   if (op == "migrate") {
     BNF_ASSIGN_OR_RETURN(Endpoint to, parse_endpoint(req.value("to", std::string())));
-    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, progress));
+    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, MigrateOptions{.downtime_limit_ms = req.value("downtime_limit_ms", 300)}, progress));
     return r.to_json();
   }
   return Status(Errc::invalid_argument, "unknown control operation '" + op + "'");

@@ -28,7 +28,7 @@ class Stopwatch {
 
 DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base,
                                uint64_t pages, DeparturePagesOptions opt)
-    : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)), opt_(opt), sent_once_(pages, false) {
+    : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)), opt_(opt) {
   if (!base)
     for (uint64_t p = 0; p < pages; ++p) held_[p] = h_.zero_digest();
 }
@@ -64,9 +64,8 @@ Status DeparturePages::before_device_state() {
   return send_all(this_pass_);
 }
 
-bool DeparturePages::may_hold(uint64_t page) const {
-  return opt_.hold_budget_bytes > 0 && (opt_.incremental || sent_once_[page]) &&
-         held_bytes_ + kPage <= opt_.hold_budget_bytes;
+bool DeparturePages::may_hold() const {
+  return opt_.incremental && held_bytes_ + kPage <= opt_.hold_budget_bytes;
 }
 
 Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
@@ -92,7 +91,7 @@ Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data
     cur->second = std::move(bytes);
     return Status::ok();
   }
-  if (may_hold(p)) {
+  if (may_hold()) {
     held_bytes_ += bytes.size();
     this_pass_.emplace(p, std::move(bytes));
     return Status::ok();
@@ -132,7 +131,6 @@ Status DeparturePages::send_all(Held& held) {
 Status DeparturePages::send(uint64_t page, const std::vector<std::byte>& bytes) {
   Stopwatch sw(n_.send_s);
   const PageRun run{page, 1};
-  sent_once_[page] = true;
   if (bytes.empty()) return proto::post_run_frame(c_, proto::FrameType::zeros, std::span(&run, 1), {});
   ++n_.sent;
   const transport::ConstBuffer contents{bytes.data(), kPage};

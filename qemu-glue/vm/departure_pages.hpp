@@ -11,8 +11,10 @@
 // goes by its offset without resending it; a page rewritten every pass waits
 // for the final pass and travels once. Held pages are all sent before device
 // state is forwarded, so the destination QEMU never starts without them. The
-// hold-back is bounded (past the budget pages go at once) and applies to every
-// page of an incremental trip, and in a full trip to pages sent once already.
+// hold-back is bounded (past the budget pages go at once) and applies to
+// incremental trips only: in a full trip QEMU would see resends vanish into
+// the hold-back, overestimate the bandwidth, stop the VM early and leave more
+// for the downtime (measured: ~170 ms against ~160 ms without, 256 MiB, 1 Gbit/s).
 #pragma once
 
 #include <functional>
@@ -61,14 +63,13 @@ class DeparturePages final : public PageHandler {
   Status scan_reached(uint64_t page);
   Status send(uint64_t page, const std::vector<std::byte>& bytes);
   Status send_all(Held& held);
-  bool may_hold(uint64_t page) const;
+  [[nodiscard]] bool may_hold() const;
 
   transport::Connection& c_;
   const PageDigester& h_;
   DigestTable held_;
   DeparturePagesOptions opt_;
   DeparturePageCounts n_;
-  std::vector<bool> sent_once_;
   Held prev_pass_;  // held in the previous pass, not resent in this one yet
   Held this_pass_;  // held (or resent) in this pass
   size_t held_bytes_ = 0;

@@ -33,6 +33,10 @@ struct MigrationReport {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
+struct MigrateOptions {
+  int downtime_limit_ms = 300;  // QEMU's default
+};
+
 class VmManager {
  public:
   VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log);
@@ -47,7 +51,7 @@ class VmManager {
   Result<nlohmann::json> status(const std::string& name);
   // Source side: moves the running VM `name` to the daemon at `to`.
   // `progress` hears about the trip every half second or so.
-  Result<MigrationReport> migrate(const std::string& name, const Endpoint& to,
+  Result<MigrationReport> migrate(const std::string& name, const Endpoint& to, const MigrateOptions& opt = {},
                                   const std::function<void(const nlohmann::json&)>& progress = nullptr);
   // Restarts a VM that left this host from its retained snapshot (RAM file plus
   // the stream state kept at switchover), e.g. after the other host died.

@@ -121,14 +121,13 @@ TEST_F(DeparturePagesTest, BudgetExhaustedPagesGoAtOnce) {
   EXPECT_EQ(sends_of(4), 1U);
 }
 
-TEST_F(DeparturePagesTest, FullTripSendsFirstVersionsAtOnceAndHoldsResends) {
+TEST_F(DeparturePagesTest, FullTripSendsEveryVersionAtOnce) {
   auto d = make(false, 1 << 20);
   pass(d, {{1, 90}, {2, 91}});
   EXPECT_EQ(conn_.sent.size(), 2U);
   pass(d, {{1, 92}});
-  EXPECT_EQ(sends_of(1), 1U);  // the resend is held
-  ASSERT_TRUE(d.before_device_state().is_ok());
   EXPECT_EQ(sends_of(1), 2U);
+  EXPECT_EQ(d.counts().superseded, 0U);
 }
 
 TEST_F(DeparturePagesTest, DepartureTableIsTheLastVersionOfEveryPage) {

@@ -1,0 +1,102 @@
+"""The machine side of a run: links between two "hosts", processes, CPU and memory."""
+import os
+import platform
+import subprocess
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+NETNS = os.path.join(ROOT, "scripts", "netns-link.sh")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Link:
+    """Loopback (both hosts in this namespace) or two network namespaces joined
+    by a veth pair shaped with tc to `rate` (e.g. "1gbit")."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.name = f"bnfb{os.getpid() % 10000}"
+        self.shaped = kind != "loopback"
+
+    def __enter__(self):
+        if self.shaped:
+            subprocess.run([NETNS, "up", self.name, self.kind], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        if self.shaped:
+            subprocess.run([NETNS, "down", self.name], check=False)
+
+    def addr(self, side):
+        if not self.shaped:
+            return "127.0.0.1"
+        return subprocess.run([NETNS, "addr", self.name, side], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def prefix(self, side):
+        """Command prefix that runs a program on host `side` ("a" or "b")."""
+        return ["ip", "netns", "exec", f"{self.name}-{side}"] if self.shaped else []
+
+    def tx_bytes(self):
+        """Bytes sent over the link in both directions so far (None on loopback)."""
+        if not self.shaped:
+            return None
+        total = 0
+        for side, dev in (("a", "va"), ("b", "vb")):
+            path = f"/sys/class/net/{self.name[:11]}-{dev}/statistics/tx_bytes"
+            out = subprocess.run(self.prefix(side) + ["cat", path], capture_output=True, text=True, check=True)
+            total += int(out.stdout)
+        return total
+
+
+def cpu_seconds(pids):
+    """User + system CPU seconds of processes (and their threads) so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def peak_rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def machine():
+    def first_line(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cores": os.cpu_count(), "cpu": model, "memory_gib": round(mem_kib / 2**20, 1),
+            "kernel": platform.release(), "qemu": first_line(["qemu-system-x86_64", "--version"]),
+            "accel": "tcg"}

@@ -1,0 +1,222 @@
+"""runs.json -> runs.csv, report.md and plots (gnuplot, SVG and PNG)."""
+import csv
+import json
+import os
+import statistics
+import subprocess
+import time
+
+PHASES = ["handshake_s", "qemu_stream_s", "digest_s", "page_send_s", "destination_finish_s",
+          "destination_receive_s", "destination_load_s", "destination_commit_s", "source_commit_s"]
+CSV_FIELDS = ["scenario", "memory_mib", "workload", "link", "time_on_b", "streams", "strategy", "repeat", "status",
+              "trip", "mode", "seconds", "downtime_ms", "qemu_downtime_ms", "wire_bytes", "pages_sent",
+              "pages_skipped", "pages_zero", "pages_superseded", "rounds", "cpu_src_s", "cpu_dst_s",
+              "daemon_peak_rss_mib_a", "daemon_peak_rss_mib_b", "intact", "gib_per_s"] + PHASES
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs):
+    xs = [x for x in xs if x is not None]
+    return (min(xs), max(xs)) if xs else (None, None)
+
+
+def fmt_s(x):
+    return "–" if x is None else f"{x:.2f}"
+
+
+def fmt_mib(x):
+    return "–" if x is None else (f"{x / 2**20:.1f}" if x < 100 * 2**20 else f"{x / 2**20:.0f}")
+
+
+def fmt_pct(x):
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def group(records):
+    g = {}
+    for r in records:
+        if r.get("status") == "ok":
+            g.setdefault((r["scenario"], r["strategy"], r["trip"]), []).append(r)
+    return g
+
+
+def scenario_order(records):
+    seen = []
+    for r in records:
+        if r["scenario"] not in seen:
+            seen.append(r["scenario"])
+    return seen
+
+
+def write_csv(records, path):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            row = dict(r)
+            row["intact"] = (r.get("verified") or {}).get("intact")
+            row.update({p: (r.get("phases") or {}).get(p) for p in PHASES})
+            w.writerow(row)
+
+
+def stat(g, sc, strategy, trip, key):
+    rs = g.get((sc, strategy, trip), [])
+    return med([r.get(key) for r in rs]), spread([r.get(key) for r in rs]), len(rs)
+
+
+def headline(g, scs, meta):
+    lines = ["| scenario | native back trip | bnf first trip | bnf back trip | back: time bnf/native | "
+             "back: wire bytes bnf/native | downtime back bnf / native | QEMU floor | guest intact |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for sc in scs:
+        nt, (nlo, nhi), nn = stat(g, sc, "native", "back", "seconds")
+        ft, _, _ = stat(g, sc, "bnf", "first", "seconds")
+        bt, (blo, bhi), bn = stat(g, sc, "bnf", "back", "seconds")
+        nb, _, _ = stat(g, sc, "native", "back", "wire_bytes")
+        bb, _, _ = stat(g, sc, "bnf", "back", "wire_bytes")
+        nd, _, _ = stat(g, sc, "native", "back", "downtime_ms")
+        bd, _, _ = stat(g, sc, "bnf", "back", "downtime_ms")
+        fl, _, _ = stat(g, sc, "qemu-floor", "floor", "seconds")
+        intact = all((r.get("verified") or {}).get("intact") for k, rs in g.items() if k[0] == sc and
+                     k[1] != "qemu-floor" for r in rs)
+        ratio_t = bt / nt if bt and nt else None
+        ratio_b = bb / nb if bb and nb else None
+        lines.append(
+            f"| {sc} | {fmt_s(nt)} s ({fmt_s(nlo)}–{fmt_s(nhi)}), {fmt_mib(nb)} MiB | {fmt_s(ft)} s | "
+            f"{fmt_s(bt)} s ({fmt_s(blo)}–{fmt_s(bhi)}), {fmt_mib(bb)} MiB | **{fmt_pct(ratio_t)}** | "
+            f"**{fmt_pct(ratio_b)}** | {fmt_s(bd)} / {fmt_s(nd)} ms | {fmt_s(fl)} s | "
+            f"{'yes' if intact else 'NO'} ({bn}+{nn} runs) |")
+    return lines
+
+
+def first_trips(g, scs):
+    lines = ["| scenario | native first trip | bnf first trip | time bnf/native | wire bnf/native | "
+             "downtime bnf / native | CPU s src+dst bnf / native |", "|---|---|---|---|---|---|---|"]
+    for sc in scs:
+        nt, _, _ = stat(g, sc, "native", "first", "seconds")
+        bt, _, _ = stat(g, sc, "bnf", "first", "seconds")
+        nb, _, _ = stat(g, sc, "native", "first", "wire_bytes")
+        bb, _, _ = stat(g, sc, "bnf", "first", "wire_bytes")
+        nd, _, _ = stat(g, sc, "native", "first", "downtime_ms")
+        bd, _, _ = stat(g, sc, "bnf", "first", "downtime_ms")
+        cpu = {}
+        for s in ("bnf", "native"):
+            a, _, _ = stat(g, sc, s, "first", "cpu_src_s")
+            b, _, _ = stat(g, sc, s, "first", "cpu_dst_s")
+            cpu[s] = (a or 0) + (b or 0)
+        lines.append(f"| {sc} | {fmt_s(nt)} s | {fmt_s(bt)} s | {fmt_pct(bt / nt if bt and nt else None)} | "
+                     f"{fmt_pct(bb / nb if bb and nb else None)} | {fmt_s(bd)} / {fmt_s(nd)} ms | "
+                     f"{cpu['bnf']:.1f} / {cpu['native']:.1f} |")
+    return lines
+
+
+def where_time_goes(g, scs):
+    lines = ["| scenario | total | handshake | QEMU stream (all passes) | of it: digests | of it: page sends | "
+             "destination finish (tail, device state, commit) | source commit | downtime | pages sent / held back "
+             "and superseded |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for sc in scs:
+        rs = g.get((sc, "bnf", "back"), [])
+        if not rs:
+            continue
+        ph = {p: med([(r.get("phases") or {}).get(p) for r in rs]) for p in PHASES}
+        lines.append(
+            f"| {sc} | {fmt_s(med([r['seconds'] for r in rs]))} | {fmt_s(ph['handshake_s'])} | "
+            f"{fmt_s(ph['qemu_stream_s'])} | {fmt_s(ph['digest_s'])} | {fmt_s(ph['page_send_s'])} | "
+            f"{fmt_s(ph['destination_finish_s'])} | {fmt_s(ph['source_commit_s'])} | "
+            f"{fmt_s(med([r.get('downtime_ms') for r in rs]))} ms | "
+            f"{med([r.get('pages_sent') for r in rs]):.0f} / {med([r.get('pages_superseded') or 0 for r in rs]):.0f} |")
+    return lines
+
+
+def plots(g, scs, out):
+    """Back-trip time and wire bytes against hot-set size, one line per link and strategy."""
+    if not shutil_which("gnuplot"):
+        return []
+    rows = []
+    for sc in scs:
+        mem, wl, link, tb = sc.split("-")[0], sc.split("-")[1], sc.split("-")[2], sc.split("-")[3]
+        hot = 0 if wl == "idle" else int(wl[3:])
+        for s in ("native", "bnf"):
+            t, _, n = stat(g, sc, s, "back", "seconds")
+            b, _, _ = stat(g, sc, s, "back", "wire_bytes")
+            if n:
+                rows.append((f"{s} {mem} {link}", hot, t, b / 2**20))
+    series = sorted({r[0] for r in rows})
+    if not series:
+        return []
+    dat = os.path.join(out, "plot-data.txt")
+    with open(dat, "w") as f:
+        for name in series:
+            f.write(f'"{name}"\n')
+            for r in sorted([r for r in rows if r[0] == name], key=lambda r: r[1]):
+                f.write(f"{r[1]} {r[2]:.4f} {r[3]:.4f}\n")
+            f.write("\n\n")
+    made = []
+    for what, col, label, logy in (("time", 2, "back trip total time (s)", False),
+                                   ("bytes", 3, "back trip bytes on the wire (MiB)", True)):
+        for term, ext in (("svg size 800,480", "svg"), ("pngcairo size 800,480", "png")):
+            path = os.path.join(out, f"back-trip-{what}.{ext}")
+            script = (f"set terminal {term}; set output '{path}'; set key outside right; set grid;"
+                      f"set xlabel 'hot set (% of guest RAM rewritten on B)'; set ylabel '{label}';"
+                      f"{'set logscale y;' if logy else ''}"
+                      f"plot for [i=0:{len(series) - 1}] '{dat}' index i using 1:{col} with linespoints "
+                      f"title columnheader(1)")
+            if subprocess.run(["gnuplot", "-e", script], capture_output=True).returncode == 0:
+                made.append(os.path.basename(path))
+    return made
+
+
+def shutil_which(cmd):
+    import shutil
+    return shutil.which(cmd)
+
+
+def write(out):
+    with open(os.path.join(out, "runs.json")) as f:
+        data = json.load(f)
+    records, m = data["records"], data["machine"]
+    write_csv(records, os.path.join(out, "runs.csv"))
+    g = group(records)
+    scs = [s for s in scenario_order(records) if any(k[0] == s for k in g)]
+    failed = [r for r in records if r.get("status") != "ok"]
+    made = plots(g, scs, out)
+    md = [f"# Back-and-forth migration: bnf vs native QEMU",
+          "",
+          f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, kernel {m['kernel']}, "
+          f"{m['qemu']}, accel {m['accel']}. Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+          f"from `runs.json` in this folder; regenerate with `python3 bench/migrate_bench.py --quick --out DIR` "
+          f"(or `--report DIR` to redo this page from saved runs).",
+          "",
+          "Each point: median of the runs (min–max in brackets). Scenario id = guest RAM - workload - link - "
+          "seconds on B. *Native* is QEMU 7.2 precopy between two plain QEMUs with max-bandwidth raised; its "
+          "back trip is a full migration again. *bnf back trip* lands in the snapshot A kept. Wire bytes are "
+          "counted on the veth link (both directions) where there is one, else by the migrating program. "
+          "Downtime = source QEMU's STOP event to the destination QEMU's RESUME event, for both. "
+          "*QEMU floor* = QEMU's own pass over guest RAM into `exec:cat > /dev/null`: no stream-mode trip "
+          "can be faster than that.",
+          "",
+          "## Back trip (B → A): the headline", ""] + headline(g, scs, m) + [
+          "", "## First trip (A → B): bnf against native", ""] + first_trips(g, scs) + [
+          "", "## Where a bnf back trip's time goes (medians, seconds)", "",
+          "QEMU stream = from `migrate` to the end of QEMU's stream: QEMU's passes over RAM, parsed, digested and "
+          "filtered as they come (digests and page sends are parts of it). Destination finish = from the end "
+          "of the stream to VM_DONE: the last pages landed, device state loaded by the destination QEMU, the "
+          "arrival committed.", ""] + where_time_goes(g, scs)
+    native_default = [k for k in g if k[1] == "native-default"]
+    if native_default:
+        md += ["", "## Native QEMU with default settings (max-bandwidth 32 MiB/s)", ""]
+        for k in sorted(native_default):
+            t = med([r["seconds"] for r in g[k]])
+            md.append(f"- {k[0]}, {k[2]} trip: {fmt_s(t)} s")
+    for f_ in made:
+        if f_.endswith(".svg"):
+            md += ["", f"![{f_}]({f_})"]
+    if failed:
+        md += ["", "## Runs that failed", ""] + [f"- {r['scenario']} {r['strategy']} #{r['repeat']}: {r['status']}"
+                                                  for r in failed]
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(md) + "\n")

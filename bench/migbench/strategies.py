@@ -1,0 +1,279 @@
+"""Migration strategies measured on the same scenarios. Each runs the two trips
+of a back-and-forth on its own fresh VM and returns one record per trip:
+  first trip  A -> B   (nothing of the VM on B yet)
+  back trip   B -> A   (after the VM spent `time_on_b` seconds on B)
+New strategies (a shared mode, other transports) subclass Strategy."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+from . import guest, host
+from .qmp import Qmp
+
+
+class CpuSampler:
+    """CPU seconds used by every process whose command line contains a marker
+    (a host's state directory), sampled every 50 ms so that processes which
+    exit during the trip (the source QEMU) still count up to their end."""
+
+    def __init__(self, markers):
+        self.markers = markers
+        self.first = {}
+        self.last = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _scan(self):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            for side, marker in self.markers.items():
+                if marker in cmd:
+                    cpu = host.cpu_seconds([pid])
+                    self.first.setdefault((side, pid), cpu)
+                    self.last[(side, pid)] = cpu
+
+    def _loop(self):
+        while not self.stop.is_set():
+            self._scan()
+            self.stop.wait(0.05)
+
+    def __enter__(self):
+        self._scan()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self._scan()
+
+    def seconds(self, side):
+        return round(sum(v - self.first[k] for k, v in self.last.items() if k[0] == side), 3)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def qemu_command(sc, ram_file, qmp_sock, serial, incoming=None):
+    """Plain QEMU with RAM in a shared file on tmpfs, as bnf launches it."""
+    mem = sc["memory_mib"]
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", f"{mem}M", "-machine", "pc,memory-backend=ram0",
+           "-object", f"memory-backend-file,id=ram0,size={mem}M,mem-path={ram_file},share=on",
+           "-qmp", f"unix:{qmp_sock},server=on,wait=off", "-serial", f"file:{serial}",
+           "-display", "none", "-monitor", "none"] + guest.qemu_args(sc["workload"])
+    if incoming:
+        cmd += ["-incoming", incoming]
+    return cmd
+
+
+class Strategy:
+    name = "?"
+
+    def run(self, sc, link, work):
+        raise NotImplementedError
+
+
+class NativeQemu(Strategy):
+    """QEMU 7.2's own precopy over TCP between two plain QEMUs. `tuned` raises
+    max-bandwidth (the default caps it at 32 MiB/s); the way back is another
+    full migration: nothing is kept on the host the VM left."""
+
+    def __init__(self, tuned=True):
+        self.tuned = tuned
+        self.name = "native" if tuned else "native-default"
+
+    def run(self, sc, link, work):
+        procs = []
+        try:
+            return self._run(sc, link, work, procs)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+
+    def _spawn(self, link, side, work, tag, sc, incoming=None):
+        d = os.path.join(work, tag)
+        os.makedirs(d, exist_ok=True)
+        ram = f"{d}/ram"
+        qmp = f"{d}/qmp.sock"
+        p = subprocess.Popen(link.prefix(side) + qemu_command(sc, ram, qmp, f"{d}/serial.log", incoming),
+                             stdout=subprocess.DEVNULL, stderr=open(f"{d}/qemu.log", "w"))
+        return p, ram, qmp
+
+    def _run(self, sc, link, work, procs):
+        pa, ram_a, qmp_a = self._spawn(link, "a", work, "na1", sc)
+        procs.append(pa)
+        guest.wait_populated(ram_a)
+        trips = []
+        src, src_ram, src_qmp, src_side = pa, ram_a, qmp_a, "a"
+        for n, (dst_side, tag) in enumerate((("b", "nb1"), ("a", "na2"))):
+            if n == 1:
+                time.sleep(sc["time_on_b"])
+            port = free_port()
+            uri = f"tcp:{link.addr(dst_side)}:{port}"
+            pd, ram_d, qmp_d = self._spawn(link, dst_side, work, tag, sc, incoming=uri)
+            procs.append(pd)
+            markers = {src_side: os.path.dirname(src_ram) + "/", dst_side: os.path.dirname(ram_d) + "/"}
+            rec = self._trip(Qmp(src_qmp), Qmp(qmp_d), uri, link, markers, src_side, dst_side)
+            rec["trip"] = "first" if n == 0 else "back"
+            rec["verified"] = guest.verify(qmp_d, ram_d)
+            src.kill()
+            src.wait()
+            trips.append(rec)
+            src, src_ram, src_qmp, src_side = pd, ram_d, qmp_d, dst_side
+        return trips
+
+    def _trip(self, src, dst, uri, link, markers, src_side, dst_side):
+        src.cmd("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
+        if self.tuned:
+            src.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+        tx0 = link.tx_bytes()
+        with CpuSampler(markers) as cpu:
+            t0 = time.time()
+            src.cmd("migrate", {"uri": uri})
+            deadline = t0 + 600
+            while True:
+                info = src.cmd("query-migrate")
+                if info["status"] in ("completed", "failed", "cancelled"):
+                    break
+                if time.time() > deadline:
+                    src.cmd("migrate_cancel")
+                    raise RuntimeError("native migration did not converge in 600 s")
+                time.sleep(0.05)
+            if info["status"] != "completed":
+                raise RuntimeError(f"native migration {info['status']}: {info.get('error-desc', '')}")
+            host.wait_for(lambda: dst.cmd("query-status")["running"], 60, "the destination QEMU to run")
+            dst.poll_events(0.05)
+        stop, resume = src.event_time("STOP"), dst.event_time("RESUME")
+        ram = info["ram"]
+        tx1 = link.tx_bytes()
+        rec = {
+            "mode": "full",
+            "seconds": round((resume or time.time()) - t0, 3),
+            "downtime_ms": round((resume - stop) * 1000, 1) if stop and resume else None,
+            "qemu_downtime_ms": info.get("downtime"),
+            "wire_bytes": tx1 - tx0 if tx0 is not None else ram["transferred"],
+            "pages_sent": ram["normal"],
+            "pages_skipped": 0,
+            "pages_zero": ram["duplicate"],
+            "rounds": ram.get("dirty-sync-count"),
+            "cpu_src_s": cpu.seconds(src_side),
+            "cpu_dst_s": cpu.seconds(dst_side),
+        }
+        src.close()
+        dst.close()
+        return rec
+
+
+class Bnf(Strategy):
+    """bnf stream mode: two daemons (hosts A and B); A keeps the VM's snapshot
+    when it leaves, so the way back sends only what changed on B."""
+
+    name = "bnf"
+
+    def __init__(self, bnf_path):
+        self.bnf = bnf_path
+
+    def run(self, sc, link, work):
+        daemons = {}
+        try:
+            return self._run(sc, link, work, daemons)
+        finally:
+            for p in daemons.values():
+                p.terminate()
+            for p in daemons.values():
+                p.wait()
+            subprocess.run(["pkill", "-9", "-f", work], check=False)
+
+    def _cli(self, side, work, *args):
+        env = dict(os.environ, BNF_CONTROL=f"{work}/{side.upper()}/control.sock")
+        out = subprocess.run([self.bnf, *args], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"bnf {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def _daemon(self, link, side, work):
+        state = f"{work}/{side.upper()}"
+        log = open(f"{state}.log", "w")
+        p = subprocess.Popen(link.prefix(side) + [self.bnf, "daemon", "--state-dir", state, "--listen",
+                                                   f"bnf+tcp:{link.addr(side)}:7070"], stderr=log)
+        host.wait_for(lambda: os.path.exists(f"{state}/control.sock"), 10, f"daemon {side}")
+        return p
+
+    def _status(self, side, work):
+        return json.loads(self._cli(side, work, "vm", "status", "web1", "--json"))
+
+    def _run(self, sc, link, work, daemons):
+        for side in "ab":
+            daemons[side] = self._daemon(link, side, work)
+        self._cli("a", work, "vm", "create", "web1", "--memory", f"{sc['memory_mib']}M", "--",
+                  *guest.qemu_args(sc["workload"]))
+        self._cli("a", work, "vm", "start", "web1")
+        guest.wait_populated(self._status("a", work)["ram_file"])
+        trips = []
+        for n, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
+            if n == 1:
+                time.sleep(sc["time_on_b"])
+            markers = {src: f"{work}/{src.upper()}", dst: f"{work}/{dst.upper()}"}
+            tx0 = link.tx_bytes()
+            with CpuSampler(markers) as cpu:
+                r = json.loads(self._cli(src, work, "migrate", "web1", f"bnf+tcp:{link.addr(dst)}:7070", "--json"))
+            tx1 = link.tx_bytes()
+            st = self._status(dst, work)
+            rec = {k: r.get(k) for k in ("mode", "seconds", "downtime_ms", "pages_sent", "pages_skipped",
+                                          "pages_zero", "pages_superseded", "rounds", "phases", "fallback")}
+            rec["qemu_downtime_ms"] = r.get("source_downtime_ms")
+            rec["wire_bytes"] = tx1 - tx0 if tx0 is not None else r["wire_bytes"]
+            rec["cpu_src_s"] = cpu.seconds(src)
+            rec["cpu_dst_s"] = cpu.seconds(dst)
+            rec["trip"] = "first" if n == 0 else "back"
+            rec["verified"] = guest.verify(st["qmp_socket"], st["ram_file"])
+            trips.append(rec)
+        for side, p in daemons.items():
+            peak = host.peak_rss_mib(p.pid)
+            for rec in trips:
+                rec[f"daemon_peak_rss_mib_{side}"] = peak
+        return trips
+
+
+class QemuFloor(Strategy):
+    """QEMU's own pass over guest RAM into a local sink (exec:cat > /dev/null):
+    the floor of any stream-mode trip, which must read QEMU's stream."""
+
+    name = "qemu-floor"
+
+    def run(self, sc, link, work):
+        d = f"{work}/floor"
+        os.makedirs(d, exist_ok=True)
+        p = subprocess.Popen(qemu_command(sc, f"{d}/ram", f"{d}/qmp.sock", f"{d}/serial.log"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            guest.wait_populated(f"{d}/ram")
+            q = Qmp(f"{d}/qmp.sock")
+            q.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+            t0 = time.time()
+            q.cmd("migrate", {"uri": "exec:cat > /dev/null"})
+            while q.cmd("query-migrate")["status"] not in ("completed", "failed"):
+                time.sleep(0.02)
+            seconds = time.time() - t0
+            q.close()
+        finally:
+            p.kill()
+            p.wait()
+            shutil.rmtree(d, ignore_errors=True)
+        gib = sc["memory_mib"] / 1024
+        return [{"trip": "floor", "mode": "to /dev/null", "seconds": round(seconds, 3),
+                 "gib_per_s": round(gib / seconds, 3)}]

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Back-and-forth migration benchmark: bnf against native QEMU on the same VMs,
+links and workloads, in the same run. See bench/README.md.
+
+  python3 bench/migrate_bench.py --quick --out bench/out/quick
+  python3 bench/migrate_bench.py --full --repeat 5 --out bench/out/full
+  python3 bench/migrate_bench.py --report bench/out/quick     # redo the report only
+
+Writes runs.json, runs.csv, report.md and plots (SVG + PNG, gnuplot) to --out."""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from migbench import guest, host, report, scenarios  # noqa: E402
+from migbench.strategies import Bnf, NativeQemu, QemuFloor  # noqa: E402
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the quick set (default; minutes on 2 cores)")
+    size.add_argument("--full", action="store_true", help="the full set (adds 4 GiB, 50%% hot, time on B)")
+    ap.add_argument("--out", default="bench/out/quick", help="output directory")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per point (median and spread are reported)")
+    ap.add_argument("--only", default="", help="run scenarios whose id contains this text")
+    ap.add_argument("--bnf", default=os.path.join(guest.BUILD, "bnf"), help="the bnf binary")
+    ap.add_argument("--report", metavar="DIR", help="only rebuild the report from DIR/runs.json")
+    return ap.parse_args()
+
+
+def run_point(strategy, sc, rep, records, out):
+    with host.Link(sc["link"]) as link:
+        work = tempfile.mkdtemp(prefix="bnf-bench-", dir="/dev/shm")
+        try:
+            t = time.time()
+            trips = strategy.run(sc, link, work)
+            status = "ok"
+        except Exception as e:  # one failed point is reported, the matrix goes on
+            trips, status = [], f"error: {e}"
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    for trip in trips or [{"trip": "-"}]:
+        records.append({"scenario": sc["id"], **{k: sc[k] for k in ("memory_mib", "workload", "link",
+                                                                    "time_on_b", "streams")},
+                        "strategy": strategy.name, "repeat": rep, "status": status, **trip})
+    summary = ", ".join(f"{t['trip']} {t.get('seconds', '?')} s" for t in trips) or status
+    print(f"  {strategy.name:<15} #{rep}: {summary}  ({time.time() - t:.0f} s)", flush=True)
+    with open(os.path.join(out, "runs.json"), "w") as f:  # after every point: a stopped run keeps its data
+        json.dump({"machine": host.machine(), "records": records}, f, indent=1)
+
+
+def main():
+    a = parse_args()
+    if a.report:
+        report.write(a.report)
+        return
+    if os.geteuid() != 0:
+        sys.exit("migrate_bench: needs root (network namespaces, tc)")
+    for path in (a.bnf, guest.MEMCHECK, guest.CHECKER):
+        if not os.path.exists(path):
+            sys.exit(f"migrate_bench: {path} is missing: build first (scripts/build.sh)")
+    os.makedirs(a.out, exist_ok=True)
+    rows = scenarios.FULL if a.full else scenarios.QUICK
+    points = [sc for sc in scenarios.expand(rows) if a.only in sc["id"]]
+    records = []
+    t0 = time.time()
+    for sc in points:
+        print(f"== {sc['id']}", flush=True)
+        key = (sc["memory_mib"], sc["workload"], sc["link"], sc["time_on_b"])
+        strategies = [QemuFloor(), NativeQemu(), Bnf(a.bnf)]
+        if key in scenarios.NATIVE_DEFAULT:
+            strategies.insert(2, NativeQemu(tuned=False))
+        for rep in range(a.repeat):
+            for s in strategies:
+                if isinstance(s, QemuFloor) and rep > 0:
+                    continue  # once per scenario is enough for the floor
+                run_point(s, sc, rep, records, a.out)
+    print(f"== {len(points)} scenarios in {time.time() - t0:.0f} s")
+    report.write(a.out)
+
+
+if __name__ == "__main__":
+    main()
