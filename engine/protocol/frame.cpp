@@ -22,7 +22,7 @@ Status bad(const std::string& why) { return {Errc::protocol, "bad frame: " + why
 }  // namespace
 
 bool is_known_type(uint8_t t) noexcept {
-  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_done);
+  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_switch);
 }
 
 const char* type_name(FrameType t) noexcept {
@@ -46,6 +46,7 @@ const char* type_name(FrameType t) noexcept {
     case FrameType::stream: return "STREAM";
     case FrameType::vm_end: return "VM_END";
     case FrameType::vm_done: return "VM_DONE";
+    case FrameType::vm_switch: return "VM_SWITCH";
   }
   return "UNKNOWN";
 }

@@ -42,6 +42,7 @@ enum class FrameType : uint8_t {
   stream = 17,        // migration: payload is QEMU stream bytes for the destination QEMU
   vm_end = 18,        // migration: the source stream ended; departure digest root
   vm_done = 19,       // migration: destination QEMU loaded the VM and runs it
+  vm_switch = 20,     // migration: device state follows; the image must be complete and proven first
 };
 [[nodiscard]] bool is_known_type(uint8_t t) noexcept;
 [[nodiscard]] const char* type_name(FrameType t) noexcept;

@@ -337,14 +337,28 @@ void SnapshotWriter::stop_reserve() noexcept {
   if (reserve_thread_.joinable()) reserve_thread_.join();
 }
 
+void SnapshotWriter::start_base_check(const PageDigester& h) {
+  if (plan_.full || base_check_) return;
+  base_check_ = std::make_unique<BaseCheck>(std::span<const std::byte>(map_.data(), plan_.size_bytes),
+                                            plan_.page_size, table_, h);
+}
+
+Result<uint64_t> SnapshotWriter::finish_base_check() {
+  if (!base_check_) return Status(Errc::internal, "no base check was started");
+  if (!base_check_->finished()) base_mismatched_ = base_check_->finish();
+  return base_mismatched_;
+}
+
 Status SnapshotWriter::prepare_overwrite(unsigned stream, std::span<const PageRun> runs) {
   if (stream >= plan_.streams) return {Errc::protocol, "stream index out of range"};
   std::vector<uint64_t> to_journal;
   for (const PageRun& r : runs) {
     BNF_TRY(reserve(r));
     if (plan_.full) continue;
-    for (uint64_t p = r.first; p < r.first + r.count; ++p)
+    for (uint64_t p = r.first; p < r.first + r.count; ++p) {
+      if (base_check_) base_check_->check(p);  // its old bytes, proven before they go
       if (!journaled_.test_and_set(p)) to_journal.push_back(p);
+    }
   }
   if (to_journal.empty()) return Status::ok();
   BNF_TRY(journals_[stream].append_all(to_journal, map_.data()));
@@ -370,6 +384,10 @@ void SnapshotWriter::record_landed(std::span<const PageRun> runs, const PageDige
 
 Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageDigester& h) {
   stop_reserve();
+  if (base_check_) {
+    BNF_ASSIGN_OR_RETURN(uint64_t differ, finish_base_check());
+    if (differ != 0) return Status(Errc::corrupt, "the base changed behind bnf's back: not committed");
+  }
   const Digest root = table_.root(h);
   if (!(root == expected_root))
     return Status(Errc::corrupt, "digest root mismatch: the landed image is not the sender's image");
@@ -397,6 +415,7 @@ Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageD
 
 void SnapshotWriter::roll_back() noexcept {
   stop_reserve();
+  base_check_.reset();
   map_.reset();
   if (plan_.full) {
     std::error_code ec;
@@ -410,6 +429,7 @@ void SnapshotWriter::roll_back() noexcept {
 
 SnapshotWriter::~SnapshotWriter() {
   stop_reserve();
+  base_check_.reset();  // before the image is unmapped
   if (!committed_) roll_back();
 }
 

@@ -17,6 +17,7 @@
 #include "common/status.hpp"
 #include "common/unique_fd.hpp"
 #include "digest/page_digest.hpp"
+#include "snapshot/base_check.hpp"
 #include "snapshot/manifest.hpp"
 #include "snapshot/undo_journal.hpp"
 
@@ -112,6 +113,12 @@ class SnapshotWriter {
   void reserve_ahead(PageBitmap incoming);
   // Zeroes pages (punching holes: a sparse image stays sparse).
   Status zero_runs(unsigned stream, std::span<const PageRun> runs);
+  // Incremental: proves the base's bytes against its table while pages land
+  // (see base_check.hpp). finish_base_check() returns the pages that differ;
+  // commit() refuses a base whose check was started and not passed.
+  void start_base_check(const PageDigester& h);
+  Result<uint64_t> finish_base_check();
+  [[nodiscard]] bool base_check_pending() const { return base_check_ && !base_check_->finished(); }
   // Records the digests of pages that just landed.
   void record_landed(std::span<const PageRun> runs, const PageDigester& h);
   [[nodiscard]] const DigestTable& table() const { return table_; }
@@ -145,6 +152,8 @@ class SnapshotWriter {
   bool committed_ = false;
   std::atomic<bool> reserve_stop_{false};
   std::thread reserve_thread_;
+  std::unique_ptr<BaseCheck> base_check_;
+  uint64_t base_mismatched_ = 0;
 };
 
 }  // namespace bnf

@@ -39,6 +39,8 @@ class ByteSink {
   virtual ~ByteSink() = default;
   virtual Status write(std::span<const std::byte> src) = 0;
   virtual Status flush() = 0;
+  // Called once, before the first byte of device state is written.
+  virtual Status before_device_state() { return Status::ok(); }
 };
 
 class FdSink final : public ByteSink {

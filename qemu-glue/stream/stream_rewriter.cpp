@@ -88,6 +88,7 @@ Status StreamRewriter::run() {
     }
   }
   BNF_TRY(pages_.before_device_state());
+  BNF_TRY(out_.before_device_state());
   BNF_TRY(in_.drain([&](std::span<const std::byte> chunk) {
     stats_.device_bytes += chunk.size();
     return put(chunk.data(), chunk.size());

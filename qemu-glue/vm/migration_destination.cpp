@@ -39,7 +39,17 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
         BNF_TRY(proto::recv_checked_payload(c, buf, f.header.payload_crc));
         BNF_TRY(send_all(qemu_fd, {reinterpret_cast<const char*>(buf.data()), buf.size()}, "feed destination QEMU"));
         break;
+      case proto::FrameType::vm_switch:
+        if (!w.plan().full) {
+          BNF_ASSIGN_OR_RETURN(uint64_t differ, w.finish_base_check());
+          if (differ != 0)
+            return Status(Errc::mismatch, fmt::format("the retained snapshot was changed behind bnf's back ({} pages "
+                                                      "differ from its digest table)",
+                                                      differ));
+        }
+        break;
       case proto::FrameType::vm_end: {
+        if (w.base_check_pending()) return Status(Errc::protocol, "VM_END before VM_SWITCH");
         BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
         BNF_ASSIGN_OR_RETURN(std::string root, proto::field<std::string>(j, "root"));
         return digest_from_hex(root);
@@ -95,18 +105,12 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
       base.is_ok() && !store_.is_live(name) && arrival.is_object() &&
       arrival.value("lineage", std::string()) == base->lineage && arrival.value("epoch", 0ULL) == base->epoch &&
       arrival.value("root", std::string()) == digest_hex(base->root) && base->size_bytes == def.memory_bytes;
-  // The manifest says what the image was; only the bytes prove what it is now.
-  bool base_intact = false;
-  if (record_matches) {
-    auto v = store_.verify(name);
-    base_intact = v.is_ok() && v->ok();
-    if (!base_intact)
-      fallback = v.is_ok() ? fmt::format("the retained snapshot was changed behind bnf's back ({} pages differ "
-                                         "from its digest table): full transfer",
-                                         v->pages_mismatched)
-                           : "the retained snapshot cannot be read (" + v.status().message() + "): full transfer";
-  }
-  if (base_intact) {
+  // The manifest says what the image was; only the bytes prove what it is now:
+  // they are checked while the trip runs (SnapshotWriter::start_base_check), and a
+  // source told that they differ comes back asking for a full trip.
+  const std::string force_full = j.value("force_full", std::string());
+  if (record_matches && !force_full.empty()) fallback = force_full + ": full transfer";
+  if (record_matches && force_full.empty()) {
     plan.full = false;
     plan.key = base->key;
     plan.base_lineage = base->lineage;
@@ -117,6 +121,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
       fallback = "the retained snapshot here is not the image the VM left with: full transfer";
   }
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, store_.begin_write(name, plan));
+  if (!plan.full) w->start_base_check(PageDigester(plan.key));
 
   BNF_TRY(make_dirs(vm_dir(name)));
   const LaunchPaths lp = paths(name, w->image_file());

@@ -40,6 +40,12 @@ class FrameSink final : public ByteSink {
     BNF_TRY(post());
     return c_.flush();
   }
+  // The destination proves its image complete (base checked) before QEMU gets
+  // the device state that lets it run.
+  Status before_device_state() override {
+    BNF_TRY(post());
+    return proto::send_control(c_, proto::FrameType::vm_switch, json::object());
+  }
   Status post() {
     if (buf_.empty()) return Status::ok();
     BNF_TRY(proto::send_control(c_, proto::FrameType::stream, json::object(), buf_));
@@ -111,12 +117,16 @@ struct Agreement {
 
 // Sends our arrival record (the image the VM had when it came here); the
 // destination answers full or incremental against its retained snapshot.
-Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def) {
+Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def,
+                        const std::string& force_full) {
   json arrival = nullptr;
   auto m = store.manifest(def.name);
   if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_hello,
-                              {{"version", proto::kVersion}, {"definition", def.to_json()}, {"arrival", arrival}}));
+                              {{"version", proto::kVersion},
+                               {"definition", def.to_json()},
+                               {"arrival", arrival},
+                               {"force_full", force_full}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
   Agreement g;
@@ -181,6 +191,21 @@ void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
 
 Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
                                            const std::function<void(const json&)>& progress) {
+  auto r = migrate_once(name, to, opt, progress, "");
+  if (r.is_ok() || r.status().code() != Errc::mismatch) return r;
+  // The destination found that its retained snapshot no longer holds the bytes
+  // its table says (checked during the trip): the VM runs here still; go again,
+  // asking for a full trip. The report's fallback says why.
+  const std::string msg = r.status().message();
+  const auto at = msg.find("the retained snapshot");
+  if (at == std::string::npos) return r;
+  log_.warn("vm {}: {}; trying again with a full trip", name, msg.substr(at));
+  return migrate_once(name, to, opt, progress, msg.substr(at));
+}
+
+Result<MigrationReport> VmManager::migrate_once(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
+                                                const std::function<void(const json&)>& progress,
+                                                const std::string& force_full) {
   const auto t0 = Clock::now();
   std::unique_lock lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
@@ -191,7 +216,7 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   BusyGuard busy(mu_, *vm);
   BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5)));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c, transport_.connect(to));
-  BNF_ASSIGN_OR_RETURN(Agreement g, agree(*c, store_, vm->def));
+  BNF_ASSIGN_OR_RETURN(Agreement g, agree(*c, store_, vm->def, force_full));
   MigrationReport& rep = g.rep;
   rep.phases["handshake_s"] = since(t0);
 

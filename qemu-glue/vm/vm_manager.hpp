@@ -85,6 +85,9 @@ class VmManager {
   [[nodiscard]] std::string vm_dir(const std::string& name) const;
   [[nodiscard]] LaunchPaths paths(const std::string& name, const std::string& ram_file) const;
   Status save(const Vm& vm) const;
+  Result<MigrationReport> migrate_once(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
+                                       const std::function<void(const nlohmann::json&)>& progress,
+                                       const std::string& force_full);
   void adopt(Vm& vm, int pid);
   Result<Vm*> find(const std::string& name);
   nlohmann::json describe(const std::string& name, Vm& vm);

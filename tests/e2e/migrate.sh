@@ -86,7 +86,7 @@ printf 'tampered' | dd of="$img_a" bs=1 seek=$((4096 * 5000)) conv=notrunc statu
 sleep 1
 out=$(vm B migrate web1 "$URI_A" --json)
 check "a tampered base is not reused: full trip" test "$(field "$out" mode)" = full
-fallback=$(field "$out" fallback)
+fallback=$(field "$out" fallback); echo "   fallback: $fallback"
 check "... and the fallback says why" grep -q "changed behind" <<<"$fallback"
 check "A arrived with exactly B's departure image" test "$(root_of A)" = "$(root_of B)"
 check "the guest's memory checks out on A" guest_intact A

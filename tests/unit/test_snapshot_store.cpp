@@ -82,6 +82,52 @@ TEST_F(StoreFixture, VerifyCatchesAPageChangedBehindTheStoresBack) {
   EXPECT_EQ(v->pages_mismatched, 1U);
 }
 
+// The base check proves the base during the transfer, including pages that are
+// overwritten before the check's thread reaches them.
+class BaseCheckTest : public StoreFixture {
+ protected:
+  Manifest tampered_base(uint64_t page) {
+    Manifest m = commit_full();
+    std::fstream f(store.image_path(m), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(4096 * page + 100));
+    f.put('\x42');
+    return m;
+  }
+};
+
+TEST_F(BaseCheckTest, IntactBaseIsProvenAndCommits) {
+  Manifest m1 = commit_full();
+  auto next = img;
+  test::fill_page(next.data() + 7 * 4096, 99);
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  (*w)->start_base_check(h);
+  land(**w, next, {{7, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 0U);
+  EXPECT_TRUE((*w)->commit(DigestTable::compute(h, next, 4096, 1).root(h), h).is_ok());
+}
+
+TEST_F(BaseCheckTest, ChangedPageThatIsNotLandedIsFound) {
+  Manifest m1 = tampered_base(9);
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  (*w)->start_base_check(h);
+  land(**w, img, {{7, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 1U);
+  EXPECT_FALSE((*w)->commit(DigestTable::compute(h, img, 4096, 1).root(h), h).is_ok());
+}
+
+TEST_F(BaseCheckTest, ChangedPageIsFoundEvenWhenLandedOver) {
+  // The page is overwritten with the right bytes at once: only its old bytes
+  // (checked before the landing) show that the base was not what it claimed.
+  Manifest m1 = tampered_base(kPages - 1);
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  (*w)->start_base_check(h);
+  land(**w, img, {{kPages - 1, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 1U);
+}
+
 TEST_F(StoreFixture, IncrementalCommitAdvancesTheEpoch) {
   Manifest m1 = commit_full();
   auto next = img;

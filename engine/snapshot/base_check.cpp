@@ -1,0 +1,39 @@
+#include "snapshot/base_check.hpp"
+
+namespace bnf {
+
+BaseCheck::BaseCheck(std::span<const std::byte> image, uint32_t page_size, DigestTable expected,
+                     const PageDigester& h)
+    : image_(image),
+      page_size_(page_size),
+      expected_(std::move(expected)),
+      h_(h),
+      claimed_(expected_.size()),
+      done_(expected_.size()),
+      thread_([this] { run(); }) {}
+
+BaseCheck::~BaseCheck() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void BaseCheck::check(uint64_t page) noexcept {
+  if (claimed_.test_and_set(page)) {  // the thread has it: wait until it is done (one page's hash)
+    while (!done_.test(page)) std::this_thread::yield();
+    return;
+  }
+  if (!(h_.page(image_.data() + page * page_size_, page_size_) == expected_[page])) ++mismatched_;
+  done_.set(page);
+}
+
+void BaseCheck::run() noexcept {
+  for (uint64_t p = 0; p < expected_.size() && !stop_; ++p) check(p);
+}
+
+uint64_t BaseCheck::finish() {
+  if (thread_.joinable()) thread_.join();
+  finished_ = true;
+  return stop_ ? expected_.size() : mismatched_.load();
+}
+
+}  // namespace bnf
