@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "protocol/control.hpp"
+#include "push/sharding.hpp"
 
 namespace bnf::qemu {
 
@@ -61,7 +62,8 @@ Result<bool> DeparturePages::on_zero(const std::string& block, uint64_t offset) 
 
 Status DeparturePages::before_device_state() {
   BNF_TRY(send_all(prev_pass_));
-  return send_all(this_pass_);
+  BNF_TRY(send_all(this_pass_));
+  return flush_batch();
 }
 
 bool DeparturePages::may_hold() const {
@@ -81,22 +83,21 @@ Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data
     return Status::ok();
   }
   held_[p] = d;
-  std::vector<std::byte> bytes;
-  if (!is_zero) bytes.assign(data, data + kPage);
+  auto copy = [&] { return is_zero ? std::vector<std::byte>() : std::vector<std::byte>(data, data + kPage); };
   auto cur = this_pass_.find(p);
   if (cur != this_pass_.end()) {
     ++n_.superseded;
-    held_bytes_ += bytes.size();
     held_bytes_ -= cur->second.size();
-    cur->second = std::move(bytes);
+    cur->second = copy();
+    held_bytes_ += cur->second.size();
     return Status::ok();
   }
   if (may_hold()) {
-    held_bytes_ += bytes.size();
-    this_pass_.emplace(p, std::move(bytes));
+    held_bytes_ += is_zero ? 0 : kPage;
+    this_pass_.emplace(p, copy());
     return Status::ok();
   }
-  return send(p, bytes);
+  return send(p, is_zero ? nullptr : data);
 }
 
 // QEMU walks the main block upwards in each pass; an offset at or below the
@@ -129,12 +130,33 @@ Status DeparturePages::send_all(Held& held) {
 }
 
 Status DeparturePages::send(uint64_t page, const std::vector<std::byte>& bytes) {
+  return send(page, bytes.empty() ? nullptr : bytes.data());
+}
+
+Status DeparturePages::send(uint64_t page, const std::byte* data) {
   Stopwatch sw(n_.send_s);
-  const PageRun run{page, 1};
-  if (bytes.empty()) return proto::post_run_frame(c_, proto::FrameType::zeros, std::span(&run, 1), {});
+  const uint64_t batched = batch_.size() / kPage;
+  if (data == nullptr) {  // after any batched version of the same page, in order
+    BNF_TRY(flush_batch());
+    const PageRun run{page, 1};
+    return proto::post_run_frame(c_, proto::FrameType::zeros, std::span(&run, 1), {});
+  }
   ++n_.sent;
-  const transport::ConstBuffer contents{bytes.data(), kPage};
-  return proto::post_run_frame(c_, proto::FrameType::pages, std::span(&run, 1), std::span(&contents, 1));
+  // A frame's run stays inside one shard chunk (the receiver checks it), as in pushes.
+  if (batched != 0 && (page != batch_first_ + batched || batched == kBatchPages || page % kShardPages == 0))
+    BNF_TRY(flush_batch());
+  if (batch_.empty()) batch_first_ = page;
+  batch_.insert(batch_.end(), data, data + kPage);
+  return Status::ok();
+}
+
+Status DeparturePages::flush_batch() {
+  if (batch_.empty()) return Status::ok();
+  const PageRun run{batch_first_, batch_.size() / kPage};
+  const transport::ConstBuffer contents{batch_.data(), batch_.size()};
+  Status st = proto::post_run_frame(c_, proto::FrameType::pages, std::span(&run, 1), std::span(&contents, 1));
+  batch_.clear();
+  return st;
 }
 
 }  // namespace bnf::qemu

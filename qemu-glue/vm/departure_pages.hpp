@@ -51,6 +51,8 @@ class DeparturePages final : public PageHandler {
   Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override;
   Result<bool> on_zero(const std::string& block, uint64_t offset) override;
   Status before_device_state() override;
+  // Posts the pages batched so far (before_device_state() does it too).
+  Status flush_batch();
 
   // Called every few thousand records, for progress reports.
   void on_tick(std::function<void(const DeparturePageCounts&)> tick) { tick_ = std::move(tick); }
@@ -62,6 +64,7 @@ class DeparturePages final : public PageHandler {
   Status update(uint64_t page, const Digest& d, const std::byte* data);
   Status scan_reached(uint64_t page);
   Status send(uint64_t page, const std::vector<std::byte>& bytes);
+  Status send(uint64_t page, const std::byte* data);  // nullptr: a zero page
   Status send_all(Held& held);
   [[nodiscard]] bool may_hold() const;
 
@@ -74,6 +77,11 @@ class DeparturePages final : public PageHandler {
   Held this_pass_;  // held (or resent) in this pass
   size_t held_bytes_ = 0;
   std::optional<uint64_t> last_page_;
+  // Consecutive pages travel as one PAGES frame (one header per 256 KiB, not
+  // per page: in a full trip headers would be 1% of the wire).
+  static constexpr uint64_t kBatchPages = 64;
+  std::vector<std::byte> batch_;
+  uint64_t batch_first_ = 0;
   std::function<void(const DeparturePageCounts&)> tick_;
   uint64_t records_ = 0;
 };

@@ -207,6 +207,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                                                 const std::function<void(const json&)>& progress,
                                                 const std::string& force_full) {
   const auto t0 = Clock::now();
+  const double t0_wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::unique_lock lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
   if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated already");
@@ -264,6 +265,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   auto stopped = qmp.wait_event("STOP", std::chrono::seconds(1));
   if (stopped.is_ok() && done->contains("resumed_at"))
     rep.downtime_ms = 1000.0 * (done->value("resumed_at", 0.0) - QmpClient::event_time(*stopped));
+  if (done->contains("resumed_at")) rep.running_after_s = done->value("resumed_at", 0.0) - t0_wall;
   auto info = qmp.execute("query-migrate");
   if (info.is_ok()) rep.source_downtime_ms = info->value("downtime", 0.0);
   const auto t_commit = Clock::now();

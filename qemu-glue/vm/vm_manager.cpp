@@ -158,6 +158,7 @@ json MigrationReport::to_json() const {
           {"stream_bytes_forwarded", stream_bytes_forwarded},
           {"pages_superseded", pages_superseded},
           {"seconds", seconds},
+          {"running_after_s", running_after_s},
           {"downtime_ms", downtime_ms},
           {"source_downtime_ms", source_downtime_ms},
           {"phases", phases},

@@ -23,7 +23,8 @@ struct MigrationReport {
   uint64_t pages_total = 0, pages_sent = 0, pages_skipped = 0, pages_zero = 0;
   uint64_t pages_superseded = 0;  // held back, then replaced by a newer version: never sent
   uint64_t wire_bytes = 0, stream_bytes_in = 0, stream_bytes_forwarded = 0;
-  double seconds = 0;
+  double seconds = 0;              // the whole command, retained snapshot committed
+  double running_after_s = 0;      // from the command until the VM runs on the destination
   double downtime_ms = 0;         // source QEMU stopped -> destination QEMU resumed (both hosts' clocks)
   double source_downtime_ms = 0;  // QEMU's own figure: stop -> its stream is written
   nlohmann::json phases = nlohmann::json::object();  // where the time went, seconds
