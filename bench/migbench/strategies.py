@@ -209,9 +209,15 @@ class Bnf(Strategy):
         state = f"{work}/{side.upper()}"
         log = open(f"{state}.log", "w")
         p = subprocess.Popen(link.prefix(side) + [self.bnf, "daemon", "--state-dir", state, "--listen",
-                                                   f"bnf+tcp:{link.addr(side)}:7070"], stderr=log)
-        host.wait_for(lambda: os.path.exists(f"{state}/control.sock"), 10, f"daemon {side}")
+                                                   self._endpoint(link, side)], stderr=log)
+        host.wait_for(lambda: os.path.exists(f"{state}/control.sock") or p.poll() is not None, 10, f"daemon {side}")
+        if p.poll() is not None:
+            raise RuntimeError(f"daemon {side} exited: {open(f'{state}.log').read().strip()}")
         return p
+
+    @staticmethod
+    def _endpoint(link, side):  # on loopback both hosts share one address: two ports
+        return f"bnf+tcp:{link.addr(side)}:{7070 if side == 'a' else 7071}"
 
     def _status(self, side, work):
         return json.loads(self._cli(side, work, "vm", "status", "web1", "--json"))
@@ -230,7 +236,7 @@ class Bnf(Strategy):
             markers = {src: f"{work}/{src.upper()}", dst: f"{work}/{dst.upper()}"}
             tx0 = link.tx_bytes()
             with CpuSampler(markers) as cpu:
-                r = json.loads(self._cli(src, work, "migrate", "web1", f"bnf+tcp:{link.addr(dst)}:7070", "--json"))
+                r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json"))
             tx1 = link.tx_bytes()
             st = self._status(dst, work)
             rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped",
