@@ -138,7 +138,9 @@ def plots(g, scs, out):
         return []
     rows = []
     for sc in scs:
-        mem, wl, link, tb = sc.split("-")[0], sc.split("-")[1], sc.split("-")[2], sc.split("-")[3]
+        mem, wl, link = sc.split("-")[0], sc.split("-")[1], sc.split("-")[2]
+        if wl != "idle" and not wl.startswith("hot"):
+            continue  # the plots are against hot-set size
         hot = 0 if wl == "idle" else int(wl[3:])
         for s in ("native", "bnf"):
             t, _, n = stat(g, sc, s, "back", "seconds")
@@ -208,7 +210,7 @@ def write(out):
           "arrival committed.", ""] + where_time_goes(g, scs)
     native_default = [k for k in g if k[1] == "native-default"]
     if native_default:
-        md += ["", "## Native QEMU with default settings (max-bandwidth 32 MiB/s)", ""]
+        md += ["", "## Native QEMU with default settings (max-bandwidth 128 MiB/s)", ""]
         for k in sorted(native_default):
             t = med([r["seconds"] for r in g[k]])
             md.append(f"- {k[0]}, {k[2]} trip: {fmt_s(t)} s")

@@ -73,7 +73,7 @@ def qemu_command(sc, ram_file, qmp_sock, serial, incoming=None):
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", f"{mem}M", "-machine", "pc,memory-backend=ram0",
            "-object", f"memory-backend-file,id=ram0,size={mem}M,mem-path={ram_file},share=on",
            "-qmp", f"unix:{qmp_sock},server=on,wait=off", "-serial", f"file:{serial}",
-           "-display", "none", "-monitor", "none"] + guest.qemu_args(sc["workload"])
+           "-display", "none", "-monitor", "none"] + guest.qemu_args(sc["workload"], mem)
     if incoming:
         cmd += ["-incoming", incoming]
     return cmd
@@ -88,7 +88,7 @@ class Strategy:
 
 class NativeQemu(Strategy):
     """QEMU 7.2's own precopy over TCP between two plain QEMUs. `tuned` raises
-    max-bandwidth (the default caps it at 32 MiB/s); the way back is another
+    max-bandwidth (the default caps it at 128 MiB/s); the way back is another
     full migration: nothing is kept on the host the VM left."""
 
     def __init__(self, tuned=True):
@@ -116,7 +116,7 @@ class NativeQemu(Strategy):
     def _run(self, sc, link, work, procs):
         pa, ram_a, qmp_a = self._spawn(link, "a", work, "na1", sc)
         procs.append(pa)
-        guest.wait_populated(ram_a)
+        guest.wait_ready(sc["workload"], ram_a, f"{work}/na1/serial.log")
         trips = []
         src, src_ram, src_qmp, src_side = pa, ram_a, qmp_a, "a"
         for n, (dst_side, tag) in enumerate((("b", "nb1"), ("a", "na2"))):
@@ -129,7 +129,7 @@ class NativeQemu(Strategy):
             markers = {src_side: os.path.dirname(src_ram) + "/", dst_side: os.path.dirname(ram_d) + "/"}
             rec = self._trip(Qmp(src_qmp), Qmp(qmp_d), uri, link, markers, src_side, dst_side)
             rec["trip"] = "first" if n == 0 else "back"
-            rec["verified"] = guest.verify(qmp_d, ram_d)
+            rec["verified"] = guest.verify(sc["workload"], qmp_d, ram_d, f"{work}/{tag}/serial.log")
             src.kill()
             src.wait()
             trips.append(rec)
@@ -226,9 +226,10 @@ class Bnf(Strategy):
         for side in "ab":
             daemons[side] = self._daemon(link, side, work)
         self._cli("a", work, "vm", "create", "web1", "--memory", f"{sc['memory_mib']}M", "--",
-                  *guest.qemu_args(sc["workload"]))
+                  *guest.qemu_args(sc["workload"], sc["memory_mib"]))
         self._cli("a", work, "vm", "start", "web1")
-        guest.wait_populated(self._status("a", work)["ram_file"])
+        st = self._status("a", work)
+        guest.wait_ready(sc["workload"], st["ram_file"], st["serial_log"])
         trips = []
         for n, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
             if n == 1:
@@ -249,7 +250,7 @@ class Bnf(Strategy):
             rec["cpu_src_s"] = cpu.seconds(src)
             rec["cpu_dst_s"] = cpu.seconds(dst)
             rec["trip"] = "first" if n == 0 else "back"
-            rec["verified"] = guest.verify(st["qmp_socket"], st["ram_file"])
+            rec["verified"] = guest.verify(sc["workload"], st["qmp_socket"], st["ram_file"], st["serial_log"])
             trips.append(rec)
         for side, p in daemons.items():
             peak = host.peak_rss_mib(p.pid)
@@ -270,7 +271,7 @@ class QemuFloor(Strategy):
         p = subprocess.Popen(qemu_command(sc, f"{d}/ram", f"{d}/qmp.sock", f"{d}/serial.log"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            guest.wait_populated(f"{d}/ram")
+            guest.wait_ready(sc["workload"], f"{d}/ram", f"{d}/serial.log")
             q = Qmp(f"{d}/qmp.sock")
             q.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
             t0 = time.time()
