@@ -1,5 +1,7 @@
 #include "snapshot/base_check.hpp"
 
+#include <algorithm>
+
 namespace bnf {
 
 BaseCheck::BaseCheck(std::span<const std::byte> image, uint32_t page_size, DigestTable expected,
@@ -22,12 +24,21 @@ void BaseCheck::check(uint64_t page) noexcept {
     while (!done_.test(page)) std::this_thread::yield();
     return;
   }
-  if (!(h_.page(image_.data() + page * page_size_, page_size_) == expected_[page])) ++mismatched_;
+  if (!(h_.page(image_.data() + page * page_size_, page_size_) == expected_[page])) {
+    const uint64_t n = mismatched_++;
+    if (n < kExamples) examples_[n] = page;
+  }
   done_.set(page);
 }
 
 void BaseCheck::run() noexcept {
   for (uint64_t p = 0; p < expected_.size() && !stop_; ++p) check(p);
+}
+
+std::vector<uint64_t> BaseCheck::examples() const {
+  std::vector<uint64_t> v;
+  for (size_t i = 0; i < std::min<uint64_t>(kExamples, mismatched_.load()); ++i) v.push_back(examples_[i]);
+  return v;
 }
 
 uint64_t BaseCheck::finish() {

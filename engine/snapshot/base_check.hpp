@@ -5,7 +5,9 @@
 // base before the transfer, which on a back trip cost as much as the trip.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <vector>
 #include <span>
 #include <thread>
 
@@ -26,6 +28,9 @@ class BaseCheck {
   // Waits for every page to be checked; returns how many differ (0: proven).
   uint64_t finish();
   [[nodiscard]] bool finished() const { return finished_; }
+  // The first pages found different (at most kExamples), for the error message.
+  [[nodiscard]] std::vector<uint64_t> examples() const;
+  static constexpr size_t kExamples = 4;
 
  private:
   void run() noexcept;
@@ -36,6 +41,7 @@ class BaseCheck {
   PageBitmap claimed_;
   PageBitmap done_;
   std::atomic<uint64_t> mismatched_{0};
+  std::array<std::atomic<uint64_t>, kExamples> examples_{};
   std::atomic<bool> stop_{false};
   bool finished_ = false;
   std::thread thread_;

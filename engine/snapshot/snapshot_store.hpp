@@ -118,6 +118,9 @@ class SnapshotWriter {
   // commit() refuses a base whose check was started and not passed.
   void start_base_check(const PageDigester& h);
   Result<uint64_t> finish_base_check();
+  [[nodiscard]] std::vector<uint64_t> base_check_examples() const {
+    return base_check_ ? base_check_->examples() : std::vector<uint64_t>{};
+  }
   [[nodiscard]] bool base_check_pending() const { return base_check_ && !base_check_->finished(); }
   // Records the digests of pages that just landed.
   void record_landed(std::span<const PageRun> runs, const PageDigester& h);

@@ -1,6 +1,7 @@
 // Destination side of a VM migration: lands pages in the snapshot image that
 // QEMU maps, feeds the rest of the stream to QEMU, and commits the arrival.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,8 +45,8 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
           BNF_ASSIGN_OR_RETURN(uint64_t differ, w.finish_base_check());
           if (differ != 0)
             return Status(Errc::mismatch, fmt::format("the retained snapshot was changed behind bnf's back ({} pages "
-                                                      "differ from its digest table)",
-                                                      differ));
+                                                      "differ from its digest table, e.g. page {})",
+                                                      differ, fmt::join(w.base_check_examples(), ", ")));
         }
         break;
       case proto::FrameType::vm_end: {
