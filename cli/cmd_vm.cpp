@@ -27,6 +27,7 @@ struct VmArgs {
   std::vector<std::string> extra;
   std::string to;
   int max_downtime_ms = 300;
+  std::string switchover_check = "auto";
   bool json = false;
 };
 
@@ -126,9 +127,17 @@ void add_vm_commands(CLI::App& app, int& rc) {
   mig->add_option("--max-downtime", ma->max_downtime_ms, "QEMU's downtime limit, milliseconds")
       ->check(CLI::Range(1, 60000))
       ->capture_default_str();
+  mig->add_option("--switchover-check", ma->switchover_check,
+                  "re-hash the stopped VM's RAM and resend what QEMU missed: auto (TCG VMs), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   mig->callback([ma, &rc] {
     rc = call(*ma,
-              {{"op", "migrate"}, {"name", ma->name}, {"to", ma->to}, {"downtime_limit_ms", ma->max_downtime_ms}},
+              {{"op", "migrate"},
+               {"name", ma->name},
+               {"to", ma->to},
+               {"downtime_limit_ms", ma->max_downtime_ms},
+               {"switchover_check", ma->switchover_check}},
               print_migration, true);
   });
 }

@@ -187,6 +187,7 @@ Status StreamRewriter::section(uint8_t type) {
     return refuse(fmt::format("section {} is not the ram section", id));
   }
   ++stats_.ram_sections;
+  if (type == kSectionEnd) BNF_TRY(pages_.on_final_ram_section());
   BNF_TRY(ram_records());
   BNF_ASSIGN_OR_RETURN(uint8_t footer, get_be<uint8_t>("section footer"));
   BNF_ASSIGN_OR_RETURN(uint32_t footer_id, get_be<uint32_t>("section footer"));

@@ -31,6 +31,8 @@ class PageHandler {
   // itself (a kept ZERO record arriving after the page was landed anew would
   // wipe it on the destination).
   virtual Result<bool> on_zero(const std::string& block, uint64_t offset) = 0;
+  // Called when QEMU's final RAM section begins: the VM is stopped from here on.
+  virtual Status on_final_ram_section() { return Status::ok(); }
   // Called once, before the first byte of device state is written: the last
   // moment to deliver pages the handler took out and has not delivered yet.
   virtual Status before_device_state() { return Status::ok(); }

@@ -4,6 +4,16 @@ namespace bnf::qemu {
 
 using nlohmann::json;
 
+namespace {
+MigrateOptions migrate_options(const json& req) {
+  MigrateOptions o;
+  o.downtime_limit_ms = req.value("downtime_limit_ms", 300);
+  const std::string check = req.value("switchover_check", std::string("auto"));
+  if (check != "auto") o.switchover_check = check == "on";
+  return o;
+}
+}  // namespace
+
 Result<json> handle_control(VmManager& vms, const json& req, const ProgressFn& progress) {
   const std::string op = req.value("op", std::string());
   const std::string name = req.value("name", std::string());
@@ -19,7 +29,7 @@ Result<json> handle_control(VmManager& vms, const json& req, const ProgressFn& p
   if (op == "vm.status") return vms.status(name);
   if (op == "migrate") {
     BNF_ASSIGN_OR_RETURN(Endpoint to, parse_endpoint(req.value("to", std::string())));
-    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, MigrateOptions{.downtime_limit_ms = req.value("downtime_limit_ms", 300)}, progress));
+    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, migrate_options(req), progress));
     return r.to_json();
   }
   return Status(Errc::invalid_argument, "unknown control operation '" + op + "'");

@@ -60,10 +60,38 @@ Result<bool> DeparturePages::on_zero(const std::string& block, uint64_t offset) 
   return false;
 }
 
+DeparturePages::~DeparturePages() {
+  if (rehash_thread_.joinable()) rehash_thread_.join();
+}
+
+Status DeparturePages::on_final_ram_section() {
+  if (opt_.switchover_check.empty() || rehash_thread_.joinable()) return Status::ok();
+  if (opt_.switchover_check.size() != held_.size() * kPage)
+    return {Errc::mismatch, "switchover check: the RAM file's size is not the main block's"};
+  // On a thread of its own, while the final section's pages are handled here.
+  rehash_thread_ = std::thread([this] { rehash_ = DigestTable::compute(h_, opt_.switchover_check, kPage, 2); });
+  return Status::ok();
+}
+
 Status DeparturePages::before_device_state() {
   BNF_TRY(send_all(prev_pass_));
   BNF_TRY(send_all(this_pass_));
+  BNF_TRY(fix_up_from_rehash());
   return flush_batch();
+}
+
+// Every page whose bytes at the stop differ from what the destination will hold.
+Status DeparturePages::fix_up_from_rehash() {
+  if (!rehash_thread_.joinable()) return Status::ok();
+  rehash_thread_.join();
+  for (uint64_t p = 0; p < held_.size(); ++p) {
+    if ((*rehash_)[p] == held_[p]) continue;
+    held_[p] = (*rehash_)[p];
+    ++n_.fixed_at_switchover;
+    const bool zero = held_[p] == h_.zero_digest();
+    BNF_TRY(send(p, zero ? nullptr : opt_.switchover_check.data() + p * kPage));
+  }
+  return Status::ok();
 }
 
 bool DeparturePages::may_hold() const {

@@ -3,6 +3,7 @@
 // destination's base lacks travel as PAGES/ZEROS frames, the rest of the stream
 // as STREAM frames, all on one ordered connection.
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/files.hpp"
 #include "common/unix_socket.hpp"
 #include "qmp/qmp_client.hpp"
 #include "stream/stream_rewriter.hpp"
@@ -180,6 +182,7 @@ Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock, c
 }
 
 void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
+  rep.pages_fixed_at_switchover = n.fixed_at_switchover;
   rep.pages_sent = n.sent;
   rep.pages_skipped = n.skipped;
   rep.pages_zero = n.zero;
@@ -230,8 +233,15 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   }
   const PageDigester h(g.key);
   const uint64_t pages_total = vm->def.memory_bytes / 4096;
+  std::optional<Mapping> ram_view;  // the switchover check reads the VM's RAM file
+  if (opt.switchover_check.value_or(vm->def.accel == "tcg")) {
+    BNF_ASSIGN_OR_RETURN(UniqueFd ram_fd, open_file(vm->ram_file, O_RDONLY));
+    BNF_ASSIGN_OR_RETURN(ram_view, map_file(ram_fd.get(), vm->def.memory_bytes, false));
+  }
   DeparturePages pages(*c, h, std::move(g.base), pages_total,
-                       {.incremental = incremental, .hold_budget_bytes = hold_budget(vm->def.memory_bytes)});
+                       {.incremental = incremental,
+                        .hold_budget_bytes = hold_budget(vm->def.memory_bytes),
+                        .switchover_check = ram_view ? ram_view->bytes() : std::span<const std::byte>()});
   FdSource src(qfd->get());
   bool limit_set = !incremental;
   pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
@@ -292,6 +302,9 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   rep.seconds = since(t0);
   log_.info("vm {}: migrated to {} ({}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode, rep.pages_sent,
             rep.pages_skipped);
+  if (rep.pages_fixed_at_switchover != 0)
+    log_.warn("vm {}: QEMU did not resend {} changed pages; the switchover check sent them", name,
+              rep.pages_fixed_at_switchover);
   return rep;
 }
 

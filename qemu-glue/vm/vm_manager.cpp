@@ -157,6 +157,7 @@ json MigrationReport::to_json() const {
           {"stream_bytes_in", stream_bytes_in},
           {"stream_bytes_forwarded", stream_bytes_forwarded},
           {"pages_superseded", pages_superseded},
+          {"pages_fixed_at_switchover", pages_fixed_at_switchover},
           {"seconds", seconds},
           {"running_after_s", running_after_s},
           {"downtime_ms", downtime_ms},

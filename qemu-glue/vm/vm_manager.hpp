@@ -22,6 +22,7 @@ struct MigrationReport {
   std::string mode;  // "full" | "incremental"
   uint64_t pages_total = 0, pages_sent = 0, pages_skipped = 0, pages_zero = 0;
   uint64_t pages_superseded = 0;  // held back, then replaced by a newer version: never sent
+  uint64_t pages_fixed_at_switchover = 0;  // changed pages QEMU did not resend, sent by the switchover check
   uint64_t wire_bytes = 0, stream_bytes_in = 0, stream_bytes_forwarded = 0;
   double seconds = 0;              // the whole command, retained snapshot committed
   double running_after_s = 0;      // from the command until the VM runs on the destination
@@ -36,6 +37,9 @@ struct MigrationReport {
 
 struct MigrateOptions {
   int downtime_limit_ms = 300;  // QEMU's default
+  // Re-hash the stopped VM's RAM at switchover and resend what QEMU missed
+  // (see DeparturePagesOptions::switchover_check). Unset: on for TCG VMs.
+  std::optional<bool> switchover_check;
 };
 
 class VmManager {

@@ -170,6 +170,28 @@ TEST_F(DeparturePagesTest, ZeroPageAfterABatchedVersionKeepsTheOrder) {
   EXPECT_EQ(conn_.sent[1].type, proto::FrameType::zeros);
 }
 
+TEST_F(DeparturePagesTest, SwitchoverCheckResendsWhatQemuMissed) {
+  // The VM's RAM as it is at the stop: page 9 changed after QEMU last sent it.
+  std::vector<std::byte> ram(kPages * 4096);
+  for (uint64_t p = 0; p < kPages; ++p) std::memset(ram.data() + p * 4096, static_cast<int>(p & 0xFF), 4096);
+  std::memset(ram.data() + 9 * 4096, 0x77, 4096);
+  auto d = DeparturePages(conn_, h_, base_, kPages, {.incremental = true, .hold_budget_bytes = 1 << 20,
+                                                     .switchover_check = ram});
+  pass(d, {{3, 50}});
+  std::memset(ram.data() + 3 * 4096, 51, 4096);  // the VM's last write before the stop
+  ASSERT_TRUE(d.on_final_ram_section().is_ok());
+  pass(d, {{3, 51}});  // the final section: page 3 resent, page 9 not
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_EQ(d.counts().fixed_at_switchover, 1U);
+  EXPECT_EQ(sends_of(9), 1U);
+  for (const auto& s : conn_.sent) {
+    if (s.page == 9) {
+      EXPECT_EQ(s.fill, 0x77);
+    }
+  }
+  EXPECT_EQ(d.departure()[9], h_.page(ram.data() + 9 * 4096, 4096));
+}
+
 TEST_F(DeparturePagesTest, OffsetPastTheBlockIsAnError) {
   auto d = make(true, 1 << 20);
   auto bytes = page_of(1);
