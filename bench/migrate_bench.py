@@ -79,6 +79,8 @@ def main():
         strategies = [QemuFloor(), NativeQemu(), Bnf(a.bnf)]
         if key in scenarios.NATIVE_DEFAULT:
             strategies.insert(2, NativeQemu(tuned=False))
+        if key in scenarios.BNF_CHECK_OFF:
+            strategies.append(Bnf(a.bnf, switchover_check="off"))
         for rep in range(a.repeat):
             for s in strategies:
                 if isinstance(s, QemuFloor) and rep > 0:

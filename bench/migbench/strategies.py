@@ -182,10 +182,10 @@ class Bnf(Strategy):
     """bnf stream mode: two daemons (hosts A and B); A keeps the VM's snapshot
     when it leaves, so the way back sends only what changed on B."""
 
-    name = "bnf"
-
-    def __init__(self, bnf_path):
+    def __init__(self, bnf_path, switchover_check="auto"):
         self.bnf = bnf_path
+        self.switchover_check = switchover_check
+        self.name = "bnf" if switchover_check == "auto" else f"bnf-check-{switchover_check}"
 
     def run(self, sc, link, work):
         daemons = {}
@@ -237,11 +237,13 @@ class Bnf(Strategy):
             markers = {src: f"{work}/{src.upper()}", dst: f"{work}/{dst.upper()}"}
             tx0 = link.tx_bytes()
             with CpuSampler(markers) as cpu:
-                r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json"))
+                r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json",
+                                         "--switchover-check", self.switchover_check))
             tx1 = link.tx_bytes()
             st = self._status(dst, work)
-            rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped",
-                                          "pages_zero", "pages_superseded", "rounds", "phases", "fallback")}
+            rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped", "pages_zero",
+                                          "pages_superseded", "pages_fixed_at_switchover", "rounds", "phases",
+                                          "fallback")}
             # Migration time, as for native: until the VM runs on the destination.
             rec["seconds"] = round(r.get("running_after_s") or r["seconds"], 3)
             rec["command_seconds"] = round(r["seconds"], 3)
