@@ -29,6 +29,9 @@ def parse_args():
     ap.add_argument("--repeat", type=int, default=3, help="runs per point (median and spread are reported)")
     ap.add_argument("--only", default="", help="run scenarios whose id contains this text")
     ap.add_argument("--bnf", default=os.path.join(guest.BUILD, "bnf"), help="the bnf binary")
+    ap.add_argument("--strategies", default="", help="comma-separated subset (qemu-floor,native,native-default,bnf,"
+                    "bnf-check-off); with --keep, the other strategies' runs in --out are kept")
+    ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies not run now")
     ap.add_argument("--report", metavar="DIR", help="only rebuild the report from DIR/runs.json")
     return ap.parse_args()
 
@@ -71,7 +74,11 @@ def main():
         print("note: no Linux test guest built (tests/guest/linux; needs linux-image-cloud-amd64): "
               "skipping its scenarios", file=sys.stderr)
         points = [sc for sc in points if sc["workload"] != "linux"]
+    chosen = set(filter(None, a.strategies.split(",")))
     records = []
+    if a.keep and os.path.exists(os.path.join(a.out, "runs.json")):
+        with open(os.path.join(a.out, "runs.json")) as f:
+            records = [r for r in json.load(f)["records"] if chosen and r["strategy"] not in chosen]
     t0 = time.time()
     for sc in points:
         print(f"== {sc['id']}", flush=True)
@@ -81,10 +88,10 @@ def main():
             strategies.insert(2, NativeQemu(tuned=False))
         if key in scenarios.BNF_CHECK_OFF:
             strategies.append(Bnf(a.bnf, switchover_check="off"))
+        if chosen:
+            strategies = [s for s in strategies if s.name in chosen]
         for rep in range(a.repeat):
             for s in strategies:
-                if isinstance(s, QemuFloor) and rep > 0:
-                    continue  # once per scenario is enough for the floor
                 run_point(s, sc, rep, records, a.out)
     print(f"== {len(points)} scenarios in {time.time() - t0:.0f} s")
     report.write(a.out)

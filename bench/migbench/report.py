@@ -204,8 +204,8 @@ def write(out):
           "back trip is a full migration again. *bnf back trip* lands in the snapshot A kept. Wire bytes are "
           "counted on the veth link (both directions) where there is one, else by the migrating program. "
           "Downtime = source QEMU's STOP event to the destination QEMU's RESUME event, for both. "
-          "*QEMU floor* = QEMU's own pass over guest RAM into `exec:cat > /dev/null`: no stream-mode trip "
-          "can be faster than that.",
+          "*QEMU floor* = QEMU's own migration into a local UNIX socket drained as fast as it comes (guest "
+          "running, same workload): no stream-mode trip can be faster than that.",
           "",
           "## Back trip (B → A): the headline", ""] + headline(g, scs, m) + [
           "", "## First trip (A → B): bnf against native", ""] + first_trips(g, scs) + [
