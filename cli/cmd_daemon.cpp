@@ -3,10 +3,10 @@
 
 #include "agent/control_server.hpp"
 #include "agent/daemon.hpp"
-#include "vm/control_ops.hpp"
 #include "commands.hpp"
 #include "numa_placement.hpp"
 #include "transport/uring_tcp/uring_tcp.hpp"
+#include "vm/control_ops.hpp"
 
 namespace bnf::cli {
 
@@ -49,10 +49,12 @@ int run_daemon(const DaemonArgs& a) {
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
   qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
-  ControlServer control(a.control.empty() ? a.state_dir + "/control.sock" : a.control,
-                        [&vms](const nlohmann::json& req, const ProgressFn& progress) {
-                          return qemu::handle_control(vms, req, progress);
-                        }, log);
+  ControlServer control(
+      a.control.empty() ? a.state_dir + "/control.sock" : a.control,
+      [&vms](const nlohmann::json& req, const ProgressFn& progress) {
+        return qemu::handle_control(vms, req, progress);
+      },
+      log);
   if (Status s = control.start(); !s.is_ok()) return fail(s.message());
   std::thread waiter([&] {
     int sig = 0;

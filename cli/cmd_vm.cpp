@@ -35,7 +35,8 @@ struct VmArgs {
 void print_progress(const json& p) {
   const double total = static_cast<double>(std::max<uint64_t>(1, p.value("pages_total", 1ULL)));
   const double seen = static_cast<double>(p.value("pages_seen", 0ULL));
-  fmt::print(stderr, "\r{} trip, pass {}: {:5.1f}% of RAM scanned, {} pages sent, {} skipped, {:.1f} MiB on the wire, "
+  fmt::print(stderr,
+             "\r{} trip, pass {}: {:5.1f}% of RAM scanned, {} pages sent, {} skipped, {:.1f} MiB on the wire, "
              "{:.1f} s  ",
              p.value("mode", ""), p.value("round", 0ULL), std::min(100.0, 100.0 * seen / total),
              p.value("pages_sent", 0ULL), p.value("pages_skipped", 0ULL),
@@ -116,13 +117,13 @@ void add_vm_commands(CLI::App& app, int& rc) {
   });
 
   auto ra = std::make_shared<VmArgs>();
-  CLI::App* restore =
-      with_common(app.add_subcommand("restore", "restart a VM here from its retained snapshot (the other host died)"),
-                  ra, true);
+  CLI::App* restore = with_common(
+      app.add_subcommand("restore", "restart a VM here from its retained snapshot (the other host died)"), ra, true);
   restore->callback([ra, &rc] { rc = call(*ra, {{"op", "restore"}, {"name", ra->name}}, print_vm); });
 
   auto ma = std::make_shared<VmArgs>();
-  CLI::App* mig = with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
+  CLI::App* mig =
+      with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
   mig->add_option("to", ma->to, "destination daemon, bnf+tcp:HOST:PORT")->required();
   mig->add_option("--max-downtime", ma->max_downtime_ms, "QEMU's downtime limit, milliseconds")
       ->check(CLI::Range(1, 60000))

@@ -1,14 +1,14 @@
 #include "agent/control_server.hpp"
 
-#include "common/files.hpp"
-#include "common/unix_socket.hpp"
-
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+
+#include "common/files.hpp"
+#include "common/unix_socket.hpp"
 
 namespace bnf {
 
@@ -22,7 +22,10 @@ Result<std::string> read_line(int fd) {
     ssize_t n = ::read(fd, &c, 1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_status("control socket read", errno);
-    if (n == 0) return line.empty() ? Result<std::string>(Status(Errc::io, "the daemon closed the control connection without answering (did it exit?)")) : line;
+    if (n == 0)
+      return line.empty() ? Result<std::string>(Status(
+                                Errc::io, "the daemon closed the control connection without answering (did it exit?)"))
+                          : line;
     if (c == '\n') return line;
     line.push_back(c);
   }

@@ -19,12 +19,12 @@ enum class Errc {
   protocol,          // peer sent something that does not follow the protocol
   corrupt,           // checksum or digest mismatch
   not_found,
-  busy,              // resource held by someone else (snapshot being written)
-  mismatch,          // sizes/lineages that must agree do not
-  unreachable,       // peer cannot be reached
-  no_space,          // disk or tmpfs full
-  version,           // protocol version not supported
-  cancelled,         // shut down or aborted on purpose
+  busy,         // resource held by someone else (snapshot being written)
+  mismatch,     // sizes/lineages that must agree do not
+  unreachable,  // peer cannot be reached
+  no_space,     // disk or tmpfs full
+  version,      // protocol version not supported
+  cancelled,    // shut down or aborted on purpose
   internal,
   connection_lost,  // an established connection broke: peer closed, reset or went silent
   // Numbers travel in ERROR frames: add new codes here, at the end.
@@ -94,5 +94,4 @@ class [[nodiscard]] Result {
   auto tmp = (expr);                              \
   if (!tmp.is_ok()) return tmp.status();          \
   lhs = std::move(tmp).value()
-#define BNF_ASSIGN_OR_RETURN(lhs, expr) \
-  BNF_ASSIGN_OR_RETURN_IMPL(BNF_CONCAT(bnf_res_, __LINE__), lhs, expr)
+#define BNF_ASSIGN_OR_RETURN(lhs, expr) BNF_ASSIGN_OR_RETURN_IMPL(BNF_CONCAT(bnf_res_, __LINE__), lhs, expr)

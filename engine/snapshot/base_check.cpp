@@ -4,8 +4,7 @@
 
 namespace bnf {
 
-BaseCheck::BaseCheck(std::span<const std::byte> image, uint32_t page_size, DigestTable expected,
-                     const PageDigester& h)
+BaseCheck::BaseCheck(std::span<const std::byte> image, uint32_t page_size, DigestTable expected, const PageDigester& h)
     : image_(image),
       page_size_(page_size),
       expected_(std::move(expected)),

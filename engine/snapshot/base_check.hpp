@@ -7,9 +7,9 @@
 
 #include <array>
 #include <atomic>
-#include <vector>
 #include <span>
 #include <thread>
+#include <vector>
 
 #include "bitmap/page_bitmap.hpp"
 #include "digest/page_digest.hpp"

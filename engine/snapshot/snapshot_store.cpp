@@ -20,9 +20,7 @@ namespace {
 
 constexpr const char* kManifest = "manifest.json";
 
-std::string journal_path(const std::string& dir, unsigned stream) {
-  return dir + "/journal." + std::to_string(stream);
-}
+std::string journal_path(const std::string& dir, unsigned stream) { return dir + "/journal." + std::to_string(stream); }
 
 std::vector<std::string> journals_in(const std::string& dir) {
   std::vector<std::string> out;
@@ -133,8 +131,7 @@ Result<uint64_t> SnapshotStore::recover_locked(const std::string& name) {
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string f = e.path().filename().string();
     const bool live = live_file.is_ok() && e.path().string() == *live_file;
-    const bool stale_image =
-        f.starts_with("image.") && !live && (!m.is_ok() || e.path().string() != image_path(*m));
+    const bool stale_image = f.starts_with("image.") && !live && (!m.is_ok() || e.path().string() != image_path(*m));
     const bool stale_table = f.starts_with("digests.") && (!m.is_ok() || f != m->digests_file);
     if (stale_image || stale_table || f.ends_with(".tmp")) fs::remove(e.path());
   }
@@ -263,9 +260,8 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotStore::begin_write(const std::st
       return Status(Errc::mismatch, "snapshot '" + name + "' is at " + base->lineage + "@" +
                                         std::to_string(base->epoch) + ", not the agreed base");
     if (base->size_bytes != plan.size_bytes)
-      return Status(Errc::mismatch, "size mismatch: snapshot '" + name + "' holds " +
-                                        std::to_string(base->size_bytes) + " bytes, the image has " +
-                                        std::to_string(plan.size_bytes));
+      return Status(Errc::mismatch, "size mismatch: snapshot '" + name + "' holds " + std::to_string(base->size_bytes) +
+                                        " bytes, the image has " + std::to_string(plan.size_bytes));
   }
   auto w = std::unique_ptr<SnapshotWriter>(new SnapshotWriter(*this, name, plan));
   w->lock_ = std::move(lk);
@@ -339,8 +335,8 @@ void SnapshotWriter::stop_reserve() noexcept {
 
 void SnapshotWriter::start_base_check(const PageDigester& h) {
   if (plan_.full || base_check_) return;
-  base_check_ = std::make_unique<BaseCheck>(std::span<const std::byte>(map_.data(), plan_.size_bytes),
-                                            plan_.page_size, table_, h);
+  base_check_ = std::make_unique<BaseCheck>(std::span<const std::byte>(map_.data(), plan_.size_bytes), plan_.page_size,
+                                            table_, h);
 }
 
 Result<uint64_t> SnapshotWriter::finish_base_check() {

@@ -9,8 +9,8 @@
 
 #include <atomic>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bitmap/page_bitmap.hpp"
@@ -26,15 +26,15 @@ namespace bnf {
 class SnapshotWriter;
 
 struct WritePlan {
-  bool full = true;             // full: new image file; incremental: in place over the base
+  bool full = true;  // full: new image file; incremental: in place over the base
   uint64_t size_bytes = 0;
   uint32_t page_size = 4096;
   unsigned streams = 1;
-  std::string peer;             // who pushes (recorded in the manifest)
-  DigestKey key{};              // digest key for the new epoch (the base's when incremental)
-  std::string base_lineage;     // incremental: must match the committed manifest
+  std::string peer;          // who pushes (recorded in the manifest)
+  DigestKey key{};           // digest key for the new epoch (the base's when incremental)
+  std::string base_lineage;  // incremental: must match the committed manifest
   uint64_t base_epoch = 0;
-  bool go_live = false;         // after commit the image is a running VM's RAM (arrival)
+  bool go_live = false;  // after commit the image is a running VM's RAM (arrival)
 };
 
 struct VerifyReport {

@@ -1,8 +1,5 @@
 #include "qmp/qmp_client.hpp"
 
-#include "common/files.hpp"
-#include "common/unix_socket.hpp"
-
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+
+#include "common/files.hpp"
+#include "common/unix_socket.hpp"
 
 namespace bnf::qemu {
 

@@ -3,10 +3,9 @@
 // waiting are queued and can be waited for by name.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <deque>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/status.hpp"

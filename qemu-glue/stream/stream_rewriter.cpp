@@ -36,9 +36,7 @@ enum : uint64_t {
   kFlagMask = kPage - 1,
 };
 
-Status refuse(const std::string& what) {
-  return {Errc::invalid_argument, "unsupported migration stream: " + what};
-}
+Status refuse(const std::string& what) { return {Errc::invalid_argument, "unsupported migration stream: " + what}; }
 }  // namespace
 
 Status StreamRewriter::put(const void* p, size_t n) {

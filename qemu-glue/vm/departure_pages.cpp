@@ -94,9 +94,7 @@ Status DeparturePages::fix_up_from_rehash() {
   return Status::ok();
 }
 
-bool DeparturePages::may_hold() const {
-  return opt_.incremental && held_bytes_ + kPage <= opt_.hold_budget_bytes;
-}
+bool DeparturePages::may_hold() const { return opt_.incremental && held_bytes_ + kPage <= opt_.hold_budget_bytes; }
 
 Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
   if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};

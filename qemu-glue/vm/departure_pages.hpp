@@ -42,14 +42,14 @@ struct DeparturePagesOptions {
 };
 
 struct DeparturePageCounts {
-  uint64_t sent = 0;        // data pages posted
-  uint64_t skipped = 0;     // records the destination already held
-  uint64_t zero = 0;        // zero-page records (sent or skipped)
-  uint64_t superseded = 0;  // held versions replaced by a newer one before sending
-  uint64_t rounds = 0;      // QEMU's passes over the main block
+  uint64_t sent = 0;                 // data pages posted
+  uint64_t skipped = 0;              // records the destination already held
+  uint64_t zero = 0;                 // zero-page records (sent or skipped)
+  uint64_t superseded = 0;           // held versions replaced by a newer one before sending
+  uint64_t rounds = 0;               // QEMU's passes over the main block
   uint64_t fixed_at_switchover = 0;  // pages QEMU did not resend though they had changed
-  double digest_s = 0;      // time spent hashing pages
-  double send_s = 0;        // time spent posting pages (copies, transport back-pressure)
+  double digest_s = 0;               // time spent hashing pages
+  double send_s = 0;                 // time spent posting pages (copies, transport back-pressure)
 };
 
 class DeparturePages final : public PageHandler {

@@ -67,7 +67,8 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(hello));
   BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
   if (version != proto::kVersion)
-    return {Errc::version, fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion)};
+    return {Errc::version,
+            fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion)};
   if (!j.contains("definition")) return {Errc::protocol, "VM_HELLO lacks the VM definition"};
   BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(j["definition"]));
   const std::string& name = def.name;
@@ -134,8 +135,10 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
                        QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
   // The source starts its QEMU's migration on VM_ACCEPT; ours starts up
   // meanwhile (~0.1 s under load), the first frames waiting in the socket.
-  json accept = {{"mode", plan.full ? "full" : "incremental"}, {"lineage", w->lineage()},
-                 {"epoch", w->next_epoch()},                 {"key", to_hex(plan.key)},
+  json accept = {{"mode", plan.full ? "full" : "incremental"},
+                 {"lineage", w->lineage()},
+                 {"epoch", w->next_epoch()},
+                 {"key", to_hex(plan.key)},
                  {"fallback", fallback}};
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
   BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));

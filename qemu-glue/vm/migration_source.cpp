@@ -2,8 +2,8 @@
 // codec takes the main RAM block's pages out of the stream; pages the
 // destination's base lacks travel as PAGES/ZEROS frames, the rest of the stream
 // as STREAM frames, all on one ordered connection.
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,9 +58,7 @@ class FrameSink final : public ByteSink {
   [[nodiscard]] uint64_t forwarded() const { return forwarded_; }
   // Everything forwarded: with the RAM file it is a complete stream for QEMU
   // (small RAM blocks, device state), kept as the snapshot's device-state blob.
-  [[nodiscard]] std::string_view kept() const {
-    return {reinterpret_cast<const char*>(kept_.data()), kept_.size()};
-  }
+  [[nodiscard]] std::string_view kept() const { return {reinterpret_cast<const char*>(kept_.data()), kept_.size()}; }
 
  private:
   static constexpr size_t kChunk = 256U << 10;
@@ -124,11 +122,9 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   json arrival = nullptr;
   auto m = store.manifest(def.name);
   if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
-  BNF_TRY(proto::send_control(c, proto::FrameType::vm_hello,
-                              {{"version", proto::kVersion},
-                               {"definition", def.to_json()},
-                               {"arrival", arrival},
-                               {"force_full", force_full}}));
+  BNF_TRY(proto::send_control(
+      c, proto::FrameType::vm_hello,
+      {{"version", proto::kVersion}, {"definition", def.to_json()}, {"arrival", arrival}, {"force_full", force_full}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
   Agreement g;
@@ -218,7 +214,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   vm->busy = true;
   lk.unlock();  // status requests and incoming migrations of other VMs go on meanwhile
   BusyGuard busy(mu_, *vm);
-  BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5)));
+  BNF_ASSIGN_OR_RETURN(QmpClient qmp,
+                       QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5)));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c, transport_.connect(to));
   BNF_ASSIGN_OR_RETURN(Agreement g, agree(*c, store_, vm->def, force_full));
   MigrationReport& rep = g.rep;
@@ -251,10 +248,16 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
       if (!r.is_ok()) log_.warn("vm {}: cannot set the downtime limit: {}", name, r.status().message());
     }
     if (!progress || since(t) < 0.5) return;
-      t = Clock::now();
-      progress({{"seconds", since(t0)}, {"mode", rep.mode}, {"round", n.rounds}, {"pages_total", pages_total},
-                {"pages_seen", n.sent + n.skipped + n.zero}, {"pages_sent", n.sent}, {"pages_skipped", n.skipped},
-                {"wire_bytes", c->stats().bytes_sent}, {"stream_bytes", src.consumed()}});
+    t = Clock::now();
+    progress({{"seconds", since(t0)},
+              {"mode", rep.mode},
+              {"round", n.rounds},
+              {"pages_total", pages_total},
+              {"pages_seen", n.sent + n.skipped + n.zero},
+              {"pages_sent", n.sent},
+              {"pages_skipped", n.skipped},
+              {"wire_bytes", c->stats().bytes_sent},
+              {"stream_bytes", src.consumed()}});
   });
   FrameSink sink(*c);
   StreamRewriter rw(src, sink, pages);
@@ -269,7 +272,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     return st.context("migration of " + name + " failed, the VM keeps running here");
   }
   rep.phases["destination_finish_s"] = since(t_finish);  // tail landed, device state loaded, arrival committed
-  for (const char* k : {"receive_s", "load_s", "commit_s"}) rep.phases[std::string("destination_") + k] = done->value(k, 0.0);
+  for (const char* k : {"receive_s", "load_s", "commit_s"})
+    rep.phases[std::string("destination_") + k] = done->value(k, 0.0);
 
   // Switched over: the VM runs there. Our RAM file becomes the retained snapshot.
   auto stopped = qmp.wait_event("STOP", std::chrono::seconds(1));

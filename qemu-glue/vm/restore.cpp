@@ -27,11 +27,12 @@ Result<json> VmManager::restore(const std::string& name) {
   const LaunchPaths lp = paths(name, image);
   std::error_code ec;
   std::filesystem::remove(lp.qmp_socket, ec);
-  BNF_ASSIGN_OR_RETURN(QemuProcess proc, QemuProcess::spawn(qemu_command(vm->def, lp, "exec:cat " + blob),
-                                                            vm_dir(name) + "/qemu.log"));
+  BNF_ASSIGN_OR_RETURN(QemuProcess proc,
+                       QemuProcess::spawn(qemu_command(vm->def, lp, "exec:cat " + blob), vm_dir(name) + "/qemu.log"));
   {
     BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-    BNF_TRY(qmp.wait_incoming_loaded(std::chrono::seconds(30)).status().context("restoring the snapshot's device state"));
+    BNF_TRY(
+        qmp.wait_incoming_loaded(std::chrono::seconds(30)).status().context("restoring the snapshot's device state"));
     BNF_ASSIGN_OR_RETURN(json st, qmp.execute("query-status"));
     if (st.value("status", std::string()) != "running") BNF_TRY(qmp.execute("cont").status());
   }

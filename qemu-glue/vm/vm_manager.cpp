@@ -13,8 +13,7 @@ namespace bnf::qemu {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport,
-                     const Logger& log)
+VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log)
     : state_dir_(std::move(state_dir)), store_(store), transport_(transport), log_(log) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(state_dir_ + "/vms", ec)) {
@@ -92,8 +91,8 @@ Result<json> VmManager::start(const std::string& name) {
     auto qmp = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(10));
     if (!qmp.is_ok()) {
       vm->proc.reset();
-      return Status(qmp.status().code(), "QEMU did not come up (see " + vm_dir(name) + "/qemu.log): " +
-                                             qmp.status().message());
+      return Status(qmp.status().code(),
+                    "QEMU did not come up (see " + vm_dir(name) + "/qemu.log): " + qmp.status().message());
     }
   }
   log_.info("vm {}: started, pid {}", name, vm->proc->pid());

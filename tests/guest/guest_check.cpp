@@ -4,6 +4,7 @@
 // exit 0 when the image is intact, 1 when it is not, 2 on usage or I/O errors.
 // Pause the guest (QMP stop) before checking a running VM's file.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,8 +14,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 extern "C" {
 #include "guest_layout.h"

@@ -93,10 +93,10 @@ TEST_F(DeparturePagesTest, UnchangedPagesNeverTravel) {
 TEST_F(DeparturePagesTest, HotPageTravelsOnceWithItsLastVersion) {
   auto d = make(true, 1 << 20);
   pass(d, {{3, 200}, {10, 201}});
-  pass(d, {{3, 202}});            // page 10 clean for a pass: sent as the walk goes by
+  pass(d, {{3, 202}});  // page 10 clean for a pass: sent as the walk goes by
   pass(d, {{3, 203}, {20, 204}});
   EXPECT_EQ(sends_of(10), 1U);
-  EXPECT_EQ(sends_of(3), 0U);     // still hot: held
+  EXPECT_EQ(sends_of(3), 0U);  // still hot: held
   ASSERT_TRUE(d.before_device_state().is_ok());
   EXPECT_EQ(sends_of(3), 1U);
   EXPECT_EQ(conn_.sent.back().fill, 204);  // page 20 last; page 3 carried its newest bytes:
@@ -175,8 +175,8 @@ TEST_F(DeparturePagesTest, SwitchoverCheckResendsWhatQemuMissed) {
   std::vector<std::byte> ram(kPages * 4096);
   for (uint64_t p = 0; p < kPages; ++p) std::memset(ram.data() + p * 4096, static_cast<int>(p & 0xFF), 4096);
   std::memset(ram.data() + 9 * 4096, 0x77, 4096);
-  auto d = DeparturePages(conn_, h_, base_, kPages, {.incremental = true, .hold_budget_bytes = 1 << 20,
-                                                     .switchover_check = ram});
+  auto d = DeparturePages(conn_, h_, base_, kPages,
+                          {.incremental = true, .hold_budget_bytes = 1 << 20, .switchover_check = ram});
   pass(d, {{3, 50}});
   std::memset(ram.data() + 3 * 4096, 51, 4096);  // the VM's last write before the stop
   ASSERT_TRUE(d.on_final_ram_section().is_ok());

@@ -1,7 +1,7 @@
 #include "transport/uring_tcp/uring_tcp.hpp"
 
-#include <liburing.h>
 #include <fmt/format.h>
+#include <liburing.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -37,7 +37,7 @@ struct SendBatch {
   size_t staged = 0;
   size_t bytes = 0;
   size_t zc_bytes = 0;
-  size_t done = 0;         // bytes the kernel confirmed
+  size_t done = 0;  // bytes the kernel confirmed
   bool result_pending = false;
   int notifs_pending = 0;  // zero-copy notifications still owed
   msghdr msg{};
