@@ -40,7 +40,7 @@ struct Handshake {
 };
 
 Result<Handshake> hello(Connection& c, uint64_t size, const PushOptions& o) {
-  json h = {{"version", proto::kVersion}, {"sender", o.sender_id}, {"name", o.name},
+  json h = {{"version", proto::kVersion}, {"sender", o.sender_id},  {"name", o.name},
             {"size_bytes", size},         {"page_size", kPageSize}, {"streams", o.streams}};
   BNF_TRY(proto::send_control(c, proto::FrameType::hello, h));
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::accept));
@@ -134,8 +134,8 @@ void note(const PushOptions& o, const std::string& msg) {
 }
 
 // Picks the base to compare against: local state, the receiver's table, or none.
-Result<std::optional<DigestTable>> choose_base(Connection& c, const Handshake& hs, const PushOptions& o,
-                                               uint64_t size, PushReport& rep, bool& trust_bitmap) {
+Result<std::optional<DigestTable>> choose_base(Connection& c, const Handshake& hs, const PushOptions& o, uint64_t size,
+                                               PushReport& rep, bool& trust_bitmap) {
   trust_bitmap = false;
   if (!hs.base || o.force_full) {
     rep.base_source = "none";
@@ -185,7 +185,7 @@ Result<PushReport> push_image(transport::Transport& t, std::span<const std::byte
 
   const auto t1 = Clock::now();
   const PageDigester digester(hs.key);
-  FilterInput in{image, kPageSize, &digester, base ? &*base : nullptr, trust_bitmap ? o.dirty : nullptr,
+  FilterInput in{image,           kPageSize, &digester, base ? &*base : nullptr, trust_bitmap ? o.dirty : nullptr,
                  o.digest_threads};
   PagePlan plan = plan_pages(in);
   rep.plan_seconds = since(t1);
@@ -241,27 +241,19 @@ Result<PushReport> push_image(transport::Transport& t, std::span<const std::byte
 }
 
 json PushReport::to_json() const {
-  return {{"mode", mode},
-          {"pages_total", pages_total},
-          {"pages_sent", pages_sent},
-          {"pages_skipped", pages_skipped},
-          {"pages_zero", pages_zero},
-          {"wire_bytes", wire_bytes},
-          {"payload_bytes", payload_bytes},
-          {"seconds", seconds},
-          {"throughput_mib_s", throughput_mib_s()},
-          {"streams", streams},
-          {"base_source", base_source},
-          {"fallback", fallback},
-          {"lineage", lineage},
-          {"epoch", epoch},
-          {"root", root},
-          {"phases",
-           {{"handshake", handshake_seconds},
-            {"plan", plan_seconds},
-            {"transfer", transfer_seconds},
-            {"commit", commit_seconds}}},
-          {"zero_copy", {{"bytes", zc_bytes}, {"notifications", zc_notifications}, {"copied", zc_copied}}}};
+  json j = trip_json();
+  j.update({{"payload_bytes", payload_bytes},
+            {"throughput_mib_s", throughput_mib_s()},
+            {"streams", streams},
+            {"base_source", base_source},
+            {"root", root},
+            {"phases",
+             {{"handshake", handshake_seconds},
+              {"plan", plan_seconds},
+              {"transfer", transfer_seconds},
+              {"commit", commit_seconds}}},
+            {"zero_copy", {{"bytes", zc_bytes}, {"notifications", zc_notifications}, {"copied", zc_copied}}}});
+  return j;
 }
 
 std::string PushReport::to_text() const {

@@ -1,48 +1,38 @@
 // The sending side of a push: handshake, page filter, data streams, commit.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 
 #include "bitmap/page_bitmap.hpp"
+#include "common/trip_report.hpp"
 #include "common/uri.hpp"
 #include "transport/transport.hpp"
 
 namespace bnf {
 
 struct PushOptions {
-  std::string name;                // snapshot name on the receiver
+  std::string name;  // snapshot name on the receiver
   Endpoint to;
-  unsigned streams = 1;            // data connections, pages sharded over them
+  unsigned streams = 1;               // data connections, pages sharded over them
   const PageBitmap* dirty = nullptr;  // changed pages since the base (the bitmap model)
-  bool force_full = false;         // ignore any base and replace the snapshot
-  std::string state_file;          // where this side keeps what it pushed last ("" = nowhere)
-  std::string sender_id;           // recorded by the receiver
+  bool force_full = false;            // ignore any base and replace the snapshot
+  std::string state_file;             // where this side keeps what it pushed last ("" = nowhere)
+  std::string sender_id;              // recorded by the receiver
   unsigned digest_threads = 2;
   std::function<void(const std::string&)> note;  // user-visible notes (fallbacks)
 };
 
-struct PushReport {
-  std::string mode;  // "full" | "incremental"
-  uint64_t pages_total = 0;
-  uint64_t pages_sent = 0;
-  uint64_t pages_skipped = 0;
-  uint64_t pages_zero = 0;
-  uint64_t wire_bytes = 0;     // bytes sent + received on every connection of the session
-  uint64_t payload_bytes = 0;  // page bytes among them
-  double seconds = 0;
+struct PushReport : TripReport {
+  uint64_t payload_bytes = 0;  // page bytes among wire_bytes
   double handshake_seconds = 0;
   double plan_seconds = 0;      // page filter (digests)
   double transfer_seconds = 0;  // data streams until flushed
   double commit_seconds = 0;
   unsigned streams = 1;
   std::string base_source;  // "none" | "local-state" | "receiver-table"
-  std::string fallback;     // why a requested shortcut was not taken ("" if none)
-  std::string lineage;
-  uint64_t epoch = 0;
   std::string root;
   uint64_t zc_bytes = 0;
   uint64_t zc_copied = 0;

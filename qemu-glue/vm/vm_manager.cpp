@@ -147,25 +147,17 @@ Result<json> VmManager::status(const std::string& name) {
 }
 
 json MigrationReport::to_json() const {
-  return {{"mode", mode},
-          {"pages_total", pages_total},
-          {"pages_sent", pages_sent},
-          {"pages_skipped", pages_skipped},
-          {"pages_zero", pages_zero},
-          {"wire_bytes", wire_bytes},
-          {"stream_bytes_in", stream_bytes_in},
-          {"stream_bytes_forwarded", stream_bytes_forwarded},
-          {"pages_superseded", pages_superseded},
-          {"pages_fixed_at_switchover", pages_fixed_at_switchover},
-          {"seconds", seconds},
-          {"running_after_s", running_after_s},
-          {"downtime_ms", downtime_ms},
-          {"source_downtime_ms", source_downtime_ms},
-          {"phases", phases},
-          {"rounds", rounds},
-          {"fallback", fallback},
-          {"lineage", lineage},
-          {"epoch", epoch}};
+  json j = trip_json();
+  j.update({{"stream_bytes_in", stream_bytes_in},
+            {"stream_bytes_forwarded", stream_bytes_forwarded},
+            {"pages_superseded", pages_superseded},
+            {"pages_fixed_at_switchover", pages_fixed_at_switchover},
+            {"running_after_s", running_after_s},
+            {"downtime_ms", downtime_ms},
+            {"source_downtime_ms", source_downtime_ms},
+            {"phases", phases},
+            {"rounds", rounds}});
+  return j;
 }
 
 }  // namespace bnf::qemu

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/log.hpp"
+#include "common/trip_report.hpp"
 #include "launch/qemu_process.hpp"
 #include "launch/vm_definition.hpp"
 #include "protocol/control.hpp"
@@ -17,20 +18,16 @@
 
 namespace bnf::qemu {
 
-struct MigrationReport {
-  std::string mode;  // "full" | "incremental"
-  uint64_t pages_total = 0, pages_sent = 0, pages_skipped = 0, pages_zero = 0;
+struct MigrationReport : TripReport {
   uint64_t pages_superseded = 0;           // held back, then replaced by a newer version: never sent
   uint64_t pages_fixed_at_switchover = 0;  // changed pages QEMU did not resend, sent by the switchover check
-  uint64_t wire_bytes = 0, stream_bytes_in = 0, stream_bytes_forwarded = 0;
-  double seconds = 0;             // the whole command, retained snapshot committed
+  uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
+  // seconds: the whole command, retained snapshot committed
   double running_after_s = 0;     // from the command until the VM runs on the destination
   double downtime_ms = 0;         // source QEMU stopped -> destination QEMU resumed (both hosts' clocks)
   double source_downtime_ms = 0;  // QEMU's own figure: stop -> its stream is written
   nlohmann::json phases = nlohmann::json::object();  // where the time went, seconds
   uint64_t rounds = 0;                               // QEMU's passes over guest RAM
-  std::string fallback, lineage;
-  uint64_t epoch = 0;
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
