@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import time
@@ -140,7 +141,7 @@ def where_time_goes(g, scs):
 
 def plots(g, scs, out):
     """Back-trip time and wire bytes against hot-set size, one line per link and strategy."""
-    if not shutil_which("gnuplot"):
+    if not shutil.which("gnuplot"):
         return []
     rows = []
     for sc in scs:
@@ -176,11 +177,6 @@ def plots(g, scs, out):
             if subprocess.run(["gnuplot", "-e", script], capture_output=True).returncode == 0:
                 made.append(os.path.basename(path))
     return made
-
-
-def shutil_which(cmd):
-    import shutil
-    return shutil.which(cmd)
 
 
 def write(out):

@@ -93,17 +93,15 @@ Result<int> QemuProcess::wait(std::chrono::milliseconds timeout) {
   while (true) {
     if (!child_) {
       if (gone()) return 0;  // not ours: its exit status went to its parent
-      if (std::chrono::steady_clock::now() >= deadline) return Status(Errc::cancelled, "QEMU did not exit in time");
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      continue;
+    } else {
+      int status = 0;
+      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        reaped_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+      }
+      if (r < 0) return errno_status("waitpid", errno);
     }
-    int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      reaped_ = true;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-    }
-    if (r < 0) return errno_status("waitpid", errno);
     if (std::chrono::steady_clock::now() >= deadline) return Status(Errc::cancelled, "QEMU did not exit in time");
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

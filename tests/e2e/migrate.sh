@@ -40,6 +40,15 @@ start_daemon B
 root_of() { "$BNF" snapshot show --state-dir "$WORK/$1" web1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])'; }
 
 retained_intact() { "$GUEST_CHECK" "$WORK/$1/snapshots/web1/image" >"check-$1-retained.json"; }
+# What every completed trip FROM -> TO must leave behind.
+after_trip() {
+  check "VM runs on $2" test "$(state_on "$2")" = running
+  check "$1's retained snapshot verifies" "$BNF" snapshot verify --state-dir "$1" web1
+  check "$2 arrived with exactly $1's departure image" test "$(root_of "$1")" = "$(root_of "$2")"
+  check "the guest's memory checks out on $2" guest_intact "$2"
+  check "$1's retained snapshot holds the guest intact at switchover" retained_intact "$1"
+  check "the guest keeps running on $2" guest_running "$2"
+}
 
 vm A vm create web1 --memory 64M -- -kernel "$GUEST" -append "hot=1%" >/dev/null
 vm A vm start web1 >/dev/null
@@ -51,13 +60,8 @@ hot=$(python3 -c "import json; print(json.load(open('$WORK/check-A.json'))['hot_
 
 out=$(vm A migrate web1 "$URI_B" --json)
 check "A -> B is a full trip" test "$(field "$out" mode)" = full
-check "VM runs on B" test "$(field "$(vm B vm status web1 --json)" state)" = running
-check "A shows the VM away" test "$(field "$(vm A vm status web1 --json)" state)" = away
-check "A's retained snapshot verifies" "$BNF" snapshot verify --state-dir A web1
-check "B arrived with exactly A's departure image" test "$(root_of A)" = "$(root_of B)"
-check "the guest's memory checks out on B" guest_intact B
-check "A's retained snapshot holds the guest intact at switchover" retained_intact A
-check "the guest keeps running on B" guest_running B
+after_trip A B
+check "A shows the VM away" test "$(state_on A)" = away
 
 sleep 1
 out=$(vm B migrate web1 "$URI_A" --json)
@@ -67,12 +71,7 @@ sent=$(field "$out" pages_sent)
 check "back trip sends the hot set ($hot pages) plus at most 64 pages" test "$sent" -le $((hot + 64))
 check "back trip wire bytes <= 1.1 x hot-set bytes + 1 MiB" \
   python3 -c "import sys; sys.exit(0 if $(field "$out" wire_bytes) <= 1.1 * $hot * 4096 + 2**20 else 1)"
-check "VM runs on A again" test "$(field "$(vm A vm status web1 --json)" state)" = running
-check "B's retained snapshot verifies" "$BNF" snapshot verify --state-dir B web1
-check "A arrived with exactly B's departure image" test "$(root_of A)" = "$(root_of B)"
-check "the guest's memory checks out on A" guest_intact A
-check "B's retained snapshot holds the guest intact at switchover" retained_intact B
-check "the guest keeps running on A" guest_running A
+after_trip B A
 
 out=$(vm A migrate web1 "$URI_B" --json)
 check "A -> B again is incremental" test "$(field "$out" mode)" = incremental
