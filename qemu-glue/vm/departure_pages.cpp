@@ -65,6 +65,7 @@ DeparturePages::~DeparturePages() {
 }
 
 Status DeparturePages::on_final_ram_section() {
+  if (!final_section_at_) final_section_at_ = std::chrono::steady_clock::now();
   if (opt_.switchover_check.empty() || rehash_thread_.joinable()) return Status::ok();
   if (opt_.switchover_check.size() != held_.size() * kPage)
     return {Errc::mismatch, "switchover check: the RAM file's size is not the main block's"};
@@ -77,13 +78,20 @@ Status DeparturePages::before_device_state() {
   BNF_TRY(send_all(prev_pass_));
   BNF_TRY(send_all(this_pass_));
   BNF_TRY(fix_up_from_rehash());
-  return flush_batch();
+  BNF_TRY(flush_batch());
+  if (final_section_at_)
+    n_.final_section_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *final_section_at_).count();
+  return Status::ok();
 }
 
 // Every page whose bytes at the stop differ from what the destination will hold.
 Status DeparturePages::fix_up_from_rehash() {
   if (!rehash_thread_.joinable()) return Status::ok();
-  rehash_thread_.join();
+  {
+    Stopwatch sw(n_.rehash_wait_s);
+    rehash_thread_.join();
+  }
   for (uint64_t p = 0; p < held_.size(); ++p) {
     if ((*rehash_)[p] == held_[p]) continue;
     held_[p] = (*rehash_)[p];
