@@ -42,6 +42,23 @@ Status FdSource::read(std::span<std::byte> dst, const char* what) {
   return Status::ok();
 }
 
+Result<const std::byte*> FdSource::view(size_t n, const char* what) {
+  if (n > buf_.size()) return Status(Errc::internal, "stream view larger than the buffer");
+  while (end_ - pos_ < n) {
+    if (buf_.size() - pos_ < n) {  // make room behind what is left
+      std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+      end_ -= pos_;
+      pos_ = 0;
+    }
+    BNF_TRY(fill());
+    if (eof_ && end_ - pos_ < n) return Status(Errc::protocol, std::string("migration stream ended inside ") + what);
+  }
+  const std::byte* p = buf_.data() + pos_;
+  pos_ += n;
+  consumed_ += n;
+  return p;
+}
+
 Result<bool> FdSource::peek(uint8_t& out) {
   if (pos_ == end_) {
     BNF_TRY(fill());

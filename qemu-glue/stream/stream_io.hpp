@@ -16,6 +16,8 @@ class FdSource {
   explicit FdSource(int fd) : fd_(fd), buf_(1U << 20) {}
   // Exactly dst.size() bytes; a premature EOF is an error naming `what`.
   Status read(std::span<std::byte> dst, const char* what);
+  // The next `n` bytes in place (no copy), consumed; valid until the next call.
+  Result<const std::byte*> view(size_t n, const char* what);
   // Next byte without consuming it; std::nullopt-like: returns false at EOF.
   Result<bool> peek(uint8_t& out);
   // Everything up to EOF, in chunks, to `fn`.

@@ -229,7 +229,6 @@ Status StreamRewriter::mem_size(uint64_t total) {
 }
 
 Status StreamRewriter::ram_records() {
-  std::vector<std::byte> page(kPage);
   while (true) {
     BNF_ASSIGN_OR_RETURN(uint64_t head, get_be<uint64_t>("ram record"));
     const uint64_t flags = head & kFlagMask;
@@ -260,15 +259,15 @@ Status StreamRewriter::ram_records() {
       BNF_TRY(emit_record_head(offset, flags, in_block_));
       BNF_TRY(put(&fill, 1));
     } else if ((flags & kFlagPage) != 0) {
-      BNF_TRY(in_.read(page, "page record"));
+      BNF_ASSIGN_OR_RETURN(const std::byte* page, in_.view(kPage, "page record"));
       ++stats_.pages;
-      BNF_ASSIGN_OR_RETURN(bool keep, pages_.on_page(in_block_, offset, page.data()));
+      BNF_ASSIGN_OR_RETURN(bool keep, pages_.on_page(in_block_, offset, page));
       if (!keep) {
         ++stats_.pages_removed;
         continue;
       }
       BNF_TRY(emit_record_head(offset, flags, in_block_));
-      BNF_TRY(put(page.data(), page.size()));
+      BNF_TRY(put(page, kPage));
     } else {
       return {Errc::protocol, fmt::format("ram record with flags 0x{:x} carries nothing", flags)};
     }

@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdio>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -173,6 +175,45 @@ TEST(StreamCodec, RefusesWhatItDoesNotUnderstandByName) {
     ASSERT_FALSE(r.status.is_ok()) << c.name;
     EXPECT_NE(r.status.message().find(c.expect), std::string::npos) << c.name << ": " << r.status.message();
   }
+}
+
+// Pages are handed over in place: views across the buffer's end and short
+// reads (a writer dribbling odd-sized chunks) still give the exact bytes.
+TEST(StreamSource, ViewsSpanShortReadsAndTheBufferEnd) {
+  int sv[2];
+  ASSERT_EQ(::pipe(sv), 0);
+  constexpr size_t kTotal = (3U << 20) + 12345;
+  auto byte_at = [](size_t i) { return static_cast<char>((i * 131 + i / 4093) & 0xff); };
+  std::thread writer([&] {
+    std::string chunk;
+    for (size_t off = 0; off < kTotal;) {
+      const size_t n = std::min<size_t>(1000 + off % 977, kTotal - off);
+      chunk.resize(n);
+      for (size_t i = 0; i < n; ++i) chunk[i] = byte_at(off + i);
+      ASSERT_EQ(::write(sv[1], chunk.data(), n), static_cast<ssize_t>(n));
+      off += n;
+    }
+    ::close(sv[1]);
+  });
+  FdSource src(sv[0]);
+  size_t off = 0;
+  bool same = true;
+  while (off + 4096 + 7 <= kTotal) {
+    std::array<std::byte, 7> head{};
+    ASSERT_TRUE(src.read(head, "head").is_ok());
+    for (size_t i = 0; i < head.size(); ++i) same &= static_cast<char>(head[i]) == byte_at(off + i);
+    off += head.size();
+    auto page = src.view(4096, "page");
+    ASSERT_TRUE(page.is_ok()) << page.status().message();
+    for (size_t i = 0; i < 4096; ++i) same &= static_cast<char>((*page)[i]) == byte_at(off + i);
+    off += 4096;
+  }
+  EXPECT_TRUE(same);
+  EXPECT_EQ(src.consumed(), off);
+  auto past_end = src.view(kTotal - off + 1, "page");  // more than is left: the end is named
+  EXPECT_FALSE(past_end.is_ok());
+  writer.join();
+  ::close(sv[0]);
 }
 
 }  // namespace
