@@ -47,7 +47,7 @@ int run_daemon(const DaemonArgs& a) {
   topts.peer_timeout_ms = static_cast<unsigned>(a.peer_timeout_s * 1000);
   Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), log);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
-  qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log);
+  qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log, topts.peer_timeout_ms);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
   ControlServer control(
       a.control.empty() ? a.state_dir + "/control.sock" : a.control,

@@ -28,6 +28,7 @@ struct VmArgs {
   std::string to;
   int max_downtime_ms = 300;
   std::string switchover_check = "auto";
+  bool relay = false;
   bool json = false;
 };
 
@@ -132,13 +133,17 @@ void add_vm_commands(CLI::App& app, int& rc) {
                   "re-hash the stopped VM's RAM and resend what QEMU missed: auto (TCG VMs), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  mig->add_flag("--relay", ma->relay,
+                "full trips too go through this daemon (by default QEMU streams a full trip to the destination "
+                "daemon itself)");
   mig->callback([ma, &rc] {
     rc = call(*ma,
               {{"op", "migrate"},
                {"name", ma->name},
                {"to", ma->to},
                {"downtime_limit_ms", ma->max_downtime_ms},
-               {"switchover_check", ma->switchover_check}},
+               {"switchover_check", ma->switchover_check},
+               {"relay", ma->relay}},
               print_migration, true);
   });
 }

@@ -106,6 +106,14 @@ Digest DigestTable::root(const PageDigester& h) const noexcept {
   return h.digest(d_.data(), d_.size() * sizeof(Digest));
 }
 
+std::vector<Digest> DigestTable::chunk_digests(const PageDigester& h, uint64_t chunk_pages) const {
+  std::vector<Digest> out;
+  out.reserve((d_.size() + chunk_pages - 1) / chunk_pages);
+  for (uint64_t p = 0; p < d_.size(); p += chunk_pages)
+    out.push_back(h.digest(d_.data() + p, std::min<uint64_t>(chunk_pages, d_.size() - p) * sizeof(Digest)));
+  return out;
+}
+
 DigestTable DigestTable::compute(const PageDigester& h, std::span<const std::byte> image,
                                  uint32_t page_size, unsigned threads) {
   const uint64_t pages = image.size() / page_size;

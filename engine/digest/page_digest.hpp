@@ -56,6 +56,9 @@ class DigestTable {
   Digest& operator[](uint64_t i) { return d_[i]; }
   const Digest& operator[](uint64_t i) const { return d_[i]; }
   [[nodiscard]] Digest root(const PageDigester& h) const noexcept;
+  // One digest per `chunk_pages` consecutive pages (over their digests): two
+  // hosts compare these to find the few chunks where their images differ.
+  [[nodiscard]] std::vector<Digest> chunk_digests(const PageDigester& h, uint64_t chunk_pages) const;
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return std::as_bytes(std::span(d_)); }
   std::span<std::byte> writable_bytes() noexcept { return std::as_writable_bytes(std::span(d_)); }
 

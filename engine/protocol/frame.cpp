@@ -22,7 +22,7 @@ Status bad(const std::string& why) { return {Errc::protocol, "bad frame: " + why
 }  // namespace
 
 bool is_known_type(uint8_t t) noexcept {
-  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_switch);
+  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_chunks);
 }
 
 const char* type_name(FrameType t) noexcept {
@@ -47,6 +47,8 @@ const char* type_name(FrameType t) noexcept {
     case FrameType::vm_end: return "VM_END";
     case FrameType::vm_done: return "VM_DONE";
     case FrameType::vm_switch: return "VM_SWITCH";
+    case FrameType::vm_landed: return "VM_LANDED";
+    case FrameType::vm_chunks: return "VM_CHUNKS";
   }
   return "UNKNOWN";
 }

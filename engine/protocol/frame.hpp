@@ -43,6 +43,8 @@ enum class FrameType : uint8_t {
   vm_end = 18,        // migration: the source stream ended; departure digest root
   vm_done = 19,       // migration: destination QEMU loaded the VM and runs it
   vm_switch = 20,     // migration: device state follows; the image must be complete and proven first
+  vm_landed = 21,     // direct migration: QEMU's RAM landed; payload = chunk digests of the image
+  vm_chunks = 22,     // direct migration: chunks that differ; the answer carries their page digests
 };
 [[nodiscard]] bool is_known_type(uint8_t t) noexcept;
 [[nodiscard]] const char* type_name(FrameType t) noexcept;

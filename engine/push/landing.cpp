@@ -41,4 +41,16 @@ Status land_zeros(SnapshotWriter& w, const PageDigester& h, unsigned stream, uns
   return Status::ok();
 }
 
+Result<bool> land_if_pages(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, const proto::Frame& f) {
+  if (f.header.type == proto::FrameType::pages) {
+    BNF_TRY(land_pages(c, w, h, 0, 1, f));
+    return true;
+  }
+  if (f.header.type == proto::FrameType::zeros) {
+    BNF_TRY(land_zeros(w, h, 0, 1, f));
+    return true;
+  }
+  return false;
+}
+
 }  // namespace bnf

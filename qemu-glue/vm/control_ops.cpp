@@ -10,6 +10,7 @@ MigrateOptions migrate_options(const json& req) {
   o.downtime_limit_ms = req.value("downtime_limit_ms", 300);
   const std::string check = req.value("switchover_check", std::string("auto"));
   if (check != "auto") o.switchover_check = check == "on";
+  o.direct = !req.value("relay", false);
   return o;
 }
 }  // namespace

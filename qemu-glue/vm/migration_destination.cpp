@@ -14,6 +14,7 @@
 #include "common/unix_socket.hpp"
 #include "push/landing.hpp"
 #include "qmp/qmp_client.hpp"
+#include "vm/direct_arrival.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -22,18 +23,16 @@ using nlohmann::json;
 
 namespace {
 
+constexpr size_t kStreamChunk = 256U << 10;
+
 // Frames until VM_END: pages to the image, stream bytes to QEMU.
 Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd) {
   std::vector<std::byte> buf;
   while (true) {
     BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+    BNF_ASSIGN_OR_RETURN(bool landed, land_if_pages(c, w, h, f));
+    if (landed) continue;
     switch (f.header.type) {
-      case proto::FrameType::pages:
-        BNF_TRY(land_pages(c, w, h, 0, 1, f));
-        break;
-      case proto::FrameType::zeros:
-        BNF_TRY(land_zeros(w, h, 0, 1, f));
-        break;
       case proto::FrameType::stream:
         if (f.header.payload_len > (4U << 20)) return Status(Errc::protocol, "bad frame: STREAM payload too large");
         buf.resize(f.header.payload_len);
@@ -133,19 +132,36 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   std::filesystem::remove(incoming, ec);
   BNF_ASSIGN_OR_RETURN(QemuProcess proc,
                        QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
+  // A full trip offered direct: the source QEMU connects here itself.
+  std::optional<DirectStreamListener> direct;
+  if (plan.full && j.value("direct", false)) {
+    auto l = DirectStreamListener::open(c.peer());
+    if (l.is_ok()) direct = std::move(*l);
+    else log_.warn("vm {}: no port for a direct stream ({}); relayed trip", name, l.status().message());
+  }
   // The source starts its QEMU's migration on VM_ACCEPT; ours starts up
-  // meanwhile (~0.1 s under load), the first frames waiting in the socket.
+  // meanwhile (~0.1 s under load), the first bytes waiting in the socket.
   json accept = {{"mode", plan.full ? "full" : "incremental"},
                  {"lineage", w->lineage()},
                  {"epoch", w->next_epoch()},
                  {"key", to_hex(plan.key)},
                  {"fallback", fallback}};
+  if (direct) accept["stream_port"] = direct->port();
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
   BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
   BNF_ASSIGN_OR_RETURN(UniqueFd qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
   const PageDigester h(plan.key);
   const auto t_receive = std::chrono::steady_clock::now();
-  BNF_ASSIGN_OR_RETURN(Digest root, receive_trip(c, *w, h, qemu_in.get()));
+  Digest root;
+  std::string stream_for_source;  // direct: the source's device-state blob, which it did not see
+  if (direct) {
+    BNF_ASSIGN_OR_RETURN(UniqueFd stream, direct->accept(std::chrono::seconds(10), peer_timeout_ms_));
+    BNF_ASSIGN_OR_RETURN(DirectArrival a, receive_direct(c, *w, h, qemu_in.get(), stream.get()));
+    root = a.root;
+    stream_for_source = std::move(a.stream_kept);
+  } else {
+    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, *w, h, qemu_in.get()));
+  }
   const auto t_stream_end = std::chrono::steady_clock::now();
   auto resumed_at = qmp.wait_incoming_loaded(std::chrono::seconds(60));
   BNF_TRY(resumed_at.status().context("destination QEMU"));
@@ -161,6 +177,10 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   arrived = true;
   lk.unlock();
   log_.info("vm {}: arrived from {} ({}, epoch {})", name, c.peer(), plan.full ? "full" : "incremental", m.epoch);
+  for (size_t off = 0; off < stream_for_source.size(); off += kStreamChunk) {
+    const std::string_view part = std::string_view(stream_for_source).substr(off, kStreamChunk);
+    BNF_TRY(proto::send_control(c, proto::FrameType::stream, json::object(), std::as_bytes(std::span(part))));
+  }
   using Secs = std::chrono::duration<double>;
   return proto::send_control(c, proto::FrameType::vm_done,
                              {{"root", digest_hex(m.root)},

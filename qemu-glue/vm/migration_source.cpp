@@ -18,6 +18,7 @@
 #include "qmp/qmp_client.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "vm/departure_pages.hpp"
+#include "vm/direct_departure.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -80,11 +81,15 @@ Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
 // an eighth of guest RAM, at most 256 MiB.
 size_t hold_budget(uint64_t memory_bytes) { return std::min<uint64_t>(memory_bytes / 8, 256ULL << 20); }
 
-// The connection broke while we sent: a destination that failed on purpose
-// (out of space, QEMU died) sent an ERROR frame first, still readable here.
+// A destination that failed on purpose (out of space, QEMU died) sends an
+// ERROR frame before it closes: its reason, rather than a broken connection
+// or QEMU's socket error, is what the operator needs.
 Status peer_reason(transport::Connection& c, Status broke) {
-  auto f = proto::expect_frame(c, proto::FrameType::vm_done);
-  if (!f.is_ok() && f.status().message().starts_with("peer: "))
+  auto from_peer = [](const Status& s) { return s.message().starts_with("peer: "); };
+  if (from_peer(broke)) return Status(broke.code(), "destination failed: " + broke.message().substr(6));
+  if (broke.code() != Errc::connection_lost) return broke;
+  auto f = proto::expect_frame(c, proto::FrameType::vm_done);  // still readable after a failed send
+  if (!f.is_ok() && from_peer(f.status()))
     return Status(f.status().code(), "destination failed: " + f.status().message().substr(6));
   return broke;
 }
@@ -113,18 +118,23 @@ struct Agreement {
   MigrationReport rep;
   DigestKey key{};
   std::optional<DigestTable> base;
+  uint16_t stream_port = 0;  // direct trip: where our QEMU sends its stream
 };
 
 // Sends our arrival record (the image the VM had when it came here); the
 // destination answers full or incremental against its retained snapshot.
 Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def,
-                        const std::string& force_full) {
+                        const std::string& force_full, bool offer_direct) {
   json arrival = nullptr;
   auto m = store.manifest(def.name);
   if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
   BNF_TRY(proto::send_control(
       c, proto::FrameType::vm_hello,
-      {{"version", proto::kVersion}, {"definition", def.to_json()}, {"arrival", arrival}, {"force_full", force_full}}));
+      {{"version", proto::kVersion},
+       {"definition", def.to_json()},
+       {"arrival", arrival},
+       {"force_full", force_full},
+       {"direct", offer_direct}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
   Agreement g;
@@ -134,6 +144,7 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
   BNF_ASSIGN_OR_RETURN(g.key, digest_key_from_hex(key_hex));
   g.rep.fallback = a.value("fallback", std::string());
+  if (offer_direct && g.rep.mode == "full") g.stream_port = a.value("stream_port", uint16_t{0});
   if (g.rep.mode == "incremental") {
     if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)
       return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
@@ -162,7 +173,6 @@ Result<json> await_arrival(transport::Connection& c, const Digest& root) {
 // (measured: 200-270 ms at 1 GiB, 10 Gbit/s, limit 300 ms). So every trip's
 // first pass runs with a limit QEMU cannot meet; from the second pass, where
 // what is left is the pages the guest keeps writing, the operator's applies.
-constexpr int kUnreachableDowntimeMs = 1;
 
 // Starts QEMU's migration into a local socket of ours and takes the connection.
 // It starts before the handshake (QEMU's set-up overlaps it, its first bytes
@@ -173,7 +183,7 @@ Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock) {
                       {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
               .status());
   BNF_TRY(qmp.execute("migrate-set-parameters",
-                      {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kUnreachableDowntimeMs}})
+                      {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
               .status());
   BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
   return accept_within(lfd.get(), 10000);
@@ -190,6 +200,145 @@ void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
   rep.pages_zero = n.zero;
   rep.pages_superseded = n.superseded;
   rep.rounds = n.rounds;
+}
+
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// What a trip hands over for the retained snapshot, once the VM runs there.
+struct Departed {
+  MigrationReport rep;
+  DigestTable table;      // the VM's memory at switchover
+  std::string stream;     // the stream state kept for a restore (device state)
+  json done;              // VM_DONE
+  std::optional<json> stop_event;
+};
+
+// Where the destination's figures go in the report.
+void report_arrival(Departed& d, double t0_wall) {
+  for (const char* k : {"receive_s", "load_s", "commit_s"})
+    d.rep.phases[std::string("destination_") + k] = d.done.value(k, 0.0);
+  if (!d.done.contains("resumed_at")) return;
+  const double resumed = d.done.value("resumed_at", 0.0);
+  d.rep.running_after_s = resumed - t0_wall;
+  if (d.stop_event) d.rep.downtime_ms = 1000.0 * (resumed - QmpClient::event_time(*d.stop_event));
+}
+
+struct TripContext {
+  QmpClient& qmp;
+  transport::Connection& c;
+  Agreement& g;
+  const VmDefinition& def;
+  const std::string& ram_file;
+  const MigrateOptions& opt;
+  const std::function<void(const json&)>& progress;
+  const Logger& log;
+  Clock::time_point t0;
+};
+
+Result<Mapping> map_ram(const std::string& ram_file, uint64_t bytes) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(ram_file, O_RDONLY));
+  return map_file(fd.get(), bytes, false);
+}
+
+// Relayed trip: QEMU's stream through this daemon's codec and page filter.
+Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_stream) {
+  Departed d;
+  d.rep = x.g.rep;
+  MigrationReport& rep = d.rep;
+  const bool incremental = rep.mode == "incremental";
+  const PageDigester h(x.g.key);
+  const uint64_t pages_total = x.def.memory_bytes / 4096;
+  std::optional<Mapping> ram_view;  // the switchover check reads the VM's RAM file
+  if (x.opt.switchover_check.value_or(x.def.accel == "tcg")) {
+    BNF_ASSIGN_OR_RETURN(ram_view, map_ram(x.ram_file, x.def.memory_bytes));
+  }
+  // Page faults belong in the first pass, not in the downtime: the re-hash at
+  // the stop would otherwise fault the whole mapping in (~60 ms per GiB here).
+  std::jthread prefault([view = ram_view ? ram_view->bytes() : std::span<std::byte>()] { prefault_read(view); });
+  DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
+                       {.incremental = incremental,
+                        .hold_budget_bytes = hold_budget(x.def.memory_bytes),
+                        .switchover_check = ram_view ? ram_view->bytes() : std::span<const std::byte>()});
+  FdSource src(qfd.get());
+  bool limit_set = false;
+  pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
+    if (!limit_set && n.rounds >= 2) {  // second pass: the operator's downtime limit (see above)
+      limit_set = true;
+      Status r = set_downtime_limit(x.qmp, x.opt.downtime_limit_ms);
+      if (!r.is_ok()) x.log.warn("vm {}: cannot set the downtime limit: {}", x.def.name, r.message());
+    }
+    if (!x.progress || since(t) < 0.5) return;
+    t = Clock::now();
+    x.progress({{"seconds", since(x.t0)},
+                {"mode", rep.mode},
+                {"round", n.rounds},
+                {"pages_total", pages_total},
+                {"pages_seen", n.sent + n.skipped + n.zero},
+                {"pages_sent", n.sent},
+                {"pages_skipped", n.skipped},
+                {"wire_bytes", x.c.stats().bytes_sent},
+                {"stream_bytes", src.consumed()}});
+  });
+  FrameSink sink(x.c);
+  StreamRewriter rw(src, sink, pages);
+  BNF_TRY(rw.run());
+  rep.phases["qemu_stream_s"] = since(t_stream);  // QEMU's passes, parsed, filtered and sent as they came
+  const auto t_finish = Clock::now();
+  BNF_ASSIGN_OR_RETURN(d.done, await_arrival(x.c, pages.departure().root(h)));
+  rep.phases["destination_finish_s"] = since(t_finish);  // tail landed, device state loaded, arrival committed
+  auto stopped = x.qmp.wait_event("STOP", std::chrono::seconds(1));
+  if (stopped.is_ok()) d.stop_event = *stopped;
+  auto info = x.qmp.execute("query-migrate");
+  if (info.is_ok()) rep.source_downtime_ms = info->value("downtime", 0.0);
+  rep.phases["digest_s"] = pages.counts().digest_s;
+  rep.phases["page_send_s"] = pages.counts().send_s;
+  rep.phases["final_section_s"] = pages.counts().final_section_s;
+  rep.phases["rehash_wait_s"] = pages.counts().rehash_wait_s;
+  rep.pages_total = pages_total;
+  fill_counts(rep, pages.counts());
+  rep.stream_bytes_in = rw.stats().bytes_in;
+  rep.stream_bytes_forwarded = sink.forwarded();
+  d.table = pages.departure();
+  d.stream = std::string(sink.kept());
+  return d;
+}
+
+// Direct trip (full, over TCP): QEMU streams to the destination itself; this
+// daemon watches, re-hashes the stopped VM and settles the destination's image.
+Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_timeout_ms) {
+  Departed d;
+  d.rep = x.g.rep;
+  const PageDigester h(x.g.key);
+  BNF_ASSIGN_OR_RETURN(Mapping ram, map_ram(x.ram_file, x.def.memory_bytes));
+  std::jthread prefault([view = ram.bytes()] { prefault_read(view); });  // see relay_trip
+  const auto t_stream = Clock::now();
+  BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
+                                                         {.host = to.host,
+                                                          .port = x.g.stream_port,
+                                                          .downtime_limit_ms = x.opt.downtime_limit_ms,
+                                                          .peer_timeout_ms = peer_timeout_ms,
+                                                          .ram = ram.bytes(),
+                                                          .progress = x.progress}));
+  MigrationReport& rep = d.rep;
+  rep.phases["qemu_stream_s"] = since(t_stream);
+  rep.phases["rehash_s"] = dd.rehash_s;
+  rep.phases["settle_s"] = dd.settle_s;
+  const json ram_stats = dd.qemu_stats.value("ram", json::object());
+  rep.pages_total = x.def.memory_bytes / 4096;
+  rep.pages_sent = ram_stats.value("normal", 0ULL);
+  rep.pages_zero = ram_stats.value("duplicate", 0ULL);
+  rep.rounds = ram_stats.value("dirty-sync-count", 0ULL);
+  rep.pages_fixed_at_switchover = dd.pages_resent;
+  rep.stream_bytes_in = ram_stats.value("transferred", 0ULL);
+  rep.source_downtime_ms = dd.qemu_stats.value("downtime", 0.0);
+  rep.direct = true;
+  d.table = std::move(dd.table);
+  d.stream = std::move(dd.stream_kept);
+  d.done = std::move(dd.done);
+  d.stop_event = std::move(dd.stop_event);
+  return d;
 }
 
 }  // namespace
@@ -212,7 +361,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                                                 const std::function<void(const json&)>& progress,
                                                 const std::string& force_full) {
   const auto t0 = Clock::now();
-  const double t0_wall = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double t0_wall = wall_now();
   std::unique_lock lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
   if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated already");
@@ -222,84 +371,49 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   BusyGuard busy(mu_, *vm);
   BNF_ASSIGN_OR_RETURN(QmpClient qmp,
                        QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5)));
-  const auto t_stream = Clock::now();
-  auto qfd = start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock");
-  auto fail_here = [&](const Status& st) {
+  auto fail_here = [&](Status st) {
     keep_running_here(qmp, log_, name);
-    return st;
+    return st.context("migration of " + name + " failed, the VM keeps running here");
   };
-  if (!qfd.is_ok()) return fail_here(qfd.status());
+  // No arrival record: the trip is full, and may go direct. Otherwise QEMU's
+  // migration into our socket starts first and overlaps the handshake.
+  const bool offer_direct = opt.direct && transport_.name() == "uring-tcp" && !store_.manifest(name).is_ok();
+  const auto t_stream = Clock::now();
+  std::optional<UniqueFd> qfd;
+  auto start_relay = [&]() -> Status {
+    BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock"));
+    return Status::ok();
+  };
+  if (!offer_direct) {
+    Status st = start_relay();
+    if (!st.is_ok()) return fail_here(st);
+  }
   auto connected = transport_.connect(to);
   if (!connected.is_ok()) return fail_here(connected.status());
   std::unique_ptr<transport::Connection> c = std::move(*connected);
-  auto agreed = agree(*c, store_, vm->def, force_full);
+  auto agreed = agree(*c, store_, vm->def, force_full, offer_direct);
   if (!agreed.is_ok()) return fail_here(agreed.status());
-  Agreement& g = *agreed;
-  MigrationReport& rep = g.rep;
-  rep.phases["handshake_s"] = since(t0);
-  const bool incremental = rep.mode == "incremental";
-  const PageDigester h(g.key);
-  const uint64_t pages_total = vm->def.memory_bytes / 4096;
-  std::optional<Mapping> ram_view;  // the switchover check reads the VM's RAM file
-  if (opt.switchover_check.value_or(vm->def.accel == "tcg")) {
-    BNF_ASSIGN_OR_RETURN(UniqueFd ram_fd, open_file(vm->ram_file, O_RDONLY));
-    BNF_ASSIGN_OR_RETURN(ram_view, map_file(ram_fd.get(), vm->def.memory_bytes, false));
+  agreed->rep.phases["handshake_s"] = since(t0);
+  TripContext x{qmp, *c, *agreed, vm->def, vm->ram_file, opt, progress, log_, t0};
+  Result<Departed> trip = Status(Errc::internal, "no trip");
+  if (agreed->stream_port != 0) {
+    trip = direct_trip(x, to, peer_timeout_ms_);
+  } else {
+    Status st = qfd ? Status::ok() : start_relay();
+    trip = st.is_ok() ? relay_trip(x, std::move(*qfd), t_stream) : Result<Departed>(st);
   }
-  // Page faults belong in the first pass, not in the downtime: the re-hash at
-  // the stop would otherwise fault the whole mapping in (~60 ms per GiB here).
-  std::jthread prefault([view = ram_view ? ram_view->bytes() : std::span<std::byte>()] { prefault_read(view); });
-  DeparturePages pages(*c, h, std::move(g.base), pages_total,
-                       {.incremental = incremental,
-                        .hold_budget_bytes = hold_budget(vm->def.memory_bytes),
-                        .switchover_check = ram_view ? ram_view->bytes() : std::span<const std::byte>()});
-  FdSource src(qfd->get());
-  bool limit_set = false;
-  pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
-    if (!limit_set && n.rounds >= 2) {  // second pass: the operator's downtime limit (see above)
-      limit_set = true;
-      Status r = set_downtime_limit(qmp, opt.downtime_limit_ms);
-      if (!r.is_ok()) log_.warn("vm {}: cannot set the downtime limit: {}", name, r.message());
-    }
-    if (!progress || since(t) < 0.5) return;
-    t = Clock::now();
-    progress({{"seconds", since(t0)},
-              {"mode", rep.mode},
-              {"round", n.rounds},
-              {"pages_total", pages_total},
-              {"pages_seen", n.sent + n.skipped + n.zero},
-              {"pages_sent", n.sent},
-              {"pages_skipped", n.skipped},
-              {"wire_bytes", c->stats().bytes_sent},
-              {"stream_bytes", src.consumed()}});
-  });
-  FrameSink sink(*c);
-  StreamRewriter rw(src, sink, pages);
-  Status st = rw.run();
-  rep.phases["qemu_stream_s"] = since(t_stream);  // QEMU's passes, parsed, filtered and sent as they came
-  const auto t_finish = Clock::now();
-  Result<json> done = st.is_ok() ? await_arrival(*c, pages.departure().root(h)) : Result<json>(st);
-  if (!done.is_ok()) {
-    st = done.status();
-    if (st.code() == Errc::connection_lost) st = peer_reason(*c, st);
-    keep_running_here(qmp, log_, name);
-    return st.context("migration of " + name + " failed, the VM keeps running here");
+  if (!trip.is_ok()) {
+    return fail_here(peer_reason(*c, trip.status()));
   }
-  rep.phases["destination_finish_s"] = since(t_finish);  // tail landed, device state loaded, arrival committed
-  for (const char* k : {"receive_s", "load_s", "commit_s"})
-    rep.phases[std::string("destination_") + k] = done->value(k, 0.0);
+  report_arrival(*trip, t0_wall);
+  MigrationReport& rep = trip->rep;
 
   // Switched over: the VM runs there. Our RAM file becomes the retained snapshot.
-  auto stopped = qmp.wait_event("STOP", std::chrono::seconds(1));
-  if (stopped.is_ok() && done->contains("resumed_at"))
-    rep.downtime_ms = 1000.0 * (done->value("resumed_at", 0.0) - QmpClient::event_time(*stopped));
-  if (done->contains("resumed_at")) rep.running_after_s = done->value("resumed_at", 0.0) - t0_wall;
-  auto info = qmp.execute("query-migrate");
-  if (info.is_ok()) rep.source_downtime_ms = info->value("downtime", 0.0);
   const auto t_commit = Clock::now();
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
-  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, g.key,
-                                                             pages.departure(), to.to_string(), sink.kept()));
+  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch,
+                                                             agreed->key, trip->table, to.to_string(), trip->stream));
   {
     std::lock_guard relock(mu_);
     vm->proc.reset();
@@ -308,19 +422,11 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     BNF_TRY(save(*vm));
   }
   rep.phases["source_commit_s"] = since(t_commit);
-  rep.phases["digest_s"] = pages.counts().digest_s;
-  rep.phases["page_send_s"] = pages.counts().send_s;
-  rep.phases["final_section_s"] = pages.counts().final_section_s;
-  rep.phases["rehash_wait_s"] = pages.counts().rehash_wait_s;
   const auto cs = c->stats();
-  rep.pages_total = pages_total;
-  fill_counts(rep, pages.counts());
-  rep.wire_bytes = cs.bytes_sent + cs.bytes_received;
-  rep.stream_bytes_in = rw.stats().bytes_in;
-  rep.stream_bytes_forwarded = sink.forwarded();
+  rep.wire_bytes = cs.bytes_sent + cs.bytes_received + (rep.direct ? rep.stream_bytes_in : 0);
   rep.seconds = since(t0);
-  log_.info("vm {}: migrated to {} ({}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode, rep.pages_sent,
-            rep.pages_skipped);
+  log_.info("vm {}: migrated to {} ({}{}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode,
+            rep.direct ? ", direct" : "", rep.pages_sent, rep.pages_skipped);
   if (rep.pages_fixed_at_switchover != 0)
     log_.warn("vm {}: QEMU did not resend {} changed pages; the switchover check sent them", name,
               rep.pages_fixed_at_switchover);

@@ -13,8 +13,13 @@ namespace bnf::qemu {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log)
-    : state_dir_(std::move(state_dir)), store_(store), transport_(transport), log_(log) {
+VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log,
+                     unsigned peer_timeout_ms)
+    : state_dir_(std::move(state_dir)),
+      store_(store),
+      transport_(transport),
+      log_(log),
+      peer_timeout_ms_(peer_timeout_ms) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(state_dir_ + "/vms", ec)) {
     auto text = read_file(e.path().string() + "/vm.json");
@@ -156,7 +161,8 @@ json MigrationReport::to_json() const {
             {"downtime_ms", downtime_ms},
             {"source_downtime_ms", source_downtime_ms},
             {"phases", phases},
-            {"rounds", rounds}});
+            {"rounds", rounds},
+            {"direct", direct}});
   return j;
 }
 

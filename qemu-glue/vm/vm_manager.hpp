@@ -28,11 +28,19 @@ struct MigrationReport : TripReport {
   double source_downtime_ms = 0;  // QEMU's own figure: stop -> its stream is written
   nlohmann::json phases = nlohmann::json::object();  // where the time went, seconds
   uint64_t rounds = 0;                               // QEMU's passes over guest RAM
+  bool direct = false;                               // QEMU streamed to the destination itself
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
+// QEMU's downtime limit during its first pass, which it cannot meet: every
+// trip's first pass runs to its end with the VM running (migration_source.cpp).
+inline constexpr int kFirstPassDowntimeMs = 1;
+
 struct MigrateOptions {
   int downtime_limit_ms = 300;  // QEMU's default
+  // A full trip over TCP lets QEMU stream straight to the destination daemon
+  // (direct_arrival.hpp) instead of through this one; false: always relay.
+  bool direct = true;
   // Re-hash the stopped VM's RAM at switchover and resend what QEMU missed
   // (see DeparturePagesOptions::switchover_check). Unset: on for TCG VMs.
   std::optional<bool> switchover_check;
@@ -40,7 +48,9 @@ struct MigrateOptions {
 
 class VmManager {
  public:
-  VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log);
+  // `peer_timeout_ms`: a silent peer (or its QEMU's stream) counts as gone after this long.
+  VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log,
+            unsigned peer_timeout_ms = 30000);
   ~VmManager();
   VmManager(const VmManager&) = delete;
   VmManager& operator=(const VmManager&) = delete;
@@ -97,6 +107,7 @@ class VmManager {
   SnapshotStore& store_;
   transport::Transport& transport_;
   const Logger& log_;
+  unsigned peer_timeout_ms_;
   std::mutex mu_;  // guards vms_ and each Vm's fields; never held across a migration
   std::map<std::string, Vm> vms_;
 };

@@ -59,7 +59,9 @@ check "the guest's memory checks out on A" guest_intact A
 hot=$(python3 -c "import json; print(json.load(open('$WORK/check-A.json'))['hot_pages'])")
 
 out=$(vm A migrate web1 "$URI_B" --json)
+echo "first trip: $out"
 check "A -> B is a full trip" test "$(field "$out" mode)" = full
+check "... direct: A's QEMU streamed to B's daemon itself" test "$(field "$out" direct)" = True
 after_trip A B
 check "A shows the VM away" test "$(state_on A)" = away
 

@@ -49,6 +49,20 @@ TEST(DigestTable, ThreadedComputeMatchesSerialAndRootTracksChanges) {
   EXPECT_NE(changed[1234], one[1234]);
 }
 
+TEST(DigestTable, ChunkDigestsPointAtTheChunkThatDiffers) {
+  auto img = test::random_image(1000, 9, 3);  // 1000 pages: the last chunk of 256 is short
+  PageDigester h(random_digest_key());
+  const DigestTable before = DigestTable::compute(h, img, 4096, 1);
+  img[4096 * 900 + 5] ^= std::byte{1};
+  const DigestTable after = DigestTable::compute(h, img, 4096, 1);
+  const auto a = before.chunk_digests(h, 256);
+  const auto b = after.chunk_digests(h, 256);
+  ASSERT_EQ(a.size(), 4U);
+  ASSERT_EQ(b.size(), 4U);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(a[i], b[i]) << i;
+  EXPECT_NE(a[3], b[3]);
+}
+
 TEST(DigestHex, RoundTrips) {
   Digest d{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
   auto back = digest_from_hex(digest_hex(d));

@@ -142,7 +142,7 @@ class UringTcpConnection final : public Connection {
       io_uring_prep_recvmsg(sqe, fd_.get(), &msg, MSG_WAITALL);
       io_uring_sqe_set_data64(sqe, kRecvTag);
       BNF_ASSIGN_OR_RETURN(int res, submit_and_wait_for_recv());
-      if (res == 0) return fail({Errc::connection_lost, "connection closed by peer " + peer_});
+      if (res == 0) return fail({Errc::connection_lost, "connection to " + peer_ + " lost: the peer closed it"});
       if (res < 0) return fail(broken("receiving", -res));
       stats_.bytes_received += static_cast<uint64_t>(res);
       size_t got = static_cast<size_t>(res);

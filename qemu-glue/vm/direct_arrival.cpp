@@ -1,0 +1,236 @@
+#include "vm/direct_arrival.hpp"
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "common/files.hpp"
+#include "protocol/control.hpp"
+#include "push/landing.hpp"
+#include "stream/stream_rewriter.hpp"
+#include "transport/uring_tcp/socket_util.hpp"
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kMainBlock = "ram0";
+constexpr uint64_t kPage = 4096;
+
+// Main-block pages into the image; image space is reserved a chunk at a time
+// (a full tmpfs fails the trip here instead of faulting later).
+class ArrivalPages final : public PageHandler {
+ public:
+  ArrivalPages(SnapshotWriter& w, const PageDigester& h)
+      : w_(w), h_(h), reserved_((w.pages() + kSettleChunkPages - 1) / kSettleChunkPages, false) {}
+
+  Status on_blocks(const std::vector<RamBlockInfo>& blocks) override {
+    for (const RamBlockInfo& b : blocks)
+      if (b.name == kMainBlock) {
+        if (b.used_length != w_.pages() * kPage) return {Errc::mismatch, "main RAM block has an unexpected size"};
+        return Status::ok();
+      }
+    return {Errc::protocol, "the stream has no RAM block 'ram0' (VM not started by bnf?)"};
+  }
+
+  Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override {
+    if (block != kMainBlock) return true;
+    BNF_ASSIGN_OR_RETURN(uint64_t p, page_of(offset));
+    BNF_TRY(reserve_chunk_of(p));
+    std::memcpy(w_.page_addr(p), data, kPage);
+    const PageRun run{p, 1};
+    w_.record_landed(std::span(&run, 1), h_);
+    return false;
+  }
+
+  Result<bool> on_zero(const std::string& block, uint64_t offset) override {
+    if (block != kMainBlock) return true;
+    BNF_ASSIGN_OR_RETURN(uint64_t p, page_of(offset));
+    if (w_.table()[p] == h_.zero_digest()) return false;  // a hole or zeroed already
+    const PageRun run{p, 1};
+    BNF_TRY(w_.zero_runs(0, std::span(&run, 1)));
+    w_.record_landed(std::span(&run, 1), h_);
+    return false;
+  }
+
+ private:
+  Result<uint64_t> page_of(uint64_t offset) const {
+    if (offset % kPage != 0 || offset / kPage >= w_.pages())
+      return Status(Errc::protocol, fmt::format("page offset 0x{:x} outside the main RAM block", offset));
+    return offset / kPage;
+  }
+  Status reserve_chunk_of(uint64_t p) {
+    const uint64_t chunk = p / kSettleChunkPages;
+    if (reserved_[chunk]) return Status::ok();
+    const uint64_t first = chunk * kSettleChunkPages;
+    const PageRun run{first, std::min(kSettleChunkPages, w_.pages() - first)};
+    BNF_TRY(w_.prepare_overwrite(0, std::span(&run, 1)));
+    reserved_[chunk] = true;
+    return Status::ok();
+  }
+
+  SnapshotWriter& w_;
+  const PageDigester& h_;
+  std::vector<bool> reserved_;
+};
+
+// The rest of the stream into our QEMU; buffered while RAM flows, written
+// through once device state starts (our QEMU must load it all to answer on
+// the return path, which is what lets the source QEMU end the stream).
+class QemuFeed final : public ByteSink {
+ public:
+  QemuFeed(int qemu_fd, std::function<Status()> settle) : out_(qemu_fd), settle_(std::move(settle)) {}
+  Status write(std::span<const std::byte> src) override {
+    kept_.append(reinterpret_cast<const char*>(src.data()), src.size());
+    BNF_TRY(out_.write(src).context("feed destination QEMU"));
+    return device_state_ ? flush() : Status::ok();
+  }
+  Status flush() override { return out_.flush().context("feed destination QEMU"); }
+  Status before_device_state() override {
+    BNF_TRY(flush());
+    BNF_TRY(settle_());
+    device_state_ = true;
+    return Status::ok();
+  }
+  [[nodiscard]] bool settled() const { return device_state_; }
+  std::string take_kept() { return std::move(kept_); }
+
+ private:
+  FdSink out_;
+  std::function<Status()> settle_;
+  std::string kept_;
+  bool device_state_ = false;
+};
+
+// Our QEMU's return path, back to the source QEMU, until either side closes.
+class ReturnPathRelay {
+ public:
+  ReturnPathRelay(int qemu_fd, int stream_fd)
+      : qemu_fd_(qemu_fd), thread_([qemu_fd, stream_fd] {
+          char buf[4096];
+          while (true) {
+            const ssize_t n = ::read(qemu_fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return;
+            if (!send_all(stream_fd, {buf, static_cast<size_t>(n)}, "source QEMU (return path)").is_ok()) return;
+          }
+        }) {}
+  ~ReturnPathRelay() {
+    ::shutdown(qemu_fd_, SHUT_RD);  // wakes the reader if our QEMU keeps its side open
+    thread_.join();
+  }
+  ReturnPathRelay(const ReturnPathRelay&) = delete;
+  ReturnPathRelay& operator=(const ReturnPathRelay&) = delete;
+
+ private:
+  int qemu_fd_;
+  std::thread thread_;
+};
+
+// VM_CHUNKS asks for the page digests of the chunks that differ: so only the
+// pages that differ travel, not whole chunks.
+Status send_chunk_pages(transport::Connection& c, const SnapshotWriter& w, const proto::Frame& f) {
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  const uint64_t n_chunks = (w.pages() + kSettleChunkPages - 1) / kSettleChunkPages;
+  if (!j.contains("chunks") || !j["chunks"].is_array() || j["chunks"].size() > n_chunks)
+    return {Errc::protocol, "bad frame: VM_CHUNKS without a list of chunks"};
+  std::vector<Digest> digests;
+  for (const json& v : j["chunks"]) {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() >= n_chunks)
+      return {Errc::protocol, "bad frame: VM_CHUNKS names a chunk past the image"};
+    const uint64_t first = v.get<uint64_t>() * kSettleChunkPages;
+    for (uint64_t p = first; p < std::min(w.pages(), first + kSettleChunkPages); ++p) digests.push_back(w.table()[p]);
+  }
+  return proto::send_control(c, proto::FrameType::vm_chunks, {{"chunks", j["chunks"]}},
+                             std::as_bytes(std::span(digests)));
+}
+
+// VM_LANDED, then the source's fixes for the pages that differ, then VM_END.
+Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
+  const std::vector<Digest> chunks = w.table().chunk_digests(h, kSettleChunkPages);
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_landed,
+                              {{"chunk_pages", kSettleChunkPages}, {"chunks", chunks.size()}},
+                              std::as_bytes(std::span(chunks))));
+  while (true) {
+    BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+    BNF_ASSIGN_OR_RETURN(bool landed, land_if_pages(c, w, h, f));
+    if (landed) continue;
+    switch (f.header.type) {
+      case proto::FrameType::vm_chunks:
+        BNF_TRY(send_chunk_pages(c, w, f));
+        break;
+      case proto::FrameType::vm_end: {
+        BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+        BNF_ASSIGN_OR_RETURN(std::string hex, proto::field<std::string>(j, "root"));
+        BNF_ASSIGN_OR_RETURN(Digest root, digest_from_hex(hex));
+        if (!(w.table().root(h) == root))
+          return Status(Errc::corrupt, "the landed image is not the source's stopped VM (digest roots differ)");
+        return root;
+      }
+      default:
+        return Status(Errc::protocol,
+                      std::string("unexpected ") + proto::type_name(f.header.type) + " while settling the image");
+    }
+  }
+}
+
+}  // namespace
+
+std::string host_of(const std::string& host_port) {
+  const auto colon = host_port.rfind(':');
+  return colon == std::string::npos ? host_port : host_port.substr(0, colon);
+}
+
+Result<DirectStreamListener> DirectStreamListener::open(const std::string& bnf_peer) {
+  std::string host = host_of(bnf_peer);
+  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
+  const bool v6 = host.find(':') != std::string::npos;
+  uint16_t port = 0;
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, transport::tcp_listen({"tcp", v6 ? "[::]" : "0.0.0.0", 0}, &port));
+  return DirectStreamListener(std::move(fd), port, std::move(host));
+}
+
+Result<UniqueFd> DirectStreamListener::accept(std::chrono::milliseconds timeout, unsigned peer_timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      return Status(Errc::unreachable, "the source QEMU did not connect to the stream port in time");
+    UniqueFd s(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!s.valid()) return errno_status("accept the source QEMU's stream", errno);
+    if (host_of(transport::peer_name(s.get())) != peer_host_) continue;  // not the bnf peer: refused
+    transport::tune_socket(s.get(), peer_timeout_ms);
+    return s;
+  }
+}
+
+Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
+                                     int qemu_fd, int stream_fd) {
+  Digest root;
+  QemuFeed feed(qemu_fd, [&]() -> Status {
+    BNF_ASSIGN_OR_RETURN(root, settle_with_source(c, w, h));
+    return Status::ok();
+  });
+  ArrivalPages pages(w, h);
+  Status st;
+  {
+    ReturnPathRelay relay(qemu_fd, stream_fd);
+    FdSource src(stream_fd);
+    StreamRewriter rw(src, feed, pages);
+    st = rw.run();
+    if (!st.is_ok()) ::shutdown(stream_fd, SHUT_RDWR);  // the source QEMU fails and runs on
+  }
+  BNF_TRY(st);
+  if (!feed.settled()) return Status(Errc::protocol, "the source QEMU's stream ended before device state");
+  return DirectArrival{root, feed.take_kept()};
+}
+
+}  // namespace bnf::qemu

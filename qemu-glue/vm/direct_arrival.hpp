@@ -1,0 +1,57 @@
+// Destination side of a direct trip (a full trip over TCP, see
+// docs/stream-mode-design.md "Direct first trips"): the source QEMU's stream
+// arrives on a TCP connection of its own instead of through the source daemon,
+// which would add a process hop and copies to every page on the way. Here:
+// main-block pages land in the image (digested as they land), the rest of the
+// stream goes to our QEMU, and our QEMU's return path goes back to the source
+// QEMU, which therefore completes only once ours has loaded everything.
+// Before the device state goes on, the image is settled with the source daemon
+// on the bnf connection: VM_LANDED (chunk digests of what landed) -> the
+// chunks where the source's stopped VM differs, as PAGES -> VM_END (root).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/unique_fd.hpp"
+#include "digest/page_digest.hpp"
+#include "snapshot/snapshot_store.hpp"
+#include "transport/transport.hpp"
+
+namespace bnf::qemu {
+
+// Pages per chunk when the two hosts compare their images at the switchover.
+inline constexpr uint64_t kSettleChunkPages = 256;
+
+// A TCP port for one trip's QEMU stream, on every address of the bnf
+// connection's family; only the bnf peer's host may connect.
+class DirectStreamListener {
+ public:
+  static Result<DirectStreamListener> open(const std::string& bnf_peer);
+  [[nodiscard]] uint16_t port() const { return port_; }
+  // The source QEMU's connection (keepalive and user timeout set).
+  Result<UniqueFd> accept(std::chrono::milliseconds timeout, unsigned peer_timeout_ms);
+
+ private:
+  DirectStreamListener(UniqueFd fd, uint16_t port, std::string host)
+      : fd_(std::move(fd)), port_(port), peer_host_(std::move(host)) {}
+  UniqueFd fd_;
+  uint16_t port_ = 0;
+  std::string peer_host_;
+};
+
+struct DirectArrival {
+  Digest root;              // the source's stopped VM, as settled
+  std::string stream_kept;  // the stream our QEMU got: the source's device-state blob
+};
+
+// Runs the trip's stream from `stream_fd` to the end (the source QEMU closes it
+// once our QEMU's return path said it loaded everything). On failure the stream
+// connection is shut, so the source QEMU fails its migration and runs on.
+Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
+                                     int qemu_fd, int stream_fd);
+
+// Host part of "host:port" (IPv6 hosts come without brackets from peer names).
+std::string host_of(const std::string& host_port);
+
+}  // namespace bnf::qemu

@@ -1,0 +1,207 @@
+#include "vm/direct_departure.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <thread>
+
+#include "protocol/control.hpp"
+#include "vm/direct_arrival.hpp"
+#include "vm/vm_manager.hpp"
+
+namespace bnf::qemu {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kFramePages = 64;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+Status start(QmpClient& qmp, const DirectDepartureSetup& s) {
+  const json caps = json::array({{{"capability", "events"}, {"state", true}},
+                                 {{"capability", "return-path"}, {"state", true}}});
+  BNF_TRY(qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}).status());
+  BNF_TRY(qmp.execute("migrate-set-parameters",
+                      {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
+              .status());
+  return qmp.execute("migrate", {{"uri", fmt::format("tcp:{}:{}", s.host, s.port)}}).status();
+}
+
+// Watches QEMU's migration until it stops the VM for its final pass: the
+// operator's downtime limit from its second pass, progress reports, and a
+// stream that stops moving (a cut link: QEMU itself would wait for minutes).
+Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
+  auto last_move = Clock::now();
+  auto last_report = Clock::now() - std::chrono::seconds(1);
+  const auto t0 = Clock::now();
+  uint64_t last_sent = UINT64_MAX;
+  bool limit_set = false;
+  while (true) {
+    auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(50));
+    if (stop.is_ok()) return *stop;
+    if (stop.status().code() != Errc::cancelled) return stop.status();
+    BNF_ASSIGN_OR_RETURN(json m, qmp.execute("query-migrate"));
+    const std::string st = m.value("status", std::string());
+    if (st == "failed" || st == "cancelled")  // its connection to the destination broke
+      return Status(Errc::connection_lost,
+                    fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
+    const json ram = m.value("ram", json::object());
+    const uint64_t sent = ram.value("transferred", 0ULL);
+    if (!limit_set && ram.value("dirty-sync-count", 0ULL) >= 2) {
+      BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
+      limit_set = true;
+    }
+    if (sent != last_sent) {
+      last_sent = sent;
+      last_move = Clock::now();
+    } else if (since(last_move) * 1000 > s.peer_timeout_ms) {
+      (void)qmp.execute("migrate_cancel");
+      return Status(Errc::unreachable,
+                    fmt::format("the destination is unreachable: QEMU's stream to {}:{} made no progress for {:.0f} s",
+                                s.host, s.port, since(last_move)));
+    }
+    if (s.progress && since(last_report) >= 0.5) {
+      last_report = Clock::now();
+      const uint64_t total = ram.value("total", uint64_t{0}) / kPage;
+      const uint64_t left = std::min<uint64_t>(total, ram.value("remaining", uint64_t{0}) / kPage);
+      s.progress(json{{"seconds", since(t0)},
+                  {"mode", "full"},
+                  {"round", ram.value("dirty-sync-count", 0ULL)},
+                  {"pages_total", total},
+                  {"pages_seen", total - left},
+                  {"pages_sent", ram.value("normal", 0ULL)},
+                  {"pages_skipped", 0},
+                  {"wire_bytes", sent},
+                  {"stream_bytes", sent}});
+    }
+  }
+}
+
+// Sends the pages of `chunks` whose digests differ from the destination's
+// (`theirs`, the chunks' pages in order): consecutive ones in one frame.
+Status send_differing(transport::Connection& c, const DirectDepartureSetup& s,
+                      DirectDeparture& d, const std::vector<uint64_t>& chunks, const std::vector<Digest>& theirs) {
+  size_t k = 0;
+  for (uint64_t chunk : chunks) {
+    const uint64_t first = chunk * kSettleChunkPages;
+    const uint64_t end = std::min(d.table.size(), first + kSettleChunkPages);
+    for (uint64_t p = first; p < end;) {
+      if (d.table[p] == theirs[k + p - first]) {
+        ++p;
+        continue;
+      }
+      uint64_t q = p + 1;
+      while (q < end && q - p < kFramePages && !(d.table[q] == theirs[k + q - first])) ++q;
+      const PageRun run{p, q - p};
+      const transport::ConstBuffer bytes{s.ram.data() + p * kPage, run.count * kPage};
+      BNF_TRY(proto::post_run_frame(c, proto::FrameType::pages, std::span(&run, 1), std::span(&bytes, 1)));
+      d.pages_resent += run.count;
+      p = q;
+    }
+    k += end - first;
+  }
+  return Status::ok();
+}
+
+// VM_LANDED says what the destination holds, by chunks; for the chunks where
+// the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
+// stop) VM_CHUNKS fetches the page digests, and the pages that differ go
+// again; then VM_END with the root of the stopped VM's table.
+Status settle(transport::Connection& c, const PageDigester& h, const DirectDepartureSetup& s, DirectDeparture& d) {
+  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
+  const auto t = Clock::now();
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(uint64_t chunk_pages, proto::field<uint64_t>(j, "chunk_pages"));
+  const std::vector<Digest> mine = d.table.chunk_digests(h, kSettleChunkPages);
+  if (chunk_pages != kSettleChunkPages || f.header.payload_len != mine.size() * sizeof(Digest))
+    return {Errc::protocol, "bad frame: VM_LANDED does not describe this VM's memory in chunks"};
+  std::vector<Digest> theirs(mine.size());
+  BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(theirs)), f.header.payload_crc));
+  std::vector<uint64_t> chunks;
+  uint64_t pages_in_chunks = 0;
+  for (uint64_t i = 0; i < mine.size(); ++i)
+    if (!(mine[i] == theirs[i])) {
+      chunks.push_back(i);
+      pages_in_chunks += std::min(d.table.size(), (i + 1) * kSettleChunkPages) - i * kSettleChunkPages;
+    }
+  if (!chunks.empty()) {
+    BNF_TRY(proto::send_control(c, proto::FrameType::vm_chunks, {{"chunks", chunks}}));
+    BNF_ASSIGN_OR_RETURN(proto::Frame a, proto::expect_frame(c, proto::FrameType::vm_chunks));
+    if (a.header.payload_len != pages_in_chunks * sizeof(Digest))
+      return {Errc::protocol, "bad frame: VM_CHUNKS answer does not match the chunks asked for"};
+    std::vector<Digest> pages(pages_in_chunks);
+    BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(pages)), a.header.payload_crc));
+    BNF_TRY(send_differing(c, s, d, chunks, pages));
+  }
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", digest_hex(d.table.root(h))}}));
+  d.settle_s = since(t);
+  return Status::ok();
+}
+
+// The stream the destination QEMU got (STREAM frames), then VM_DONE.
+Status collect_done(transport::Connection& c, const PageDigester& h, DirectDeparture& d) {
+  std::vector<std::byte> buf;
+  while (true) {
+    BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+    if (f.header.type == proto::FrameType::stream) {
+      if (f.header.payload_len > (4U << 20)) return {Errc::protocol, "bad frame: STREAM payload too large"};
+      buf.resize(f.header.payload_len);
+      BNF_TRY(proto::recv_checked_payload(c, buf, f.header.payload_crc));
+      d.stream_kept.append(reinterpret_cast<const char*>(buf.data()), buf.size());
+      continue;
+    }
+    if (f.header.type != proto::FrameType::vm_done)
+      return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " after VM_END"};
+    BNF_ASSIGN_OR_RETURN(d.done, proto::parse_json_meta(f));
+    if (d.done.value("root", std::string()) != digest_hex(d.table.root(h)))
+      return {Errc::corrupt, "destination landed a different image (digest roots differ)"};
+    return Status::ok();
+  }
+}
+
+// QEMU's own end of the trip (it completes once the destination QEMU's return
+// path said it loaded everything); its figures go into the report.
+json await_completed(QmpClient& qmp) {
+  json last = json::object();
+  for (int i = 0; i < 100; ++i) {
+    auto m = qmp.execute("query-migrate");
+    if (!m.is_ok()) break;
+    last = *m;
+    if (last.value("status", std::string()) != "active" && last.value("status", std::string()) != "device") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return last;
+}
+
+// QEMU's migration failed before the stop: our connection tells why (the
+// destination's reason, or that it is gone) better than QEMU's socket error.
+Status why_qemu_failed(transport::Connection& c, const Status& qemu) {
+  auto f = proto::recv_frame(c);
+  if (f.is_ok()) return qemu;
+  if (f.status().message().starts_with("peer: ")) return f.status();
+  return Status(Errc::connection_lost, f.status().message() + " (" + qemu.message() + ")");
+}
+
+}  // namespace
+
+Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
+                                      const DirectDepartureSetup& s) {
+  BNF_TRY(start(qmp, s));
+  DirectDeparture d;
+  auto stop = await_stop(qmp, s);
+  if (!stop.is_ok()) return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
+  d.stop_event = std::move(*stop);
+  const auto t = Clock::now();
+  d.table = DigestTable::compute(h, s.ram, kPage, 2);  // the VM is stopped: its memory at switchover
+  d.rehash_s = since(t);
+  BNF_TRY(settle(c, h, s, d));
+  BNF_TRY(collect_done(c, h, d));
+  d.qemu_stats = await_completed(qmp);
+  return d;
+}
+
+}  // namespace bnf::qemu

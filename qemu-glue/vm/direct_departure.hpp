@@ -1,0 +1,41 @@
+// Source side of a direct trip (see direct_arrival.hpp): QEMU migrates
+// straight to the port the destination daemon opened; this daemon watches it
+// over QMP, re-hashes the stopped VM (that table is the departure table) and
+// settles the destination's image before its QEMU gets the device state.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+
+#include "digest/page_digest.hpp"
+#include "qmp/qmp_client.hpp"
+#include "transport/transport.hpp"
+
+namespace bnf::qemu {
+
+struct DirectDepartureSetup {
+  std::string host;  // the destination, as this host reaches it
+  uint16_t port = 0;
+  int downtime_limit_ms = 300;
+  unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
+  std::span<const std::byte> ram;    // the VM's RAM file, read-only
+  std::function<void(const nlohmann::json&)> progress;
+};
+
+struct DirectDeparture {
+  DigestTable table;        // the VM's memory at the stop
+  std::string stream_kept;  // the stream the destination QEMU got (device state)
+  nlohmann::json done;      // VM_DONE
+  nlohmann::json stop_event;
+  nlohmann::json qemu_stats;    // query-migrate at the end
+  uint64_t pages_resent = 0;    // pages of chunks that differed at the settle
+  double rehash_s = 0;          // re-hashing the stopped VM
+  double settle_s = 0;          // VM_LANDED -> VM_END sent
+};
+
+Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
+                                      const DirectDepartureSetup& s);
+
+}  // namespace bnf::qemu
