@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "common/files.hpp"
@@ -81,34 +82,6 @@ class ArrivalPages final : public PageHandler {
   std::vector<bool> reserved_;
 };
 
-// The rest of the stream into our QEMU; buffered while RAM flows, written
-// through once device state starts (our QEMU must load it all to answer on
-// the return path, which is what lets the source QEMU end the stream).
-class QemuFeed final : public ByteSink {
- public:
-  QemuFeed(int qemu_fd, std::function<Status()> settle) : out_(qemu_fd), settle_(std::move(settle)) {}
-  Status write(std::span<const std::byte> src) override {
-    kept_.append(reinterpret_cast<const char*>(src.data()), src.size());
-    BNF_TRY(out_.write(src).context("feed destination QEMU"));
-    return device_state_ ? flush() : Status::ok();
-  }
-  Status flush() override { return out_.flush().context("feed destination QEMU"); }
-  Status before_device_state() override {
-    BNF_TRY(flush());
-    BNF_TRY(settle_());
-    device_state_ = true;
-    return Status::ok();
-  }
-  [[nodiscard]] bool settled() const { return device_state_; }
-  std::string take_kept() { return std::move(kept_); }
-
- private:
-  FdSink out_;
-  std::function<Status()> settle_;
-  std::string kept_;
-  bool device_state_ = false;
-};
-
 // Our QEMU's return path, back to the source QEMU, until either side closes.
 class ReturnPathRelay {
  public:
@@ -132,6 +105,50 @@ class ReturnPathRelay {
  private:
   int qemu_fd_;
   std::thread thread_;
+};
+
+// The rest of the stream into our QEMU; buffered while RAM flows, written
+// through once device state starts (our QEMU must load it all to answer on
+// the return path, which is what lets the source QEMU end the stream). Our
+// QEMU is connected on the first write, its return path relayed from then on.
+class QemuFeed final : public ByteSink {
+ public:
+  QemuFeed(std::function<Result<int>()> connect, int stream_fd, std::function<Status()> settle)
+      : connect_(std::move(connect)), stream_fd_(stream_fd), settle_(std::move(settle)) {}
+  Status write(std::span<const std::byte> src) override {
+    kept_.append(reinterpret_cast<const char*>(src.data()), src.size());
+    pending_.insert(pending_.end(), src.begin(), src.end());
+    return device_state_ || pending_.size() >= kBuffer ? flush() : Status::ok();
+  }
+  Status flush() override {
+    if (!out_) {
+      BNF_ASSIGN_OR_RETURN(int fd, connect_());
+      out_.emplace(fd);
+      relay_.emplace(fd, stream_fd_);
+    }
+    BNF_TRY(out_->write(pending_).context("feed destination QEMU"));
+    pending_.clear();
+    return out_->flush().context("feed destination QEMU");
+  }
+  Status before_device_state() override {
+    BNF_TRY(flush());
+    BNF_TRY(settle_());
+    device_state_ = true;
+    return Status::ok();
+  }
+  [[nodiscard]] bool settled() const { return device_state_; }
+  std::string take_kept() { return std::move(kept_); }
+
+ private:
+  static constexpr size_t kBuffer = 1U << 20;
+  std::function<Result<int>()> connect_;
+  int stream_fd_;
+  std::function<Status()> settle_;
+  std::vector<std::byte> pending_;
+  std::optional<FdSink> out_;
+  std::optional<ReturnPathRelay> relay_;  // after out_: stops first
+  std::string kept_;
+  bool device_state_ = false;
 };
 
 // VM_CHUNKS asks for the page digests of the chunks that differ: so only the
@@ -213,24 +230,24 @@ Result<UniqueFd> DirectStreamListener::accept(std::chrono::milliseconds timeout,
 }
 
 Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
-                                     int qemu_fd, int stream_fd) {
+                                     const std::function<Result<int>()>& connect_qemu, int stream_fd) {
   Digest root;
-  QemuFeed feed(qemu_fd, [&]() -> Status {
-    BNF_ASSIGN_OR_RETURN(root, settle_with_source(c, w, h));
-    return Status::ok();
-  });
   ArrivalPages pages(w, h);
-  Status st;
+  std::string kept;
   {
-    ReturnPathRelay relay(qemu_fd, stream_fd);
+    QemuFeed feed(connect_qemu, stream_fd, [&]() -> Status {
+      BNF_ASSIGN_OR_RETURN(root, settle_with_source(c, w, h));
+      return Status::ok();
+    });
     FdSource src(stream_fd);
     StreamRewriter rw(src, feed, pages);
-    st = rw.run();
+    Status st = rw.run();
     if (!st.is_ok()) ::shutdown(stream_fd, SHUT_RDWR);  // the source QEMU fails and runs on
+    BNF_TRY(st);
+    if (!feed.settled()) return Status(Errc::protocol, "the source QEMU's stream ended before device state");
+    kept = feed.take_kept();
   }
-  BNF_TRY(st);
-  if (!feed.settled()) return Status(Errc::protocol, "the source QEMU's stream ended before device state");
-  return DirectArrival{root, feed.take_kept()};
+  return DirectArrival{root, std::move(kept)};
 }
 
 }  // namespace bnf::qemu

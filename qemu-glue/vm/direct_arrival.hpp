@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "common/unique_fd.hpp"
@@ -48,8 +49,10 @@ struct DirectArrival {
 // Runs the trip's stream from `stream_fd` to the end (the source QEMU closes it
 // once our QEMU's return path said it loaded everything). On failure the stream
 // connection is shut, so the source QEMU fails its migration and runs on.
+// `connect_qemu` gives our QEMU's incoming socket; it is called when the feed
+// first writes, so that pages land while our QEMU starts up.
 Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
-                                     int qemu_fd, int stream_fd);
+                                     const std::function<Result<int>()>& connect_qemu, int stream_fd);
 
 // Host part of "host:port" (IPv6 hosts come without brackets from peer names).
 std::string host_of(const std::string& host_port);

@@ -20,7 +20,7 @@ struct DirectDepartureSetup {
   uint16_t port = 0;
   int downtime_limit_ms = 300;
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
-  std::span<const std::byte> ram;    // the VM's RAM file, read-only
+  std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only (and faulted in)
   std::function<void(const nlohmann::json&)> progress;
 };
 

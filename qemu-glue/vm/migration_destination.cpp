@@ -148,22 +148,30 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
                  {"fallback", fallback}};
   if (direct) accept["stream_port"] = direct->port();
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
-  BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-  BNF_ASSIGN_OR_RETURN(UniqueFd qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
+  std::optional<QmpClient> qmp;
+  UniqueFd qemu_in;
+  auto connect_qemu = [&]() -> Result<int> {
+    BNF_ASSIGN_OR_RETURN(qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
+    BNF_ASSIGN_OR_RETURN(qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
+    return qemu_in.get();
+  };
   const PageDigester h(plan.key);
   const auto t_receive = std::chrono::steady_clock::now();
   Digest root;
   std::string stream_for_source;  // direct: the source's device-state blob, which it did not see
   if (direct) {
     BNF_ASSIGN_OR_RETURN(UniqueFd stream, direct->accept(std::chrono::seconds(10), peer_timeout_ms_));
-    BNF_ASSIGN_OR_RETURN(DirectArrival a, receive_direct(c, *w, h, qemu_in.get(), stream.get()));
+    // Pages land while our QEMU starts: the feed connects to it when it first writes.
+    BNF_ASSIGN_OR_RETURN(DirectArrival a, receive_direct(c, *w, h, connect_qemu, stream.get()));
     root = a.root;
     stream_for_source = std::move(a.stream_kept);
   } else {
-    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, *w, h, qemu_in.get()));
+    BNF_ASSIGN_OR_RETURN(int qemu_fd, connect_qemu());
+    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, *w, h, qemu_fd));
   }
   const auto t_stream_end = std::chrono::steady_clock::now();
-  auto resumed_at = qmp.wait_incoming_loaded(std::chrono::seconds(60));
+  if (!qmp) return Status(Errc::internal, "destination QEMU never connected");
+  auto resumed_at = qmp->wait_incoming_loaded(std::chrono::seconds(60));
   BNF_TRY(resumed_at.status().context("destination QEMU"));
   const auto t_loaded = std::chrono::steady_clock::now();
   BNF_ASSIGN_OR_RETURN(Manifest m, w->commit(root, h));
