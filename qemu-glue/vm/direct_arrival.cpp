@@ -170,7 +170,7 @@ Status send_chunk_pages(transport::Connection& c, const SnapshotWriter& w, const
 }
 
 // VM_LANDED, then the source's fixes for the pages that differ, then VM_END.
-Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
+Result<Digest> settle_image(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
   const std::vector<Digest> chunks = w.table().chunk_digests(h, kSettleChunkPages);
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_landed,
                               {{"chunk_pages", kSettleChunkPages}, {"chunks", chunks.size()}},
@@ -199,6 +199,10 @@ Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, c
 }
 
 }  // namespace
+
+Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
+  return settle_image(c, w, h);
+}
 
 std::string host_of(const std::string& host_port) {
   const auto colon = host_port.rfind(':');
@@ -236,7 +240,7 @@ Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w
   std::string kept;
   {
     QemuFeed feed(connect_qemu, stream_fd, [&]() -> Status {
-      BNF_ASSIGN_OR_RETURN(root, settle_with_source(c, w, h));
+      BNF_ASSIGN_OR_RETURN(root, settle_image(c, w, h));
       return Status::ok();
     });
     FdSource src(stream_fd);

@@ -54,6 +54,12 @@ struct DirectArrival {
 Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
                                      const std::function<Result<int>()>& connect_qemu, int stream_fd);
 
+// The destination's half of the settle (receive_direct runs it when the codec
+// reaches the device state): VM_LANDED with the chunk digests of what landed,
+// VM_CHUNKS answered, the pages that differ landed; the root VM_END names must
+// be the image's. Returns that root.
+Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h);
+
 // Host part of "host:port" (IPv6 hosts come without brackets from peer names).
 std::string host_of(const std::string& host_port);
 

@@ -83,63 +83,29 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
 
 // Sends the pages of `chunks` whose digests differ from the destination's
 // (`theirs`, the chunks' pages in order): consecutive ones in one frame.
-Status send_differing(transport::Connection& c, const DirectDepartureSetup& s,
-                      DirectDeparture& d, const std::vector<uint64_t>& chunks, const std::vector<Digest>& theirs) {
+Result<uint64_t> send_differing(transport::Connection& c, const DigestTable& table, std::span<const std::byte> ram,
+                                const std::vector<uint64_t>& chunks, const std::vector<Digest>& theirs) {
+  uint64_t sent = 0;
   size_t k = 0;
   for (uint64_t chunk : chunks) {
     const uint64_t first = chunk * kSettleChunkPages;
-    const uint64_t end = std::min(d.table.size(), first + kSettleChunkPages);
+    const uint64_t end = std::min(table.size(), first + kSettleChunkPages);
     for (uint64_t p = first; p < end;) {
-      if (d.table[p] == theirs[k + p - first]) {
+      if (table[p] == theirs[k + p - first]) {
         ++p;
         continue;
       }
       uint64_t q = p + 1;
-      while (q < end && q - p < kFramePages && !(d.table[q] == theirs[k + q - first])) ++q;
+      while (q < end && q - p < kFramePages && !(table[q] == theirs[k + q - first])) ++q;
       const PageRun run{p, q - p};
-      const transport::ConstBuffer bytes{s.ram.data() + p * kPage, run.count * kPage};
+      const transport::ConstBuffer bytes{ram.data() + p * kPage, run.count * kPage};
       BNF_TRY(proto::post_run_frame(c, proto::FrameType::pages, std::span(&run, 1), std::span(&bytes, 1)));
-      d.pages_resent += run.count;
+      sent += run.count;
       p = q;
     }
     k += end - first;
   }
-  return Status::ok();
-}
-
-// VM_LANDED says what the destination holds, by chunks; for the chunks where
-// the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
-// stop) VM_CHUNKS fetches the page digests, and the pages that differ go
-// again; then VM_END with the root of the stopped VM's table.
-Status settle(transport::Connection& c, const PageDigester& h, const DirectDepartureSetup& s, DirectDeparture& d) {
-  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
-  const auto t = Clock::now();
-  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
-  BNF_ASSIGN_OR_RETURN(uint64_t chunk_pages, proto::field<uint64_t>(j, "chunk_pages"));
-  const std::vector<Digest> mine = d.table.chunk_digests(h, kSettleChunkPages);
-  if (chunk_pages != kSettleChunkPages || f.header.payload_len != mine.size() * sizeof(Digest))
-    return {Errc::protocol, "bad frame: VM_LANDED does not describe this VM's memory in chunks"};
-  std::vector<Digest> theirs(mine.size());
-  BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(theirs)), f.header.payload_crc));
-  std::vector<uint64_t> chunks;
-  uint64_t pages_in_chunks = 0;
-  for (uint64_t i = 0; i < mine.size(); ++i)
-    if (!(mine[i] == theirs[i])) {
-      chunks.push_back(i);
-      pages_in_chunks += std::min(d.table.size(), (i + 1) * kSettleChunkPages) - i * kSettleChunkPages;
-    }
-  if (!chunks.empty()) {
-    BNF_TRY(proto::send_control(c, proto::FrameType::vm_chunks, {{"chunks", chunks}}));
-    BNF_ASSIGN_OR_RETURN(proto::Frame a, proto::expect_frame(c, proto::FrameType::vm_chunks));
-    if (a.header.payload_len != pages_in_chunks * sizeof(Digest))
-      return {Errc::protocol, "bad frame: VM_CHUNKS answer does not match the chunks asked for"};
-    std::vector<Digest> pages(pages_in_chunks);
-    BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(pages)), a.header.payload_crc));
-    BNF_TRY(send_differing(c, s, d, chunks, pages));
-  }
-  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", digest_hex(d.table.root(h))}}));
-  d.settle_s = since(t);
-  return Status::ok();
+  return sent;
 }
 
 // The stream the destination QEMU got (STREAM frames), then VM_DONE.
@@ -188,6 +154,41 @@ Status why_qemu_failed(transport::Connection& c, const Status& qemu) {
 
 }  // namespace
 
+// VM_LANDED says what the destination holds, by chunks; for the chunks where
+// the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
+// stop) VM_CHUNKS fetches the page digests, and the pages that differ go
+// again; then VM_END with the root of the stopped VM's table.
+Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
+                                         std::span<const std::byte> ram) {
+  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(uint64_t chunk_pages, proto::field<uint64_t>(j, "chunk_pages"));
+  const std::vector<Digest> mine = table.chunk_digests(h, kSettleChunkPages);
+  if (chunk_pages != kSettleChunkPages || f.header.payload_len != mine.size() * sizeof(Digest))
+    return Status(Errc::protocol, "bad frame: VM_LANDED does not describe this VM's memory in chunks");
+  std::vector<Digest> theirs(mine.size());
+  BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(theirs)), f.header.payload_crc));
+  std::vector<uint64_t> chunks;
+  uint64_t pages_in_chunks = 0;
+  for (uint64_t i = 0; i < mine.size(); ++i)
+    if (!(mine[i] == theirs[i])) {
+      chunks.push_back(i);
+      pages_in_chunks += std::min(table.size(), (i + 1) * kSettleChunkPages) - i * kSettleChunkPages;
+    }
+  uint64_t sent = 0;
+  if (!chunks.empty()) {
+    BNF_TRY(proto::send_control(c, proto::FrameType::vm_chunks, {{"chunks", chunks}}));
+    BNF_ASSIGN_OR_RETURN(proto::Frame a, proto::expect_frame(c, proto::FrameType::vm_chunks));
+    if (a.header.payload_len != pages_in_chunks * sizeof(Digest))
+      return Status(Errc::protocol, "bad frame: VM_CHUNKS answer does not match the chunks asked for");
+    std::vector<Digest> pages(pages_in_chunks);
+    BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(pages)), a.header.payload_crc));
+    BNF_ASSIGN_OR_RETURN(sent, send_differing(c, table, ram, chunks, pages));
+  }
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", digest_hex(table.root(h))}}));
+  return sent;
+}
+
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       const DirectDepartureSetup& s) {
   BNF_TRY(start(qmp, s));
@@ -198,7 +199,9 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   const auto t = Clock::now();
   d.table = DigestTable::compute(h, s.ram, kPage, 2);  // the VM is stopped: its memory at switchover
   d.rehash_s = since(t);
-  BNF_TRY(settle(c, h, s, d));
+  const auto t_settle = Clock::now();
+  BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, d.table, s.ram));
+  d.settle_s = since(t_settle);
   BNF_TRY(collect_done(c, h, d));
   d.qemu_stats = await_completed(qmp);
   return d;

@@ -35,6 +35,12 @@ struct DirectDeparture {
   double settle_s = 0;          // VM_LANDED -> VM_END sent
 };
 
+// The source's half of the settle: `table` is the stopped VM's memory, `ram`
+// its bytes. Answers VM_LANDED, sends the pages that differ and VM_END; returns
+// how many pages it sent.
+Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
+                                         std::span<const std::byte> ram);
+
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       const DirectDepartureSetup& s);
 
