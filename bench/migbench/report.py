@@ -216,7 +216,8 @@ def write(out):
                "QEMU 7.2 under TCG loses guest writes made just before the VM stops: the destination resumes "
                "with stale pages (native QEMU included: see the guest-intact counts). bnf re-hashes the stopped "
                "VM's RAM during the final pass and resends those pages (on by default for TCG VMs). Same "
-               "scenarios with the check off:", "",
+               "scenarios with the check off (first trips go direct and settle the image either way: the "
+               "re-hash is also their departure table):", "",
                "| scenario | downtime back: check on / off | downtime first: on / off | pages QEMU missed (back, "
                "median) | guest intact: on / off |", "|---|---|---|---|---|"]
         for sc in check_off:
@@ -228,6 +229,27 @@ def write(out):
             fixed, _, _ = stat(g, sc, "bnf", "back", "pages_fixed_at_switchover")
             md.append(f"| {sc} | {row[0]} | {row[1]} | {fixed if fixed is not None else '–'} | "
                       f"{intact_count(g, sc, 'bnf')} / {intact_count(g, sc, 'bnf-check-off')} |")
+    relayed = sorted({k[0] for k in g if k[1] == "bnf-relay"})
+    if relayed:
+        md += ["", "## First trips: direct against relayed", "",
+               "A full trip goes direct by default: the source QEMU streams to the destination daemon, which "
+               "lands the pages. `bnf migrate --relay` sends it through the source daemon instead (QEMU into a "
+               "local socket, parsed, digested, framed, sent): one process and two copies more per page.", "",
+               "| scenario | native | bnf direct | bnf relayed | direct / relayed vs native | downtime native / "
+               "direct / relayed | CPU s src+dst native / direct / relayed |", "|---|---|---|---|---|---|---|"]
+        for sc in relayed:
+            t = {s_: stat(g, sc, s_, "first", "seconds")[0] for s_ in ("native", "bnf", "bnf-relay")}
+            d = {s_: stat(g, sc, s_, "first", "downtime_ms")[0] for s_ in ("native", "bnf", "bnf-relay")}
+            cpu = {}
+            for s_ in ("native", "bnf", "bnf-relay"):
+                src, _, _ = stat(g, sc, s_, "first", "cpu_src_s")
+                dst, _, _ = stat(g, sc, s_, "first", "cpu_dst_s")
+                cpu[s_] = fmt_s(src + dst) if src is not None and dst is not None else "–"
+            ratio = (f"{fmt_pct(t['bnf'] / t['native'])} / {fmt_pct(t['bnf-relay'] / t['native'])}"
+                     if None not in t.values() else "–")
+            md.append(f"| {sc} | {fmt_s(t['native'])} s | {fmt_s(t['bnf'])} s | {fmt_s(t['bnf-relay'])} s | {ratio} | "
+                      f"{fmt_s(d['native'])} / {fmt_s(d['bnf'])} / {fmt_s(d['bnf-relay'])} ms | "
+                      f"{cpu['native']} / {cpu['bnf']} / {cpu['bnf-relay']} |")
     native_default = [k for k in g if k[1] == "native-default"]
     if native_default:
         md += ["", "## Native QEMU with default settings (max-bandwidth 128 MiB/s)", ""]

@@ -97,11 +97,6 @@ Result<Mapping> map_file(int fd, uint64_t len, bool writable) {
   return Mapping(p, len);
 }
 
-void prefault_read(std::span<const std::byte> region) noexcept {
-  if (region.empty()) return;
-  (void)::madvise(const_cast<std::byte*>(region.data()), region.size(), MADV_POPULATE_READ);
-}
-
 bool path_exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;

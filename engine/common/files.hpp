@@ -1,9 +1,7 @@
 // Small file helpers with Status returns: atomic replace, whole-file read, mapping.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
-#include <span>
 #include <string>
 
 #include "common/status.hpp"
@@ -19,9 +17,6 @@ Result<UniqueFd> open_file(const std::string& path, int flags, int mode = 0644);
 Result<uint64_t> file_size(int fd);
 // Maps `len` bytes of `fd` shared; read-only unless `writable`. len 0 gives an empty mapping.
 Result<Mapping> map_file(int fd, uint64_t len, bool writable);
-// Maps every page of a shared mapping in one call (MADV_POPULATE_READ), so a
-// later pass over it does not fault page by page; best effort (older kernels).
-void prefault_read(std::span<const std::byte> region) noexcept;
 Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 Status pread_all(int fd, void* buf, size_t len, uint64_t off);
 // Sends every byte on a socket (no SIGPIPE); `what` names the socket in errors.

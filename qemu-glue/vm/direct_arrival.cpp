@@ -186,6 +186,7 @@ Result<Digest> settle_image(transport::Connection& c, SnapshotWriter& w, const P
       case proto::FrameType::vm_end: {
         BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
         BNF_ASSIGN_OR_RETURN(std::string hex, proto::field<std::string>(j, "root"));
+        if (hex.empty()) return w.table().root(h);  // the source's check is off: what landed stands
         BNF_ASSIGN_OR_RETURN(Digest root, digest_from_hex(hex));
         if (!(w.table().root(h) == root))
           return Status(Errc::corrupt, "the landed image is not the source's stopped VM (digest roots differ)");

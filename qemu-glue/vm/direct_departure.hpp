@@ -21,6 +21,9 @@ struct DirectDepartureSetup {
   int downtime_limit_ms = 300;
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
   std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only (and faulted in)
+  // Settle the destination's image with the stopped VM before it runs there
+  // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
+  bool switchover_check = true;
   std::function<void(const nlohmann::json&)> progress;
 };
 
@@ -30,7 +33,8 @@ struct DirectDeparture {
   nlohmann::json done;      // VM_DONE
   nlohmann::json stop_event;
   nlohmann::json qemu_stats;    // query-migrate at the end
-  uint64_t pages_resent = 0;    // pages of chunks that differed at the settle
+  uint64_t pages_resent = 0;    // pages that differed at the settle
+  bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
   double rehash_s = 0;          // re-hashing the stopped VM
   double settle_s = 0;          // VM_LANDED -> VM_END sent
 };
