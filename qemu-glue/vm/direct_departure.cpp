@@ -38,16 +38,22 @@ constexpr int kPollMs = 20;
 constexpr double kRehashMsPerGiB = 120;
 
 // The operator's downtime limit goes on as QEMU's first pass ends: when what
-// is left is about what QEMU sends while the stopped VM is re-hashed (the two
-// overlap in the downtime, so that tail costs no time of its own). Earlier,
-// QEMU would stop with up to a limit's worth of unsent pages (native: 130-230
-// ms downtime at 1 GiB); later, it would first resend the pages the guest
-// dirtied in a live second pass and then the re-hash would add its own time
-// (+0.13 s at 1 GiB, 1 Gbit/s, measured).
-bool first_pass_ending(const json& ram, double rehash_ms) {
+// is left of the main block is about what QEMU sends while the stopped VM is
+// re-hashed (the two overlap in the downtime, so that tail costs no time of
+// its own). QEMU walks the biggest block first, so the small ones (ROMs, VGA
+// memory: mostly zero pages, sent in no time) are what is left after it.
+// Earlier, QEMU would stop with up to a limit's worth of unsent pages (native:
+// 130-230 ms downtime at 1 GiB); later, it would first resend what the guest
+// dirtied in a live second pass and the re-hash would add its own time (+0.13
+// s at 1 GiB, 1 Gbit/s, measured).
+bool first_pass_ending(const json& ram, uint64_t main_bytes, double rehash_ms) {
   const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
+  const uint64_t total = ram.value("total", uint64_t{0});
+  const uint64_t small_blocks = total - std::min(total, main_bytes);
+  const uint64_t remaining = ram.value("remaining", uint64_t{0});
+  const uint64_t main_left = remaining - std::min(remaining, small_blocks);
   const double tail_ms = std::max<double>(2 * kPollMs, rehash_ms);
-  return bytes_per_ms > 0 && static_cast<double>(ram.value("remaining", 0ULL)) < tail_ms * bytes_per_ms;
+  return bytes_per_ms > 0 && static_cast<double>(main_left) < tail_ms * bytes_per_ms;
 }
 
 // Watches QEMU's migration until it stops the VM for its final pass: the
@@ -71,7 +77,7 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
                     fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
-    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, rehash_ms))) {
+    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), rehash_ms))) {
       BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
       limit_set = true;
     }
