@@ -31,7 +31,7 @@ def parse_args():
     ap.add_argument("--bnf", default=os.path.join(guest.BUILD, "bnf"), help="the bnf binary")
     ap.add_argument("--strategies", default="", help="comma-separated subset (qemu-floor,native,native-default,bnf,"
                     "bnf-check-off, bnf-relay: run only when named); with --keep, the other strategies' runs in --out are kept")
-    ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies not run now")
+    ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies and scenarios not run now")
     ap.add_argument("--report", metavar="DIR", help="only rebuild the report from DIR/runs.json")
     return ap.parse_args()
 
@@ -78,7 +78,9 @@ def main():
     records = []
     if a.keep and os.path.exists(os.path.join(a.out, "runs.json")):
         with open(os.path.join(a.out, "runs.json")) as f:
-            records = [r for r in json.load(f)["records"] if chosen and r["strategy"] not in chosen]
+            ids = {sc["id"] for sc in points}  # only the points run now are replaced
+            records = [r for r in json.load(f)["records"]
+                       if chosen and (r["strategy"] not in chosen or r["scenario"] not in ids)]
     t0 = time.time()
     for sc in points:
         print(f"== {sc['id']}", flush=True)

@@ -234,7 +234,8 @@ def write(out):
         md += ["", "## First trips: direct against relayed", "",
                "A full trip goes direct by default: the source QEMU streams to the destination daemon, which "
                "lands the pages. `bnf migrate --relay` sends it through the source daemon instead (QEMU into a "
-               "local socket, parsed, digested, framed, sent): one process and two copies more per page.", "",
+               "local socket, parsed, digested, framed, sent): one process and two copies more per page. "
+               "Relayed runs are added with `--only ID --strategies bnf-relay --keep`.", "",
                "| scenario | native | bnf direct | bnf relayed | direct / relayed vs native | downtime native / "
                "direct / relayed | CPU s src+dst native / direct / relayed |", "|---|---|---|---|---|---|---|"]
         for sc in relayed:
