@@ -67,10 +67,11 @@ void print_migration(const json& r) {
   const double mib = static_cast<double>(r.value("wire_bytes", 0ULL)) / 1048576.0;
   const double ram_mib = static_cast<double>(r.value("pages_total", 0ULL)) * 4096.0 / 1048576.0;
   fmt::print(
-      "mode {}: {} pages, sent {}, skipped {}, zero {}\n"
+      "mode {}{}: {} pages, sent {}, skipped {}, zero {}\n"
       "wire {:.1f} MiB ({:.1f}% of the guest's {:.0f} MiB), total {:.3f} s, downtime {:.0f} ms, {} passes over RAM; "
       "epoch {} of lineage {}\n",
-      r.value("mode", ""), r.value("pages_total", 0ULL), r.value("pages_sent", 0ULL), r.value("pages_skipped", 0ULL),
+      r.value("mode", ""), r.value("direct", false) ? " (direct: QEMU streamed to the destination daemon)" : "",
+      r.value("pages_total", 0ULL), r.value("pages_sent", 0ULL), r.value("pages_skipped", 0ULL),
       r.value("pages_zero", 0ULL), mib, ram_mib > 0 ? 100.0 * mib / ram_mib : 0.0, ram_mib, r.value("seconds", 0.0),
       r.value("downtime_ms", 0.0), r.value("rounds", 0ULL), r.value("epoch", 0ULL), r.value("lineage", ""));
   if (!r.value("fallback", std::string()).empty()) fmt::print("note: {}\n", r.value("fallback", ""));

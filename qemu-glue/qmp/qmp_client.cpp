@@ -56,6 +56,16 @@ Result<json> QmpClient::read_message(std::chrono::milliseconds timeout) {
   }
 }
 
+namespace {
+constexpr const char* kUnawaited = "unawaited";
+}  // namespace
+
+Status QmpClient::send(const std::string& command, const json& args) {
+  json msg = {{"execute", command}, {"id", kUnawaited}};
+  if (!args.is_null()) msg["arguments"] = args;
+  return send_all(fd_.get(), msg.dump() + "\n", "QMP send " + command);
+}
+
 Result<json> QmpClient::execute(const std::string& command, const json& args) {
   json msg = {{"execute", command}};
   if (!args.is_null()) msg["arguments"] = args;
@@ -66,6 +76,7 @@ Result<json> QmpClient::execute(const std::string& command, const json& args) {
       events_.push_back(std::move(r));
       continue;
     }
+    if (r.contains("id") && r["id"] == kUnawaited) continue;  // answer to a send()
     if (r.contains("error"))
       return Status(Errc::invalid_argument,
                     "QEMU refused " + command + ": " + r["error"].value("desc", std::string("unknown error")));

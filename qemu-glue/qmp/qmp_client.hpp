@@ -20,6 +20,10 @@ class QmpClient {
 
   // Runs one command; a QMP error becomes a Status carrying QEMU's description.
   Result<nlohmann::json> execute(const std::string& command, const nlohmann::json& args = nullptr);
+  // Sends a command without waiting for its answer (which later calls skip): for
+  // a caller that must not block, e.g. one draining QEMU's migration stream
+  // while QEMU's migration thread, holding the big lock that QMP needs, writes it.
+  Status send(const std::string& command, const nlohmann::json& args = nullptr);
   // Waits for an event named `name` (already queued or arriving), up to `timeout`.
   Result<nlohmann::json> wait_event(const std::string& name, std::chrono::milliseconds timeout);
   // On a QEMU started with -incoming: waits until it has loaded the whole stream

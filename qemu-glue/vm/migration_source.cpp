@@ -190,10 +190,6 @@ Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock) {
   return accept_within(lfd.get(), 10000);
 }
 
-Status set_downtime_limit(QmpClient& qmp, int ms) {
-  return qmp.execute("migrate-set-parameters", {{"downtime-limit", ms}}).status();
-}
-
 void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
   rep.pages_fixed_at_switchover = n.fixed_at_switchover;
   rep.pages_sent = n.sent;
@@ -267,7 +263,10 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
     if (!limit_set && n.rounds >= 2) {  // second pass: the operator's downtime limit (see above)
       limit_set = true;
-      Status r = set_downtime_limit(x.qmp, x.opt.downtime_limit_ms);
+      // Not awaited: QEMU may have entered its final pass, whose writes to our
+      // socket hold the lock QMP needs, and we read that socket (measured: a
+      // 60 s stall, the QMP timeout, before this was a send).
+      Status r = x.qmp.send("migrate-set-parameters", {{"downtime-limit", x.opt.downtime_limit_ms}});
       if (!r.is_ok()) x.log.warn("vm {}: cannot set the downtime limit: {}", x.def.name, r.message());
     }
     if (!x.progress || since(t) < 0.5) return;

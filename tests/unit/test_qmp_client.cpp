@@ -32,6 +32,13 @@ TEST(QmpClient, TalksToARealQemu) {
   auto bad = c->execute("no-such-command");
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("QEMU refused no-such-command"), std::string::npos);
+  // Unawaited commands take effect; their answers (even refusals) do not
+  // become the answer of the next command.
+  ASSERT_TRUE(c->send("migrate-set-parameters", {{"downtime-limit", 1234}}).is_ok());
+  ASSERT_TRUE(c->send("no-such-command").is_ok());
+  auto params = c->execute("query-migrate-parameters");
+  ASSERT_TRUE(params.is_ok()) << params.status().message();
+  EXPECT_EQ((*params)["downtime-limit"], 1234);
 }
 
 TEST(QmpClient, MissingSocketTimesOutWithAReason) {
