@@ -4,11 +4,20 @@
 #include <isa-l/mem_routines.h>
 #include <sys/random.h>
 #include <xxhash.h>
-#include <xxh_x86dispatch.h>
 
 #include <cstring>
 #include <thread>
 #include <vector>
+
+// libxxhash's runtime dispatcher (xxh_x86dispatch.h, whose declarations clash
+// with the inline build used for everything else here).
+extern "C" {
+struct BnfXxh128 {
+  uint64_t low64;
+  uint64_t high64;
+};
+BnfXxh128 XXH3_128bits_withSecret_dispatch(const void* input, size_t len, const void* secret, size_t secret_len);
+}
 
 namespace bnf {
 
@@ -96,7 +105,7 @@ PageDigester::PageDigester(const DigestKey& key) : key_(key) {
 Digest PageDigester::digest(const void* data, size_t len) const noexcept {
   // libxxhash's dispatcher picks AVX2/AVX-512 where the CPU has them (the
   // inline header build is SSE2 only): 100 vs 200 ns per page in cache here.
-  XXH128_hash_t h = XXH3_128bits_withSecret_dispatch(data, len, secret_.data(), secret_.size());
+  const BnfXxh128 h = XXH3_128bits_withSecret_dispatch(data, len, secret_.data(), secret_.size());
   return {h.low64, h.high64};
 }
 
