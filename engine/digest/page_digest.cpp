@@ -126,8 +126,8 @@ std::vector<Digest> DigestTable::chunk_digests(const PageDigester& h, uint64_t c
   return out;
 }
 
-DigestTable DigestTable::compute(const PageDigester& h, std::span<const std::byte> image,
-                                 uint32_t page_size, unsigned threads) {
+DigestTable DigestTable::compute(const PageDigester& h, std::span<const std::byte> image, uint32_t page_size,
+                                 unsigned threads) {
   const uint64_t pages = image.size() / page_size;
   DigestTable t(pages);
   threads = std::max(1U, std::min<unsigned>(threads, static_cast<unsigned>(pages / 1024 + 1)));

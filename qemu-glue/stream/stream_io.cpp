@@ -30,8 +30,7 @@ Status FdSource::read(std::span<std::byte> dst, const char* what) {
   while (got < dst.size()) {
     if (pos_ == end_) {
       BNF_TRY(fill());
-      if (pos_ == end_)
-        return {Errc::protocol, std::string("migration stream ended inside ") + what};
+      if (pos_ == end_) return {Errc::protocol, std::string("migration stream ended inside ") + what};
     }
     const size_t n = std::min(dst.size() - got, end_ - pos_);
     std::memcpy(dst.data() + got, buf_.data() + pos_, n);

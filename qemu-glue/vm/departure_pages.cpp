@@ -80,8 +80,7 @@ Status DeparturePages::before_device_state() {
   BNF_TRY(fix_up_from_rehash());
   BNF_TRY(flush_batch());
   if (final_section_at_)
-    n_.final_section_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - *final_section_at_).count();
+    n_.final_section_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *final_section_at_).count();
   return Status::ok();
 }
 

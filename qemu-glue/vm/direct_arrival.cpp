@@ -222,7 +222,8 @@ Result<DirectStreamListener> DirectStreamListener::open(const std::string& bnf_p
 Result<UniqueFd> DirectStreamListener::accept(std::chrono::milliseconds timeout, unsigned peer_timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{fd_.get(), POLLIN, 0};
     if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
       return Status(Errc::unreachable, "the source QEMU did not connect to the stream port in time");

@@ -23,12 +23,12 @@ constexpr uint64_t kFramePages = 64;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 Status start(QmpClient& qmp, const DirectDepartureSetup& s) {
-  const json caps = json::array({{{"capability", "events"}, {"state", true}},
-                                 {{"capability", "return-path"}, {"state", true}}});
+  const json caps =
+      json::array({{{"capability", "events"}, {"state", true}}, {{"capability", "return-path"}, {"state", true}}});
   BNF_TRY(qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}).status());
-  BNF_TRY(qmp.execute("migrate-set-parameters",
-                      {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
-              .status());
+  BNF_TRY(
+      qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
+          .status());
   return qmp.execute("migrate", {{"uri", fmt::format("tcp:{}:{}", s.host, s.port)}}).status();
 }
 
@@ -95,14 +95,14 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
       const uint64_t total = ram.value("total", uint64_t{0}) / kPage;
       const uint64_t left = std::min<uint64_t>(total, ram.value("remaining", uint64_t{0}) / kPage);
       s.progress(json{{"seconds", since(t0)},
-                  {"mode", "full"},
-                  {"round", ram.value("dirty-sync-count", 0ULL)},
-                  {"pages_total", total},
-                  {"pages_seen", total - left},
-                  {"pages_sent", ram.value("normal", 0ULL)},
-                  {"pages_skipped", 0},
-                  {"wire_bytes", sent},
-                  {"stream_bytes", sent}});
+                      {"mode", "full"},
+                      {"round", ram.value("dirty-sync-count", 0ULL)},
+                      {"pages_total", total},
+                      {"pages_seen", total - left},
+                      {"pages_sent", ram.value("normal", 0ULL)},
+                      {"pages_skipped", 0},
+                      {"wire_bytes", sent},
+                      {"stream_bytes", sent}});
     }
   }
 }
@@ -220,7 +220,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   BNF_TRY(start(qmp, s));
   DirectDeparture d;
   auto stop = await_stop(qmp, s);
-  if (!stop.is_ok()) return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
+  if (!stop.is_ok())
+    return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
   d.stop_event = std::move(*stop);
   if (!s.switchover_check) {
     // Unchecked: the destination's own root stands; our table (the retained

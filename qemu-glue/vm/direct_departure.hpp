@@ -32,11 +32,11 @@ struct DirectDeparture {
   std::string stream_kept;  // the stream the destination QEMU got (device state)
   nlohmann::json done;      // VM_DONE
   nlohmann::json stop_event;
-  nlohmann::json qemu_stats;    // query-migrate at the end
-  uint64_t pages_resent = 0;    // pages that differed at the settle
+  nlohmann::json qemu_stats;       // query-migrate at the end
+  uint64_t pages_resent = 0;       // pages that differed at the settle
   bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
-  double rehash_s = 0;          // re-hashing the stopped VM
-  double settle_s = 0;          // VM_LANDED -> VM_END sent
+  double rehash_s = 0;             // re-hashing the stopped VM
+  double settle_s = 0;             // VM_LANDED -> VM_END sent
 };
 
 // The source's half of the settle: `table` is the stopped VM's memory, `ram`

@@ -136,8 +136,10 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   std::optional<DirectStreamListener> direct;
   if (plan.full && j.value("direct", false)) {
     auto l = DirectStreamListener::open(c.peer());
-    if (l.is_ok()) direct = std::move(*l);
-    else log_.warn("vm {}: no port for a direct stream ({}); relayed trip", name, l.status().message());
+    if (l.is_ok())
+      direct = std::move(*l);
+    else
+      log_.warn("vm {}: no port for a direct stream ({}); relayed trip", name, l.status().message());
   }
   // The source starts its QEMU's migration on VM_ACCEPT; ours starts up
   // meanwhile (~0.1 s under load), the first bytes waiting in the socket.

@@ -129,13 +129,12 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   json arrival = nullptr;
   auto m = store.manifest(def.name);
   if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
-  BNF_TRY(proto::send_control(
-      c, proto::FrameType::vm_hello,
-      {{"version", proto::kVersion},
-       {"definition", def.to_json()},
-       {"arrival", arrival},
-       {"force_full", force_full},
-       {"direct", offer_direct}}));
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_hello,
+                              {{"version", proto::kVersion},
+                               {"definition", def.to_json()},
+                               {"arrival", arrival},
+                               {"force_full", force_full},
+                               {"direct", offer_direct}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
   Agreement g;
@@ -183,9 +182,9 @@ Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock) {
   BNF_TRY(qmp.execute("migrate-set-capabilities",
                       {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
               .status());
-  BNF_TRY(qmp.execute("migrate-set-parameters",
-                      {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
-              .status());
+  BNF_TRY(
+      qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
+          .status());
   BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
   return accept_within(lfd.get(), 10000);
 }
@@ -199,16 +198,14 @@ void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
   rep.rounds = n.rounds;
 }
 
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double wall_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 // What a trip hands over for the retained snapshot, once the VM runs there.
 struct Departed {
   MigrationReport rep;
-  DigestTable table;      // the VM's memory at switchover
-  std::string stream;     // the stream state kept for a restore (device state)
-  json done;              // VM_DONE
+  DigestTable table;   // the VM's memory at switchover
+  std::string stream;  // the stream state kept for a restore (device state)
+  json done;           // VM_DONE
   std::optional<json> stop_event;
 };
 
@@ -318,15 +315,15 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   BNF_ASSIGN_OR_RETURN(Mapping ram, map_ram(x.ram_file, x.def.memory_bytes));
   IdlePrefault prefault(ram.bytes());
   const auto t_stream = Clock::now();
-  BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
-                                                         {.host = to.host,
-                                                          .port = x.g.stream_port,
-                                                          .downtime_limit_ms = x.opt.downtime_limit_ms,
-                                                          .peer_timeout_ms = peer_timeout_ms,
-                                                          .ram = ram.bytes(),
-                                                          .switchover_check =
-                                                              x.opt.switchover_check.value_or(x.def.accel == "tcg"),
-                                                          .progress = x.progress}));
+  BNF_ASSIGN_OR_RETURN(DirectDeparture dd,
+                       depart_direct(x.qmp, x.c, h,
+                                     {.host = to.host,
+                                      .port = x.g.stream_port,
+                                      .downtime_limit_ms = x.opt.downtime_limit_ms,
+                                      .peer_timeout_ms = peer_timeout_ms,
+                                      .ram = ram.bytes(),
+                                      .switchover_check = x.opt.switchover_check.value_or(x.def.accel == "tcg"),
+                                      .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
   rep.phases["rehash_s"] = dd.rehash_s;
@@ -341,9 +338,10 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.source_downtime_ms = dd.qemu_stats.value("downtime", 0.0);
   rep.direct = true;
   if (dd.unchecked_differs)
-    x.log.warn("vm {}: the destination resumed with an image that is not the stopped VM (QEMU lost writes; the "
-               "switchover check was off); its trip back will be full",
-               x.def.name);
+    x.log.warn(
+        "vm {}: the destination resumed with an image that is not the stopped VM (QEMU lost writes; the "
+        "switchover check was off); its trip back will be full",
+        x.def.name);
   d.table = std::move(dd.table);
   d.stream = std::move(dd.stream_kept);
   d.done = std::move(dd.done);
@@ -422,8 +420,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   const auto t_commit = Clock::now();
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
-  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch,
-                                                             agreed->key, trip->table, to.to_string(), trip->stream));
+  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, agreed->key,
+                                                             trip->table, to.to_string(), trip->stream));
   {
     std::lock_guard relock(mu_);
     vm->proc.reset();
