@@ -143,6 +143,7 @@ Status DeparturePages::scan_reached(uint64_t page) {
       BNF_TRY(send_all(prev_pass_));
       prev_pass_.swap(this_pass_);
     }
+    if (tick_) tick_(n_);  // a new pass: the downtime limit may change now, not thousands of records later
   }
   last_page_ = page;
   while (!prev_pass_.empty() && prev_pass_.begin()->first < page) {

@@ -70,7 +70,7 @@ class DeparturePages final : public PageHandler {
   // Posts the pages batched so far (before_device_state() does it too).
   Status flush_batch();
 
-  // Called every few thousand records, for progress reports.
+  // Called at every new pass and every few thousand records (progress, the downtime limit).
   void on_tick(std::function<void(const DeparturePageCounts&)> tick) { tick_ = std::move(tick); }
   [[nodiscard]] const DigestTable& departure() const { return held_; }
   [[nodiscard]] const DeparturePageCounts& counts() const { return n_; }

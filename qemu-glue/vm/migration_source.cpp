@@ -250,7 +250,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   }
   // Page faults belong in the first pass, not in the downtime: the re-hash at
   // the stop would otherwise fault the whole mapping in (~60 ms per GiB here).
-  IdlePrefault prefault(ram_view ? ram_view->bytes() : std::span<std::byte>());
+  Prefault prefault(ram_view ? ram_view->bytes() : std::span<std::byte>());
   DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
                        {.incremental = incremental,
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
@@ -308,12 +308,10 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   Departed d;
   d.rep = x.g.rep;
   const PageDigester h(x.g.key);
-  // Faulted in with idle CPU only: a full trip's first pass can be CPU-bound
-  // (faulting at normal priority cost ~3% of the time at 1 GiB, 10 Gbit/s),
-  // while a re-hash that faults doubles its time in the downtime (130 against
-  // 65 ms per GiB here).
+  // Not faulted in ahead, unlike relay_trip: a full trip's first pass can be
+  // CPU-bound (faulting during it cost ~3% of the time at 1 GiB, 10 Gbit/s);
+  // the re-hash in the downtime takes the faults (130 against 65 ms per GiB).
   BNF_ASSIGN_OR_RETURN(Mapping ram, map_ram(x.ram_file, x.def.memory_bytes));
-  IdlePrefault prefault(ram.bytes());
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd,
                        depart_direct(x.qmp, x.c, h,
