@@ -5,11 +5,11 @@
 
 #include "protocol/control.hpp"
 #include "push/sharding.hpp"
+#include "vm/main_block.hpp"
 
 namespace bnf::qemu {
 
 namespace {
-constexpr const char* kMainBlock = "ram0";
 constexpr size_t kPage = 4096;
 
 // Adds the time from construction to destruction to a counter.
@@ -35,12 +35,7 @@ DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, 
 }
 
 Status DeparturePages::on_blocks(const std::vector<RamBlockInfo>& blocks) {
-  for (const RamBlockInfo& b : blocks)
-    if (b.name == kMainBlock) {
-      if (b.used_length != held_.size() * kPage) return {Errc::mismatch, "main RAM block has an unexpected size"};
-      return Status::ok();
-    }
-  return {Errc::protocol, "the stream has no RAM block 'ram0' (VM not started by bnf?)"};
+  return check_main_block(blocks, held_.size() * kPage);
 }
 
 Result<bool> DeparturePages::on_page(const std::string& block, uint64_t offset, const std::byte* data) {

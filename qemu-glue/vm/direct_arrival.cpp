@@ -15,6 +15,7 @@
 #include "push/landing.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "transport/uring_tcp/socket_util.hpp"
+#include "vm/main_block.hpp"
 
 namespace bnf::qemu {
 
@@ -22,7 +23,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kMainBlock = "ram0";
 constexpr uint64_t kPage = 4096;
 
 // Main-block pages into the image; image space is reserved a chunk at a time
@@ -33,12 +33,7 @@ class ArrivalPages final : public PageHandler {
       : w_(w), h_(h), reserved_((w.pages() + kSettleChunkPages - 1) / kSettleChunkPages, false) {}
 
   Status on_blocks(const std::vector<RamBlockInfo>& blocks) override {
-    for (const RamBlockInfo& b : blocks)
-      if (b.name == kMainBlock) {
-        if (b.used_length != w_.pages() * kPage) return {Errc::mismatch, "main RAM block has an unexpected size"};
-        return Status::ok();
-      }
-    return {Errc::protocol, "the stream has no RAM block 'ram0' (VM not started by bnf?)"};
+    return check_main_block(blocks, w_.pages() * kPage);
   }
 
   Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override {
