@@ -33,8 +33,8 @@ Result<Frame> recv_frame(transport::Connection& c) {
 Result<Frame> expect_frame(transport::Connection& c, FrameType want) {
   BNF_ASSIGN_OR_RETURN(Frame f, recv_frame(c));
   if (f.header.type != want)
-    return Status(Errc::protocol, std::string("unexpected ") + type_name(f.header.type) + " frame (expected " +
-                                      type_name(want) + ")");
+    return Status(Errc::protocol,
+                  std::string("unexpected ") + type_name(f.header.type) + " frame (expected " + type_name(want) + ")");
   return f;
 }
 
@@ -42,6 +42,13 @@ Status recv_checked_payload(transport::Connection& c, std::span<std::byte> dst, 
   BNF_TRY(c.recv(dst));
   if (crc32c(dst.data(), dst.size()) != crc) return {Errc::corrupt, "bad frame: payload CRC mismatch"};
   return Status::ok();
+}
+
+Status recv_payload(transport::Connection& c, const Frame& f, uint64_t max, std::vector<std::byte>& into) {
+  if (f.header.payload_len > max)
+    return {Errc::protocol, std::string("bad frame: ") + type_name(f.header.type) + " payload too large"};
+  into.resize(f.header.payload_len);
+  return recv_checked_payload(c, into, f.header.payload_crc);
 }
 
 Status send_control(transport::Connection& c, FrameType t, const json& body, std::span<const std::byte> payload) {
@@ -86,7 +93,8 @@ void send_error(transport::Connection& c, const Status& why) {
 Result<json> parse_json_meta(const Frame& f) {
   json j = json::parse(f.meta, nullptr, false);
   if (j.is_discarded() || !j.is_object())
-    return Status(Errc::protocol, std::string("bad frame: ") + type_name(f.header.type) + " metadata is not a JSON object");
+    return Status(Errc::protocol,
+                  std::string("bad frame: ") + type_name(f.header.type) + " metadata is not a JSON object");
   return j;
 }
 

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
-
 #include <string>
+#include <vector>
 
 #include "protocol/frame.hpp"
 #include "transport/transport.hpp"
@@ -23,6 +23,9 @@ Result<Frame> recv_frame(transport::Connection& c);
 Result<Frame> expect_frame(transport::Connection& c, FrameType want);
 // Receives `len` payload bytes into `dst` and checks them against `crc`.
 Status recv_checked_payload(transport::Connection& c, std::span<std::byte> dst, uint32_t crc);
+// Receives frame `f`'s whole payload into `into`, checked; more than `max`
+// bytes is a protocol error naming the frame type.
+Status recv_payload(transport::Connection& c, const Frame& f, uint64_t max, std::vector<std::byte>& into);
 
 // Sends a control frame whose metadata is `body` as JSON, optionally with a payload.
 Status send_control(transport::Connection& c, FrameType t, const nlohmann::json& body,

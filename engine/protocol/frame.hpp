@@ -18,8 +18,9 @@ namespace bnf::proto {
 inline constexpr uint32_t kMagic = 0x31464E42;  // "BNF1" little-endian
 inline constexpr uint32_t kVersion = 1;
 inline constexpr size_t kHeaderSize = 32;
-inline constexpr uint32_t kMaxMetaLen = 1U << 20;         // 1 MiB of metadata at most
+inline constexpr uint32_t kMaxMetaLen = 1U << 20;          // 1 MiB of metadata at most
 inline constexpr uint64_t kMaxPagesPayload = 16ULL << 20;  // 16 MiB of pages per frame at most
+inline constexpr uint64_t kMaxStreamPayload = 4ULL << 20;  // 4 MiB of QEMU stream per STREAM frame at most
 inline constexpr uint64_t kMaxRunsPerFrame = kMaxMetaLen / 16;
 
 enum class FrameType : uint8_t {

@@ -135,22 +135,18 @@ Result<uint64_t> send_differing(transport::Connection& c, const DigestTable& tab
 }
 
 // The stream the destination QEMU got (STREAM frames), then VM_DONE.
-Status collect_done(transport::Connection& c, const PageDigester& h, DirectDeparture& d) {
+Status collect_done(transport::Connection& c, DirectDeparture& d) {
   std::vector<std::byte> buf;
   while (true) {
     BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
     if (f.header.type == proto::FrameType::stream) {
-      if (f.header.payload_len > (4U << 20)) return {Errc::protocol, "bad frame: STREAM payload too large"};
-      buf.resize(f.header.payload_len);
-      BNF_TRY(proto::recv_checked_payload(c, buf, f.header.payload_crc));
+      BNF_TRY(proto::recv_payload(c, f, proto::kMaxStreamPayload, buf));
       d.stream_kept.append(reinterpret_cast<const char*>(buf.data()), buf.size());
       continue;
     }
     if (f.header.type != proto::FrameType::vm_done)
       return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " after VM_END"};
     BNF_ASSIGN_OR_RETURN(d.done, proto::parse_json_meta(f));
-    if (d.table.size() != 0 && d.done.value("root", std::string()) != digest_hex(d.table.root(h)))
-      return {Errc::corrupt, "destination landed a different image (digest roots differ)"};
     return Status::ok();
   }
 }
@@ -223,30 +219,32 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   if (!stop.is_ok())
     return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
   d.stop_event = std::move(*stop);
-  if (!s.switchover_check) {
-    // Unchecked: the destination's own root stands; our table (the retained
-    // snapshot's) is computed once the VM runs there, out of the downtime.
-    BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
-    if (landed.header.payload_len > (64U << 20)) return Status(Errc::protocol, "bad frame: VM_LANDED too large");
-    std::vector<std::byte> unused(landed.header.payload_len);
-    BNF_TRY(proto::recv_checked_payload(c, unused, landed.header.payload_crc));
-    BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", ""}}));
-    BNF_TRY(collect_done(c, h, d));
-    d.qemu_stats = await_completed(qmp);
+  auto rehash = [&] {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
     d.table = DigestTable::compute(h, s.ram, kPage, 2);
     d.rehash_s = since(t);
-    d.unchecked_differs = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
-    return d;
+  };
+  if (s.switchover_check) {
+    rehash();
+    const auto t_settle = Clock::now();
+    BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, d.table, s.ram));
+    d.settle_s = since(t_settle);
+  } else {  // the destination keeps what landed; our table is made once the VM runs there
+    BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
+    std::vector<std::byte> unused;
+    BNF_TRY(proto::recv_payload(c, landed, s.ram.size() / kPage / kSettleChunkPages * sizeof(Digest) + sizeof(Digest),
+                                unused));
+    BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", ""}}));
   }
-  const auto t = Clock::now();
-  d.table = DigestTable::compute(h, s.ram, kPage, 2);  // the VM is stopped: its memory at switchover
-  d.rehash_s = since(t);
-  const auto t_settle = Clock::now();
-  BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, d.table, s.ram));
-  d.settle_s = since(t_settle);
-  BNF_TRY(collect_done(c, h, d));
+  BNF_TRY(collect_done(c, d));
+  auto roots_differ = [&] { return d.done.value("root", std::string()) != digest_hex(d.table.root(h)); };
+  if (s.switchover_check && roots_differ())
+    return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   d.qemu_stats = await_completed(qmp);
+  if (!s.switchover_check) {
+    rehash();
+    d.unchecked_differs = roots_differ();
+  }
   return d;
 }
 

@@ -34,9 +34,7 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
     if (landed) continue;
     switch (f.header.type) {
       case proto::FrameType::stream:
-        if (f.header.payload_len > (4U << 20)) return Status(Errc::protocol, "bad frame: STREAM payload too large");
-        buf.resize(f.header.payload_len);
-        BNF_TRY(proto::recv_checked_payload(c, buf, f.header.payload_crc));
+        BNF_TRY(proto::recv_payload(c, f, proto::kMaxStreamPayload, buf));
         BNF_TRY(send_all(qemu_fd, {reinterpret_cast<const char*>(buf.data()), buf.size()}, "feed destination QEMU"));
         break;
       case proto::FrameType::vm_switch:
