@@ -100,6 +100,17 @@ def headline(g, scs, meta):
     return lines
 
 
+def cpu_both(g, sc, strategy, trip):
+    """Median CPU seconds of both hosts (None when neither was sampled)."""
+    src, _, _ = stat(g, sc, strategy, trip, "cpu_src_s")
+    dst, _, _ = stat(g, sc, strategy, trip, "cpu_dst_s")
+    return None if src is None and dst is None else (src or 0) + (dst or 0)
+
+
+def scenarios_with(g, strategy):
+    return sorted({k[0] for k in g if k[1] == strategy})
+
+
 def first_trips(g, scs):
     lines = ["| scenario | native first trip | bnf first trip | time bnf/native | wire bnf/native | "
              "downtime bnf / native | CPU s src+dst bnf / native |", "|---|---|---|---|---|---|---|"]
@@ -110,11 +121,7 @@ def first_trips(g, scs):
         bb, _, _ = stat(g, sc, "bnf", "first", "wire_bytes")
         nd, _, _ = stat(g, sc, "native", "first", "downtime_ms")
         bd, _, _ = stat(g, sc, "bnf", "first", "downtime_ms")
-        cpu = {}
-        for s in ("bnf", "native"):
-            a, _, _ = stat(g, sc, s, "first", "cpu_src_s")
-            b, _, _ = stat(g, sc, s, "first", "cpu_dst_s")
-            cpu[s] = (a or 0) + (b or 0)
+        cpu = {s: cpu_both(g, sc, s, "first") or 0 for s in ("bnf", "native")}
         lines.append(f"| {sc} | {fmt_s(nt)} s | {fmt_s(bt)} s | {fmt_pct(bt / nt if bt and nt else None)} | "
                      f"{fmt_pct(bb / nb if bb and nb else None)} | {fmt_s(bd)} / {fmt_s(nd)} ms | "
                      f"{cpu['bnf']:.1f} / {cpu['native']:.1f} |")
@@ -179,6 +186,54 @@ def plots(g, scs, out):
     return made
 
 
+def check_off_section(g):
+    check_off = scenarios_with(g, "bnf-check-off")
+    if not check_off:
+        return []
+    md = ["", "## What bnf's switchover check costs, and what it buys", "",
+          "QEMU 7.2 under TCG loses guest writes made just before the VM stops: the destination resumes "
+          "with stale pages (native QEMU included: see the guest-intact counts). bnf re-hashes the stopped "
+          "VM's RAM during the final pass and resends those pages (on by default for TCG VMs). Same "
+          "scenarios with the check off (a first trip then trusts QEMU's stream and hashes the source's "
+          "table after the VM runs on B; when QEMU lost writes, the trip back is full):", "",
+          "| scenario | downtime back: check on / off | downtime first: on / off | pages QEMU missed (back, "
+          "median) | guest intact: on / off |", "|---|---|---|---|---|"]
+    for sc in check_off:
+        row = []
+        for trip in ("back", "first"):
+            on, _, _ = stat(g, sc, "bnf", trip, "downtime_ms")
+            off, _, _ = stat(g, sc, "bnf-check-off", trip, "downtime_ms")
+            row.append(f"{fmt_s(on)} / {fmt_s(off)} ms")
+        fixed, _, _ = stat(g, sc, "bnf", "back", "pages_fixed_at_switchover")
+        md.append(f"| {sc} | {row[0]} | {row[1]} | {fixed if fixed is not None else '–'} | "
+                  f"{intact_count(g, sc, 'bnf')} / {intact_count(g, sc, 'bnf-check-off')} |")
+    return md
+
+
+def relayed_section(g):
+    relayed = scenarios_with(g, "bnf-relay")
+    if not relayed:
+        return []
+    md = ["", "## First trips: direct against relayed", "",
+          "A full trip goes direct by default: the source QEMU streams to the destination daemon, which "
+          "lands the pages. `bnf migrate --relay` sends it through the source daemon instead (QEMU into a "
+          "local socket, parsed, digested, framed, sent): one process and two copies more per page. "
+          "Relayed runs are added with `--only ID --strategies bnf-relay --keep`.", "",
+          "| scenario | native | bnf direct | bnf relayed | direct / relayed vs native | downtime native / "
+          "direct / relayed | CPU s src+dst native / direct / relayed |", "|---|---|---|---|---|---|---|"]
+    kinds = ("native", "bnf", "bnf-relay")
+    for sc in relayed:
+        t = {s_: stat(g, sc, s_, "first", "seconds")[0] for s_ in kinds}
+        d = {s_: stat(g, sc, s_, "first", "downtime_ms")[0] for s_ in kinds}
+        cpu = {s_: fmt_s(cpu_both(g, sc, s_, "first")) for s_ in kinds}
+        ratio = (f"{fmt_pct(t['bnf'] / t['native'])} / {fmt_pct(t['bnf-relay'] / t['native'])}"
+                 if None not in t.values() else "–")
+        md.append(f"| {sc} | {fmt_s(t['native'])} s | {fmt_s(t['bnf'])} s | {fmt_s(t['bnf-relay'])} s | {ratio} | "
+                  f"{fmt_s(d['native'])} / {fmt_s(d['bnf'])} / {fmt_s(d['bnf-relay'])} ms | "
+                  f"{cpu['native']} / {cpu['bnf']} / {cpu['bnf-relay']} |")
+    return md
+
+
 def write(out):
     with open(os.path.join(out, "runs.json")) as f:
         data = json.load(f)
@@ -210,47 +265,7 @@ def write(out):
           "filtered as they come (digests and page sends are parts of it). Destination finish = from the end "
           "of the stream to VM_DONE: the last pages landed, device state loaded by the destination QEMU, the "
           "arrival committed.", ""] + where_time_goes(g, scs)
-    check_off = sorted({k[0] for k in g if k[1] == "bnf-check-off"})
-    if check_off:
-        md += ["", "## What bnf's switchover check costs, and what it buys", "",
-               "QEMU 7.2 under TCG loses guest writes made just before the VM stops: the destination resumes "
-               "with stale pages (native QEMU included: see the guest-intact counts). bnf re-hashes the stopped "
-               "VM's RAM during the final pass and resends those pages (on by default for TCG VMs). Same "
-               "scenarios with the check off (first trips go direct and settle the image either way: the "
-               "re-hash is also their departure table):", "",
-               "| scenario | downtime back: check on / off | downtime first: on / off | pages QEMU missed (back, "
-               "median) | guest intact: on / off |", "|---|---|---|---|---|"]
-        for sc in check_off:
-            row = []
-            for trip in ("back", "first"):
-                on, _, _ = stat(g, sc, "bnf", trip, "downtime_ms")
-                off, _, _ = stat(g, sc, "bnf-check-off", trip, "downtime_ms")
-                row.append(f"{fmt_s(on)} / {fmt_s(off)} ms")
-            fixed, _, _ = stat(g, sc, "bnf", "back", "pages_fixed_at_switchover")
-            md.append(f"| {sc} | {row[0]} | {row[1]} | {fixed if fixed is not None else '–'} | "
-                      f"{intact_count(g, sc, 'bnf')} / {intact_count(g, sc, 'bnf-check-off')} |")
-    relayed = sorted({k[0] for k in g if k[1] == "bnf-relay"})
-    if relayed:
-        md += ["", "## First trips: direct against relayed", "",
-               "A full trip goes direct by default: the source QEMU streams to the destination daemon, which "
-               "lands the pages. `bnf migrate --relay` sends it through the source daemon instead (QEMU into a "
-               "local socket, parsed, digested, framed, sent): one process and two copies more per page. "
-               "Relayed runs are added with `--only ID --strategies bnf-relay --keep`.", "",
-               "| scenario | native | bnf direct | bnf relayed | direct / relayed vs native | downtime native / "
-               "direct / relayed | CPU s src+dst native / direct / relayed |", "|---|---|---|---|---|---|---|"]
-        for sc in relayed:
-            t = {s_: stat(g, sc, s_, "first", "seconds")[0] for s_ in ("native", "bnf", "bnf-relay")}
-            d = {s_: stat(g, sc, s_, "first", "downtime_ms")[0] for s_ in ("native", "bnf", "bnf-relay")}
-            cpu = {}
-            for s_ in ("native", "bnf", "bnf-relay"):
-                src, _, _ = stat(g, sc, s_, "first", "cpu_src_s")
-                dst, _, _ = stat(g, sc, s_, "first", "cpu_dst_s")
-                cpu[s_] = fmt_s(src + dst) if src is not None and dst is not None else "–"
-            ratio = (f"{fmt_pct(t['bnf'] / t['native'])} / {fmt_pct(t['bnf-relay'] / t['native'])}"
-                     if None not in t.values() else "–")
-            md.append(f"| {sc} | {fmt_s(t['native'])} s | {fmt_s(t['bnf'])} s | {fmt_s(t['bnf-relay'])} s | {ratio} | "
-                      f"{fmt_s(d['native'])} / {fmt_s(d['bnf'])} / {fmt_s(d['bnf-relay'])} ms | "
-                      f"{cpu['native']} / {cpu['bnf']} / {cpu['bnf-relay']} |")
+    md += check_off_section(g) + relayed_section(g)
     native_default = [k for k in g if k[1] == "native-default"]
     if native_default:
         md += ["", "## Native QEMU with default settings (max-bandwidth 128 MiB/s)", ""]
