@@ -164,8 +164,16 @@ Status send_chunk_pages(transport::Connection& c, const SnapshotWriter& w, const
                              std::as_bytes(std::span(digests)));
 }
 
+// Host part of "host:port" (IPv6 hosts come without brackets from peer names).
+std::string host_of(const std::string& host_port) {
+  const auto colon = host_port.rfind(':');
+  return colon == std::string::npos ? host_port : host_port.substr(0, colon);
+}
+
+}  // namespace
+
 // VM_LANDED, then the source's fixes for the pages that differ, then VM_END.
-Result<Digest> settle_image(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
+Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
   const std::vector<Digest> chunks = w.table().chunk_digests(h, kSettleChunkPages);
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_landed,
                               {{"chunk_pages", kSettleChunkPages}, {"chunks", chunks.size()}},
@@ -192,17 +200,6 @@ Result<Digest> settle_image(transport::Connection& c, SnapshotWriter& w, const P
                       std::string("unexpected ") + proto::type_name(f.header.type) + " while settling the image");
     }
   }
-}
-
-}  // namespace
-
-Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
-  return settle_image(c, w, h);
-}
-
-std::string host_of(const std::string& host_port) {
-  const auto colon = host_port.rfind(':');
-  return colon == std::string::npos ? host_port : host_port.substr(0, colon);
 }
 
 Result<DirectStreamListener> DirectStreamListener::open(const std::string& bnf_peer) {
@@ -237,7 +234,7 @@ Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w
   std::string kept;
   {
     QemuFeed feed(connect_qemu, stream_fd, [&]() -> Status {
-      BNF_ASSIGN_OR_RETURN(root, settle_image(c, w, h));
+      BNF_ASSIGN_OR_RETURN(root, settle_with_source(c, w, h));
       return Status::ok();
     });
     FdSource src(stream_fd);

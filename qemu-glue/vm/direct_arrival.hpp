@@ -60,7 +60,4 @@ Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w
 // be the image's. Returns that root.
 Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h);
 
-// Host part of "host:port" (IPv6 hosts come without brackets from peer names).
-std::string host_of(const std::string& host_port);
-
 }  // namespace bnf::qemu
