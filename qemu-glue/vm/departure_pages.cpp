@@ -71,6 +71,7 @@ Status DeparturePages::on_final_ram_section() {
 
 Status DeparturePages::before_device_state() {
   BNF_TRY(send_all(prev_pass_));
+  BNF_TRY(send_all(cooling_));
   BNF_TRY(send_all(this_pass_));
   BNF_TRY(fix_up_from_rehash());
   BNF_TRY(flush_batch());
@@ -100,29 +101,34 @@ bool DeparturePages::may_hold() const { return opt_.incremental && held_bytes_ +
 
 Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
   if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
-  if (tick_ && ++records_ % 4096 == 0) tick_(n_);
+  if (++records_ % 4096 == 0) {
+    if (tick_) tick_(n_);
+    BNF_TRY(send_cooled());
+  }
   BNF_TRY(scan_reached(p));
   const bool is_zero = d == h_.zero_digest();
   if (is_zero) ++n_.zero;
-  auto prev = prev_pass_.find(p);
-  if (prev != prev_pass_.end()) this_pass_.insert(prev_pass_.extract(prev));  // rewritten again: still hot
+  // Rewritten again: still hot.
+  if (auto prev = prev_pass_.find(p); prev != prev_pass_.end()) this_pass_.insert(prev_pass_.extract(prev));
+  if (auto cool = cooling_.find(p); cool != cooling_.end()) this_pass_.insert(cooling_.extract(cool));
+  auto cur = this_pass_.find(p);
+  if (cur != this_pass_.end()) cur->second.seen = opt_.clock();
   if (held_[p] == d) {  // the destination holds (or will hold) these bytes
     if (!is_zero) ++n_.skipped;
     return Status::ok();
   }
   held_[p] = d;
   auto copy = [&] { return is_zero ? std::vector<std::byte>() : std::vector<std::byte>(data, data + kPage); };
-  auto cur = this_pass_.find(p);
   if (cur != this_pass_.end()) {
     ++n_.superseded;
-    held_bytes_ -= cur->second.size();
-    cur->second = copy();
-    held_bytes_ += cur->second.size();
+    held_bytes_ -= cur->second.bytes.size();
+    cur->second.bytes = copy();
+    held_bytes_ += cur->second.bytes.size();
     return Status::ok();
   }
   if (may_hold()) {
     held_bytes_ += is_zero ? 0 : kPage;
-    this_pass_.emplace(p, copy());
+    this_pass_.emplace(p, HeldPage{copy(), opt_.clock()});
     return Status::ok();
   }
   return send(p, is_zero ? nullptr : data);
@@ -135,24 +141,46 @@ Status DeparturePages::scan_reached(uint64_t page) {
   if (!last_page_ || page <= *last_page_) {
     ++n_.rounds;
     if (last_page_) {
-      BNF_TRY(send_all(prev_pass_));
+      while (!prev_pass_.empty()) BNF_TRY(release(prev_pass_.extract(prev_pass_.begin())));
       prev_pass_.swap(this_pass_);
     }
+    BNF_TRY(send_cooled());
     if (tick_) tick_(n_);  // a new pass: the downtime limit may change now, not thousands of records later
   }
   last_page_ = page;
-  while (!prev_pass_.empty() && prev_pass_.begin()->first < page) {
-    auto node = prev_pass_.extract(prev_pass_.begin());
-    BNF_TRY(send(node.key(), node.mapped()));
-    held_bytes_ -= node.mapped().size();
+  while (!prev_pass_.empty() && prev_pass_.begin()->first < page)
+    BNF_TRY(release(prev_pass_.extract(prev_pass_.begin())));
+  return Status::ok();
+}
+
+Status DeparturePages::release(Held::node_type node) {
+  if (opt_.clock() - node.mapped().seen < opt_.hot_window) {
+    cooling_.insert(std::move(node));
+    return Status::ok();
+  }
+  held_bytes_ -= node.mapped().bytes.size();
+  return send(node.key(), node.mapped().bytes);
+}
+
+Status DeparturePages::send_cooled() {
+  if (cooling_.empty()) return Status::ok();
+  const auto now = opt_.clock();
+  for (auto it = cooling_.begin(); it != cooling_.end();) {
+    if (now - it->second.seen < opt_.hot_window) {
+      ++it;
+      continue;
+    }
+    held_bytes_ -= it->second.bytes.size();
+    BNF_TRY(send(it->first, it->second.bytes));
+    it = cooling_.erase(it);
   }
   return Status::ok();
 }
 
 Status DeparturePages::send_all(Held& held) {
-  for (auto& [page, bytes] : held) {
-    BNF_TRY(send(page, bytes));
-    held_bytes_ -= bytes.size();
+  for (auto& [page, h] : held) {
+    BNF_TRY(send(page, h.bytes));
+    held_bytes_ -= h.bytes.size();
   }
   held.clear();
   return Status::ok();

@@ -254,6 +254,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
                        {.incremental = incremental,
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
+                        .hot_window = kQemuHotWindow,
                         .switchover_check = ram_view ? ram_view->bytes() : std::span<const std::byte>()});
   FdSource src(qfd.get());
   bool limit_set = false;

@@ -71,15 +71,12 @@ echo "back trip: $out"
 check "B -> A is incremental" test "$(field "$out" mode)" = incremental
 sent=$(field "$out" pages_sent)
 passes=$(field "$out" rounds)
-# QEMU converges in a few passes; on a loaded machine (CI, 2 shared cores) it
-# was seen to need 40-130 short ones, and a hot page held back may then go
-# more than once: the bound is looser there (a broken hold-back sends the hot
-# set once per pass and still fails it).
-factor=1
-if [ "$passes" -gt 8 ]; then factor=4; echo "note: QEMU made $passes passes: bounds x$factor"; fi
-check "back trip sends the hot set ($hot pages) plus at most 64 pages (x$factor)" test "$sent" -le $((factor * hot + 64))
-check "back trip wire bytes <= 1.1 x hot-set bytes + 1 MiB (x$factor)" \
-  python3 -c "import sys; sys.exit(0 if $(field "$out" wire_bytes) <= $factor * 1.1 * $hot * 4096 + 2**20 else 1)"
+# QEMU may make dozens of passes a millisecond long here (it re-decides to stop
+# only every 100 ms); the hold-back still sends each hot page once.
+echo "QEMU made $passes passes"
+check "back trip sends the hot set ($hot pages) plus at most 64 pages" test "$sent" -le $((hot + 64))
+check "back trip wire bytes <= 1.1 x hot-set bytes + 1 MiB" \
+  python3 -c "import sys; sys.exit(0 if $(field "$out" wire_bytes) <= 1.1 * $hot * 4096 + 2**20 else 1)"
 after_trip B A
 
 out=$(vm A migrate web1 "$URI_B" --json)

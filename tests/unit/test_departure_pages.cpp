@@ -58,6 +58,14 @@ class DeparturePagesTest : public ::testing::Test {
     return DeparturePages(conn_, h_, incremental ? std::optional(base_) : std::nullopt, kPages,
                           {.incremental = incremental, .hold_budget_bytes = budget});
   }
+  // Incremental, with a 200 ms hot window on the test's clock `now_`.
+  DeparturePages make_timed() {
+    return DeparturePages(conn_, h_, base_, kPages,
+                          {.incremental = true,
+                           .hold_budget_bytes = 1 << 20,
+                           .hot_window = std::chrono::milliseconds(200),
+                           .clock = [this] { return now_; }});
+  }
   // One QEMU pass (or part of one): the pages it resends, with their new fill
   // byte; then what left the hold-back is posted, to be counted.
   static void pass(DeparturePages& d, std::vector<std::pair<uint64_t, uint8_t>> pages) {
@@ -78,6 +86,7 @@ class DeparturePagesTest : public ::testing::Test {
   PageDigester h_;
   DigestTable base_;
   RecordingConnection conn_;
+  std::chrono::steady_clock::time_point now_;
 };
 
 TEST_F(DeparturePagesTest, UnchangedPagesNeverTravel) {
@@ -117,6 +126,46 @@ TEST_F(DeparturePagesTest, PageCleanForAPassLeavesBeforeTheWalkPassesIt) {
   pass(d, {{6, 100}});         // ... same pass, now past it
   EXPECT_EQ(sends_of(5), 1U);
   EXPECT_EQ(sends_of(30), 0U);
+}
+
+// QEMU can make passes a millisecond long (between its 100 ms stop decisions):
+// a page the guest rewrites every 100 ms is clean for many of them.
+TEST_F(DeparturePagesTest, RapidPassesDoNotReleaseAPageRewrittenWithinTheHotWindow) {
+  auto d = make_timed();
+  uint8_t fill = 100;
+  for (int period = 0; period < 3; ++period) {  // rewritten every 100 ms, ...
+    pass(d, {{7, fill++}});
+    for (int i = 0; i < 100; ++i) {  // ... 1 ms passes in between
+      now_ += std::chrono::milliseconds(1);
+      pass(d, {{1, 1}});  // unchanged: skipped
+    }
+  }
+  EXPECT_EQ(sends_of(7), 0U);
+  now_ += std::chrono::milliseconds(99);
+  pass(d, {{1, 1}});
+  EXPECT_EQ(sends_of(7), 0U);  // last rewritten 199 ms ago: still cooling
+  now_ += std::chrono::milliseconds(1);
+  pass(d, {{1, 1}});
+  ASSERT_EQ(sends_of(7), 1U);  // clean for the window: sent, with its last version
+  EXPECT_EQ(conn_.sent.back().fill, fill - 1);
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_EQ(sends_of(7), 1U);
+}
+
+TEST_F(DeparturePagesTest, CoolingPageRewrittenIsHotAgain) {
+  auto d = make_timed();
+  pass(d, {{7, 100}});
+  pass(d, {{1, 1}});
+  pass(d, {{1, 1}});  // clean for a pass, within the window: cooling
+  now_ += std::chrono::milliseconds(150);
+  pass(d, {{7, 101}});  // rewritten: hot again, its clock restarts
+  now_ += std::chrono::milliseconds(150);
+  pass(d, {{1, 1}});
+  pass(d, {{1, 1}});
+  EXPECT_EQ(sends_of(7), 0U);
+  ASSERT_TRUE(d.before_device_state().is_ok());  // the stop sends whatever is held, once
+  ASSERT_EQ(sends_of(7), 1U);
+  EXPECT_EQ(conn_.sent.back().fill, 101);
 }
 
 TEST_F(DeparturePagesTest, BudgetExhaustedPagesGoAtOnce) {
