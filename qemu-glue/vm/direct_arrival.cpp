@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -103,19 +104,76 @@ class ReturnPathRelay {
 };
 
 // The rest of the stream into our QEMU; buffered while RAM flows, written
-// through once device state starts (our QEMU must load it all to answer on
+// through once the image is settled (our QEMU must load it all to answer on
 // the return path, which is what lets the source QEMU end the stream). Our
 // QEMU is connected on the first write, its return path relayed from then on.
+//
+// The settle runs on a thread of its own while the stream keeps being read
+// (device state held here): the source QEMU writes its device state holding
+// the lock its QMP needs, and the source daemon, if it was asking QMP
+// something at the stop, settles only once QEMU could answer; a device state
+// larger than the socket buffers, left unread, would stall both.
 class QemuFeed final : public ByteSink {
  public:
   QemuFeed(std::function<Result<int>()> connect, int stream_fd, std::function<Status()> settle)
       : connect_(std::move(connect)), stream_fd_(stream_fd), settle_(std::move(settle)) {}
+  ~QemuFeed() override { (void)finish(); }
+  QemuFeed(const QemuFeed&) = delete;
+  QemuFeed& operator=(const QemuFeed&) = delete;
+
   Status write(std::span<const std::byte> src) override {
+    std::lock_guard g(mu_);
     kept_.append(reinterpret_cast<const char*>(src.data()), src.size());
     pending_.insert(pending_.end(), src.begin(), src.end());
-    return device_state_ || pending_.size() >= kBuffer ? flush() : Status::ok();
+    switch (state_) {
+      case State::ram:
+        return pending_.size() >= kBuffer ? flush_locked() : Status::ok();
+      case State::settling:
+        return Status::ok();
+      case State::settled:
+        return flush_locked();
+      case State::failed:  // never device state into an unsettled image
+        return settle_status_;
+    }
+    return Status::ok();
   }
   Status flush() override {
+    std::lock_guard g(mu_);
+    if (state_ == State::failed) return settle_status_;
+    return state_ == State::settling ? Status::ok() : flush_locked();
+  }
+  Status before_device_state() override {
+    {
+      std::lock_guard g(mu_);
+      BNF_TRY(flush_locked());
+      state_ = State::settling;
+    }
+    settle_thread_ = std::thread([this] {
+      Status st = settle_();
+      std::lock_guard g(mu_);
+      if (st.is_ok()) st = flush_locked();
+      state_ = st.is_ok() ? State::settled : State::failed;
+      settle_status_ = st;
+      if (!st.is_ok()) ::shutdown(stream_fd_, SHUT_RDWR);  // the reader stops; the source QEMU fails and runs on
+    });
+    return Status::ok();
+  }
+  // Waits for the settle (if it started): its outcome.
+  Status finish() {
+    if (settle_thread_.joinable()) settle_thread_.join();
+    return settle_status_;
+  }
+  [[nodiscard]] bool settled() const {
+    std::lock_guard g(mu_);
+    return state_ == State::settled;
+  }
+  std::string take_kept() {
+    std::lock_guard g(mu_);
+    return std::move(kept_);
+  }
+
+ private:
+  Status flush_locked() {
     if (!out_) {
       BNF_ASSIGN_OR_RETURN(int fd, connect_());
       out_.emplace(fd);
@@ -125,25 +183,19 @@ class QemuFeed final : public ByteSink {
     pending_.clear();
     return out_->flush().context("feed destination QEMU");
   }
-  Status before_device_state() override {
-    BNF_TRY(flush());
-    BNF_TRY(settle_());
-    device_state_ = true;
-    return Status::ok();
-  }
-  [[nodiscard]] bool settled() const { return device_state_; }
-  std::string take_kept() { return std::move(kept_); }
 
- private:
   static constexpr size_t kBuffer = 1U << 20;
   std::function<Result<int>()> connect_;
   int stream_fd_;
   std::function<Status()> settle_;
+  mutable std::mutex mu_;
   std::vector<std::byte> pending_;
   std::optional<FdSink> out_;
   std::optional<ReturnPathRelay> relay_;  // after out_: stops first
   std::string kept_;
-  bool device_state_ = false;
+  enum class State { ram, settling, settled, failed } state_ = State::ram;
+  Status settle_status_ = Status::ok();
+  std::thread settle_thread_;  // last: joined (by finish) before the rest goes
 };
 
 // VM_CHUNKS asks for the page digests of the chunks that differ: so only the
@@ -241,6 +293,7 @@ Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w
     StreamRewriter rw(src, feed, pages);
     Status st = rw.run();
     if (!st.is_ok()) ::shutdown(stream_fd, SHUT_RDWR);  // the source QEMU fails and runs on
+    BNF_TRY(feed.finish());                             // the settle's reason first: it is why the stream broke
     BNF_TRY(st);
     if (!feed.settled()) return Status(Errc::protocol, "the source QEMU's stream ended before device state");
     kept = feed.take_kept();

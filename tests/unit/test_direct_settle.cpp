@@ -1,10 +1,16 @@
 // The settle of a direct trip (both halves, over the in-memory transport): the
 // destination's image ends up exactly the source's stopped VM, only the pages
 // that differ travel, and a broken connection fails both sides instead of
-// hanging them.
+// hanging them. And a whole direct arrival over real sockets: the stream keeps
+// being read while the image is settled.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <string>
 #include <thread>
 
 #include "snapshot/snapshot_store.hpp"
@@ -96,6 +102,89 @@ TEST_F(DirectSettle, ACutConnectionFailsBothHalves) {
   run(dest, src);
   EXPECT_FALSE(dest.is_ok());
   EXPECT_FALSE(src.is_ok());
+}
+
+// A QEMU stream in the 7.2 format: the RAM section (ram0 of `pages` pages),
+// its END section with page 0 filled with `fill`, then `device` bytes of
+// device state.
+std::string direct_stream(uint64_t pages, char fill, size_t device) {
+  std::string s;
+  auto u8 = [&](uint8_t v) { s.push_back(static_cast<char>(v)); };
+  auto be = [&](uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) u8(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  auto str8 = [&](const std::string& t) {
+    u8(static_cast<uint8_t>(t.size()));
+    s += t;
+  };
+  be(0x5145564d, 4), be(3, 4), u8(0x07), be(4, 4), s += "pc-x";  // header, configuration
+  u8(0x01), be(2, 4), str8("ram"), be(0, 4), be(4, 4);           // START ram
+  be((pages * 4096) | 0x04, 8), str8("ram0"), be(pages * 4096, 8);
+  be(0x10, 8), u8(0x7e), be(2, 4);  // end of records, footer
+  u8(0x03), be(2, 4);               // END ram: the final pass
+  be(0x08, 8), str8("ram0"), s += std::string(4096, fill);
+  be(0x10, 8), u8(0x7e), be(2, 4);
+  u8(0x04), be(3, 4), str8("dev"), be(0, 4), be(1, 4);  // device state
+  s += std::string(device, 'D');
+  return s;
+}
+
+// The source QEMU writes its device state holding the lock its QMP needs; a
+// source daemon that was asking QMP something then settles only once all of it
+// is written. A device state bigger than the socket buffers must therefore be
+// read while the destination waits for the settle, or both stall.
+TEST_F(DirectSettle, DeviceStateBiggerThanTheSocketBuffersIsReadWhileTheImageSettles) {
+  constexpr size_t kDevice = 8U << 20;
+  ::signal(SIGPIPE, SIG_IGN);  // a stalled run fails on its assertions, not by a signal
+  const std::string stream = direct_stream(kPages, 'x', kDevice);
+  int qemu_stream[2];  // source QEMU -> destination daemon
+  int feed[2];         // destination daemon -> destination QEMU
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, qemu_stream), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, feed), 0);
+  std::atomic<bool> written{false};
+  std::thread source_qemu([&] {
+    for (size_t off = 0; off < stream.size();) {
+      const ssize_t n = ::write(qemu_stream[0], stream.data() + off, stream.size() - off);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
+    }
+    written = true;
+  });
+  std::atomic<size_t> qemu_got{0};
+  std::thread dest_qemu([&] {
+    char buf[65536];
+    ssize_t n = 0;
+    while ((n = ::read(feed[1], buf, sizeof buf)) > 0) qemu_got += static_cast<size_t>(n);
+  });
+  Result<uint64_t> src = Status(Errc::internal, "not run");
+  std::thread source_daemon([&] {
+    auto c = transport_->connect(*parse_endpoint("bnf+mem:dest"));
+    for (int i = 0; i < 500 && !written; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!written) {  // stalled: free everyone, the test fails below
+      ::shutdown(qemu_stream[0], SHUT_RDWR);
+      if (c.is_ok()) (*c)->shutdown();
+      return;
+    }
+    stopped_ = landed_;
+    std::memset(stopped_.data(), 'x', 4096);
+    const DigestTable table = DigestTable::compute(h_, stopped_, 4096, 1);
+    src = c.is_ok() ? settle_with_destination(**c, h_, table, stopped_) : Result<uint64_t>(c.status());
+    ::shutdown(qemu_stream[0], SHUT_WR);  // QEMU ends its stream once ours loaded it
+  });
+  auto c = (**listener_)->accept();
+  ASSERT_TRUE(c.is_ok());
+  auto arrival = receive_direct(
+      **c, *writer_, h_, [&]() -> Result<int> { return feed[0]; }, qemu_stream[1]);
+  source_daemon.join();
+  source_qemu.join();
+  ::shutdown(feed[0], SHUT_WR);
+  dest_qemu.join();
+  for (int fd : {qemu_stream[0], qemu_stream[1], feed[0], feed[1]}) ::close(fd);
+  ASSERT_TRUE(written) << "the destination stopped reading the stream while it settled";
+  ASSERT_TRUE(src.is_ok()) << src.status().message();
+  ASSERT_TRUE(arrival.is_ok()) << arrival.status().message();
+  EXPECT_EQ(arrival->root, DigestTable::compute(h_, stopped_, 4096, 1).root(h_));
+  EXPECT_GE(qemu_got.load(), kDevice);  // all of the device state reached our QEMU
 }
 
 }  // namespace
