@@ -88,7 +88,7 @@ def main():
         strategies = [QemuFloor(), NativeQemu(), Bnf(a.bnf)]
         if key in scenarios.NATIVE_DEFAULT:
             strategies.insert(2, NativeQemu(tuned=False))
-        if key in scenarios.BNF_CHECK_OFF:
+        if key in scenarios.BNF_CHECK_OFF or "bnf-check-off" in chosen:
             strategies.append(Bnf(a.bnf, switchover_check="off"))
         if "bnf-relay" in chosen:  # only when asked for: full trips relayed, to compare with direct
             strategies.append(Bnf(a.bnf, relay=True))

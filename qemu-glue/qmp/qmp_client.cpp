@@ -60,28 +60,46 @@ namespace {
 constexpr const char* kUnawaited = "unawaited";
 }  // namespace
 
-Status QmpClient::send(const std::string& command, const json& args) {
-  json msg = {{"execute", command}, {"id", kUnawaited}};
+Status QmpClient::post(const std::string& command, const json& args, const json& id) {
+  json msg = {{"execute", command}, {"id", id}};
   if (!args.is_null()) msg["arguments"] = args;
   return send_all(fd_.get(), msg.dump() + "\n", "QMP send " + command);
 }
 
-Result<json> QmpClient::execute(const std::string& command, const json& args) {
-  json msg = {{"execute", command}};
-  if (!args.is_null()) msg["arguments"] = args;
-  BNF_TRY(send_all(fd_.get(), msg.dump() + "\n", "QMP send " + command));
+Status QmpClient::send(const std::string& command, const json& args) { return post(command, args, kUnawaited); }
+
+bool QmpClient::queued(const std::string& event) const {
+  for (const json& e : events_)
+    if (e["event"] == event) return true;
+  return false;
+}
+
+Result<std::optional<json>> QmpClient::answer(uint64_t id, const std::string& command, const std::string& event) {
   while (true) {
+    if (!event.empty() && queued(event)) return std::optional<json>();
     BNF_ASSIGN_OR_RETURN(json r, read_message(std::chrono::seconds(60)));
     if (r.contains("event")) {
       events_.push_back(std::move(r));
       continue;
     }
-    if (r.contains("id") && r["id"] == kUnawaited) continue;  // answer to a send()
+    if (!r.contains("id") || r["id"] != id) continue;  // the answer to a send(), or to a command given up on
     if (r.contains("error"))
       return Status(Errc::invalid_argument,
                     "QEMU refused " + command + ": " + r["error"].value("desc", std::string("unknown error")));
-    if (r.contains("return")) return r["return"];
+    if (r.contains("return")) return std::optional<json>(r["return"]);
   }
+}
+
+Result<json> QmpClient::execute(const std::string& command, const json& args) {
+  BNF_TRY(post(command, args, ++last_id_));
+  BNF_ASSIGN_OR_RETURN(std::optional<json> r, answer(last_id_, command, ""));
+  return std::move(*r);
+}
+
+Result<std::optional<json>> QmpClient::execute_unless_event(const std::string& command, const json& args,
+                                                            const std::string& event) {
+  BNF_TRY(post(command, args, ++last_id_));
+  return answer(last_id_, command, event);
 }
 
 double QmpClient::event_time(const json& event) {

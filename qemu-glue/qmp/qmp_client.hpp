@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "common/status.hpp"
@@ -20,6 +21,12 @@ class QmpClient {
 
   // Runs one command; a QMP error becomes a Status carrying QEMU's description.
   Result<nlohmann::json> execute(const std::string& command, const nlohmann::json& args = nullptr);
+  // The same, unless event `event` is queued before the answer comes: then
+  // nothing (the event stays queued, the answer is skipped when it comes). For
+  // a poll that must see the event at once although QEMU may hold the answer
+  // back (a migration's final pass holds the lock QMP commands need).
+  Result<std::optional<nlohmann::json>> execute_unless_event(const std::string& command, const nlohmann::json& args,
+                                                             const std::string& event);
   // Sends a command without waiting for its answer (which later calls skip): for
   // a caller that must not block, e.g. one draining QEMU's migration stream
   // while QEMU's migration thread, holding the big lock that QMP needs, writes it.
@@ -36,7 +43,12 @@ class QmpClient {
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<nlohmann::json> read_message(std::chrono::milliseconds timeout);
+  Status post(const std::string& command, const nlohmann::json& args, const nlohmann::json& id);
+  // The answer to command `id`; events are queued, other answers skipped.
+  Result<std::optional<nlohmann::json>> answer(uint64_t id, const std::string& command, const std::string& event);
+  [[nodiscard]] bool queued(const std::string& event) const;
   UniqueFd fd_;
+  uint64_t last_id_ = 0;
   std::string buffer_;
   std::deque<nlohmann::json> events_;
   std::string version_;

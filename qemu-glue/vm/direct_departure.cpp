@@ -70,7 +70,11 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
     auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
     if (stop.is_ok()) return *stop;
     if (stop.status().code() != Errc::cancelled) return stop.status();
-    BNF_ASSIGN_OR_RETURN(json m, qmp.execute("query-migrate"));
+    // Not a plain execute: QEMU answers only after its final pass if the VM
+    // stops meanwhile, and the re-hash must start at the stop.
+    BNF_ASSIGN_OR_RETURN(std::optional<json> polled, qmp.execute_unless_event("query-migrate", nullptr, "STOP"));
+    if (!polled) continue;  // stopped: the loop's wait_event takes it
+    const json& m = *polled;
     const std::string st = m.value("status", std::string());
     if (st == "failed" || st == "cancelled")  // its connection to the destination broke
       return Status(Errc::connection_lost,
@@ -219,6 +223,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   if (!stop.is_ok())
     return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
   d.stop_event = std::move(*stop);
+  d.stop_seen_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() -
+                  QmpClient::event_time(d.stop_event);
   auto rehash = [&] {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
     d.table = DigestTable::compute(h, s.ram, kPage, 2);

@@ -35,6 +35,7 @@ struct DirectDeparture {
   nlohmann::json qemu_stats;       // query-migrate at the end
   uint64_t pages_resent = 0;       // pages that differed at the settle
   bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
+  double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM
   double settle_s = 0;             // VM_LANDED -> VM_END sent
 };

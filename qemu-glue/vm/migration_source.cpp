@@ -325,6 +325,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                       .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
+  rep.phases["stop_seen_s"] = dd.stop_seen_s;
   rep.phases["rehash_s"] = dd.rehash_s;
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());

@@ -16,8 +16,8 @@ TEST(QmpClient, TalksToARealQemu) {
   if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
   test::TempDir dir;
   const std::string sock = dir.path() + "/qmp.sock";
-  auto qemu = QemuProcess::spawn({"qemu-system-x86_64", "-accel", "tcg", "-m", "32M", "-display", "none",
-                                  "-nodefaults", "-S", "-qmp", "unix:" + sock + ",server=on,wait=off"},
+  auto qemu = QemuProcess::spawn({"qemu-system-x86_64", "-accel", "tcg", "-m", "32M", "-display", "none", "-nodefaults",
+                                  "-S", "-qmp", "unix:" + sock + ",server=on,wait=off"},
                                  dir.path() + "/stderr");
   ASSERT_TRUE(qemu.is_ok()) << qemu.status().message();
   auto c = QmpClient::connect(sock, std::chrono::seconds(10));
@@ -39,6 +39,19 @@ TEST(QmpClient, TalksToARealQemu) {
   auto params = c->execute("query-migrate-parameters");
   ASSERT_TRUE(params.is_ok()) << params.status().message();
   EXPECT_EQ((*params)["downtime-limit"], 1234);
+  // A command given up on for an event: the event stays for wait_event, and
+  // the late answer is not taken for the next command's.
+  ASSERT_TRUE(c->send("stop").is_ok());
+  auto status = c->execute_unless_event("query-status", nullptr, "STOP");
+  ASSERT_TRUE(status.is_ok()) << status.status().message();
+  EXPECT_FALSE(status->has_value());  // QEMU sends STOP before answering the later query
+  ASSERT_TRUE(c->wait_event("STOP", std::chrono::seconds(1)).is_ok());
+  auto name = c->execute("query-name");
+  ASSERT_TRUE(name.is_ok()) << name.status().message();
+  EXPECT_FALSE(name->contains("status"));  // query-name's own answer, not query-status's
+  auto running = c->execute_unless_event("query-status", nullptr, "RESUME");
+  ASSERT_TRUE(running.is_ok() && running->has_value());
+  EXPECT_EQ((**running)["status"], "paused");
 }
 
 TEST(QmpClient, MissingSocketTimesOutWithAReason) {
