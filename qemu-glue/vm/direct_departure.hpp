@@ -20,7 +20,7 @@ struct DirectDepartureSetup {
   uint16_t port = 0;
   int downtime_limit_ms = 300;
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
-  std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only (and faulted in)
+  std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
@@ -35,6 +35,7 @@ struct DirectDeparture {
   nlohmann::json qemu_stats;       // query-migrate at the end
   uint64_t pages_resent = 0;       // pages that differed at the settle
   bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
+  uint64_t prefaulted_bytes = 0;   // of the RAM mapping, faulted in before the stop
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM
   double settle_s = 0;             // VM_LANDED -> VM_END sent

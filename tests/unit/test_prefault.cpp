@@ -1,0 +1,56 @@
+// Prefault: a pass over the mapping afterwards takes no page faults; the idle
+// gauge stays within the machine's cores.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/files.hpp"
+#include "common/prefault.hpp"
+#include "test_util.hpp"
+
+namespace bnf {
+namespace {
+
+long minor_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_THREAD, &u);
+  return u.ru_minflt;
+}
+
+TEST(Prefault, APassAfterItTakesNoPageFaults) {
+  constexpr size_t kBytes = 96U << 20;  // one full step and a short one
+  test::TempDir dir;
+  auto fd = open_file(dir.path() + "/ram", O_RDWR | O_CREAT);
+  ASSERT_TRUE(fd.is_ok());
+  ASSERT_EQ(::ftruncate(fd->get(), kBytes), 0);
+  std::vector<char> page(4096, 'x');
+  for (size_t off = 0; off < kBytes; off += 4096) ASSERT_EQ(::pwrite(fd->get(), page.data(), 4096, off), 4096);
+  auto* p = static_cast<const std::byte*>(::mmap(nullptr, kBytes, PROT_READ, MAP_SHARED, fd->get(), 0));
+  ASSERT_NE(p, MAP_FAILED);
+  {
+    Prefault pf(std::span(p, kBytes));
+    pf.wait();
+    ASSERT_EQ(pf.done(), kBytes);
+  }
+  const long before = minor_faults();
+  uint64_t sum = 0;
+  for (size_t off = 0; off < kBytes; off += 4096) sum += static_cast<uint8_t>(p[off]);
+  EXPECT_LT(minor_faults() - before, 16);
+  EXPECT_EQ(sum, kBytes / 4096 * 'x');
+  ::munmap(const_cast<std::byte*>(p), kBytes);
+}
+
+TEST(Prefault, IdleCoresStayWithinTheMachine) {
+  IdleCores idle;
+  ::usleep(20000);
+  const double cores = idle.sample();
+  EXPECT_GE(cores, 0.0);
+  EXPECT_LE(cores, static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN)) + 0.01);
+}
+
+}  // namespace
+}  // namespace bnf
