@@ -17,8 +17,8 @@ Prefault::Prefault(std::span<const std::byte> region, PrefaultOptions opt) {
     constexpr size_t kStep = 64U << 20;
     IdleCores idle;
     for (size_t off = 0; off < region.size() && !stop_;) {
-      if (opt.when_idle) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (opt.when_idle) {  // idle on average: short gaps in a CPU-bound pass do not count
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
         if (idle.sample() < 0.5) continue;
       }
       auto* at = const_cast<std::byte*>(region.data() + off);
