@@ -16,11 +16,14 @@ Prefault::Prefault(std::span<const std::byte> region, PrefaultOptions opt) {
   thread_ = std::thread([this, region, opt] {
     constexpr size_t kStep = 64U << 20;
     IdleCores idle;
-    for (size_t off = 0; off < region.size() && !stop_;) {
-      if (opt.when_idle) {  // idle on average: short gaps in a CPU-bound pass do not count
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        if (idle.sample() < 0.5) continue;
+    for (size_t off = 0; off < region.size();) {
+      {
+        std::unique_lock lk(mu_);
+        // Idle on average: short gaps in a CPU-bound pass do not count.
+        if (opt.when_idle) wake_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_; });
+        if (stop_) return;
       }
+      if (opt.when_idle && idle.sample() < 0.5) continue;
       auto* at = const_cast<std::byte*>(region.data() + off);
       const size_t n = std::min(kStep, region.size() - off);
       if (::madvise(at, n, MADV_POPULATE_READ) != 0) return;  // old kernel: the pass faults
@@ -31,7 +34,11 @@ Prefault::Prefault(std::span<const std::byte> region, PrefaultOptions opt) {
 }
 
 void Prefault::stop() {
-  stop_ = true;
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
   wait();
 }
 

@@ -11,8 +11,10 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <thread>
 
@@ -36,7 +38,9 @@ class Prefault {
   [[nodiscard]] size_t done() const { return done_; }
 
  private:
-  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable wake_;  // stop() interrupts the wait between idle gauges at once
+  bool stop_ = false;
   std::atomic<size_t> done_{0};
   std::thread thread_;
 };

@@ -6,7 +6,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "common/files.hpp"
 #include "common/prefault.hpp"
@@ -42,6 +45,17 @@ TEST(Prefault, APassAfterItTakesNoPageFaults) {
   EXPECT_LT(minor_faults() - before, 16);
   EXPECT_EQ(sum, kBytes / 4096 * 'x');
   ::munmap(const_cast<std::byte*>(p), kBytes);
+}
+
+// stop() comes at a VM's stop, when the re-hash must start: it may not wait
+// out the pause between idle gauges (it did: ~50 ms in every direct trip).
+TEST(Prefault, StopReturnsAtOnceWhileWaitingForIdleCpu) {
+  std::vector<std::byte> region(1U << 20);
+  Prefault pf(region, {.when_idle = true});
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto t0 = std::chrono::steady_clock::now();
+  pf.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(50));  // the pause is 100 ms
 }
 
 TEST(Prefault, IdleCoresStayWithinTheMachine) {
