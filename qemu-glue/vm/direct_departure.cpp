@@ -48,13 +48,11 @@ constexpr double kRehashMsPerGiB = 120;
 // dirtied in a live second pass and the re-hash would add its own time (+0.13
 // s at 1 GiB, 1 Gbit/s, measured).
 //
-// The tail is measured in downtime, though, and QEMU sends faster once the VM
-// is stopped when the pass is CPU-bound: the guest's vCPU gives its core back
-// (native's final pass sends 300 ms of first-pass rate in ~170 ms at 1 GiB,
-// 10 Gbit/s). There the tail is that much bigger, so the final pass lasts
-// about as long as the re-hash: the VM is stopped that long anyway, and what
-// it sends then is not sent, slower, while it runs.
-constexpr double kStoppedSpeedup = 1.7;
+// Tried: a 1.7x bigger tail when the pass is CPU-bound, on the idea that QEMU
+// sends faster once the stopped vCPU gives its core back (native's final pass
+// sends 300 ms of first-pass rate in ~170 ms). Not with the re-hash beside
+// it on these 2 cores: same-run A/B, 1 GiB, 10 Gbit/s, 7 repeats: 1.340 s
+// against 1.332 s, downtime 177 against 129 ms.
 
 bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
   const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
@@ -75,9 +73,6 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
   uint64_t last_sent = UINT64_MAX;
   bool limit_set = false;
   const double rehash_ms = kRehashMsPerGiB * static_cast<double>(s.ram.size()) / (1ULL << 30);
-  IdleCores idle;  // CPU-bound pass: under half a core idle on average since the last gauge
-  double idle_cores = 1;
-  auto last_gauge = Clock::now();
   while (true) {
     auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
     if (stop.is_ok()) return *stop;
@@ -93,12 +88,7 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
                     fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
-    if (since(last_gauge) >= 0.25) {
-      idle_cores = idle.sample();
-      last_gauge = Clock::now();
-    }
-    const double tail_ms = rehash_ms * (idle_cores < 0.5 ? kStoppedSpeedup : 1.0);
-    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail_ms))) {
+    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), rehash_ms))) {
       BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
       limit_set = true;
     }
