@@ -196,16 +196,18 @@ def check_off_section(g):
           "VM's RAM during the final pass and resends those pages (on by default for TCG VMs). Same "
           "scenarios with the check off (a first trip then trusts QEMU's stream and hashes the source's "
           "table after the VM runs on B; when QEMU lost writes, the trip back is full):", "",
-          "| scenario | downtime back: check on / off | downtime first: on / off | pages QEMU missed (back, "
-          "median) | guest intact: on / off |", "|---|---|---|---|---|"]
+          "| scenario | downtime back: check on / off | downtime first: on / off | first trip: on / off "
+          "/ native | pages QEMU missed (back, median) | guest intact: on / off |", "|---|---|---|---|---|---|"]
     for sc in check_off:
         row = []
         for trip in ("back", "first"):
             on, _, _ = stat(g, sc, "bnf", trip, "downtime_ms")
             off, _, _ = stat(g, sc, "bnf-check-off", trip, "downtime_ms")
             row.append(f"{fmt_s(on)} / {fmt_s(off)} ms")
+        first = [stat(g, sc, s, "first", "seconds")[0] for s in ("bnf", "bnf-check-off", "native")]
+        row.append(" / ".join(f"{fmt_s(t)}" for t in first) + " s")
         fixed, _, _ = stat(g, sc, "bnf", "back", "pages_fixed_at_switchover")
-        md.append(f"| {sc} | {row[0]} | {row[1]} | {fixed if fixed is not None else '–'} | "
+        md.append(f"| {sc} | {row[0]} | {row[1]} | {row[2]} | {fixed if fixed is not None else '–'} | "
                   f"{intact_count(g, sc, 'bnf')} / {intact_count(g, sc, 'bnf-check-off')} |")
     return md
 

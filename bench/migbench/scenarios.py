@@ -36,7 +36,7 @@ NATIVE_DEFAULT = {(1024, "hot1", "10gbit", 3)}
 # bnf with its switchover check off (on by default for TCG VMs: it re-hashes
 # the stopped VM's RAM and resends pages QEMU 7.2/TCG failed to resend) on
 # these scenarios, to show what the check costs in downtime.
-BNF_CHECK_OFF = {(1024, "hot1", "1gbit", 3), (256, "hot10", "1gbit", 3)}
+BNF_CHECK_OFF = {(1024, "hot1", "1gbit", 3), (1024, "hot1", "10gbit", 3), (256, "hot10", "1gbit", 3)}
 
 
 def expand(rows):
