@@ -11,7 +11,15 @@ cd "$(dirname "$0")/.."
 BNF=$PWD/build/bnf
 WORK=$(mktemp -d /dev/shm/bnf-demo-XXXXXX)
 export XDG_STATE_HOME=$WORK/xdg
-trap 'kill ${DAEMON:-} ${DA:-} ${DB:-} 2>/dev/null; wait 2>/dev/null; pkill -f "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
+cleanup() {  # keeps the demo's exit status: under set -e a pkill that matched nothing made it 1
+  local rc=$?
+  kill ${DAEMON:-} ${DA:-} ${DB:-} 2>/dev/null || true
+  wait 2>/dev/null || true
+  pkill -f "$WORK" 2>/dev/null || true
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
 
 wait_listen() { for _ in $(seq 100); do sed -n 's/.*listening on \(bnf+tcp:[^ ]*\).*/\1/p' "$1" | grep . && return; sleep 0.05; done; }
 echo "== two daemons as two hosts"
