@@ -23,13 +23,8 @@ constexpr uint64_t kFramePages = 64;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// QEMU was prepared (prepare_qemu_migration, with the return path) during the handshake.
 Status start(QmpClient& qmp, const DirectDepartureSetup& s) {
-  const json caps =
-      json::array({{{"capability", "events"}, {"state", true}}, {{"capability", "return-path"}, {"state", true}}});
-  BNF_TRY(qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}).status());
-  BNF_TRY(
-      qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
-          .status());
   return qmp.execute("migrate", {{"uri", fmt::format("tcp:{}:{}", s.host, s.port)}}).status();
 }
 

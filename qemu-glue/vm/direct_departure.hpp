@@ -47,6 +47,7 @@ struct DirectDeparture {
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
                                          std::span<const std::byte> ram);
 
+// QEMU must have been prepared with its return path on (prepare_qemu_migration).
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       const DirectDepartureSetup& s);
 

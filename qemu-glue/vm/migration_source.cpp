@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "common/files.hpp"
@@ -20,6 +21,7 @@
 #include "stream/stream_rewriter.hpp"
 #include "vm/departure_pages.hpp"
 #include "vm/direct_departure.hpp"
+#include "vm/qemu_migration.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -179,12 +181,7 @@ Result<json> await_arrival(transport::Connection& c, const Digest& root) {
 // wait in the socket), with a downtime limit it cannot meet (see above).
 Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock) {
   BNF_ASSIGN_OR_RETURN(UniqueFd lfd, unix_listen(sock, 1));
-  BNF_TRY(qmp.execute("migrate-set-capabilities",
-                      {{"capabilities", json::array({{{"capability", "events"}, {"state", true}}})}})
-              .status());
-  BNF_TRY(
-      qmp.execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
-          .status());
+  BNF_TRY(prepare_qemu_migration(qmp, false));  // also after a direct trip's preparation was refused
   BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
   return accept_within(lfd.get(), 10000);
 }
@@ -379,30 +376,42 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   vm->busy = true;
   lk.unlock();  // status requests and incoming migrations of other VMs go on meanwhile
   BusyGuard busy(mu_, *vm);
-  BNF_ASSIGN_OR_RETURN(QmpClient qmp,
-                       QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5)));
+  // No arrival record: the trip is full, and may go direct; then the handshake
+  // runs beside QEMU's preparation (nothing waits on QEMU until VM_ACCEPT
+  // names the port). Otherwise QEMU's migration into our socket starts first
+  // and its first bytes wait there during the handshake.
+  const bool offer_direct = opt.direct && transport_.name() == "uring-tcp" && !store_.manifest(name).is_ok();
+  struct Handshake {
+    std::unique_ptr<transport::Connection> c;
+    Agreement g;
+  };
+  auto handshake = [&]() -> Result<Handshake> {
+    BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> conn, transport_.connect(to));
+    BNF_ASSIGN_OR_RETURN(Agreement g, agree(*conn, store_, vm->def, force_full, offer_direct));
+    return Handshake{std::move(conn), std::move(g)};
+  };
+  std::future<Result<Handshake>> early;
+  if (offer_direct) early = std::async(std::launch::async, handshake);
+  auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
+  if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
+  QmpClient qmp = std::move(*qmp_connected);
   auto fail_here = [&](Status st) {
     keep_running_here(qmp, log_, name);
     return st.context("migration of " + name + " failed, the VM keeps running here");
   };
-  // No arrival record: the trip is full, and may go direct. Otherwise QEMU's
-  // migration into our socket starts first and overlaps the handshake.
-  const bool offer_direct = opt.direct && transport_.name() == "uring-tcp" && !store_.manifest(name).is_ok();
   const auto t_stream = Clock::now();
   std::optional<UniqueFd> qfd;
   auto start_relay = [&]() -> Status {
     BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock"));
     return Status::ok();
   };
-  if (!offer_direct) {
-    Status st = start_relay();
-    if (!st.is_ok()) return fail_here(st);
-  }
-  auto connected = transport_.connect(to);
-  if (!connected.is_ok()) return fail_here(connected.status());
-  std::unique_ptr<transport::Connection> c = std::move(*connected);
-  auto agreed = agree(*c, store_, vm->def, force_full, offer_direct);
-  if (!agreed.is_ok()) return fail_here(agreed.status());
+  Status prepared = offer_direct ? prepare_qemu_migration(qmp, true) : start_relay();
+  Result<Handshake> shaken = offer_direct ? early.get() : Result<Handshake>(Status(Errc::internal, "not yet"));
+  if (!prepared.is_ok()) return fail_here(prepared);
+  if (!offer_direct) shaken = handshake();
+  if (!shaken.is_ok()) return fail_here(shaken.status());
+  std::unique_ptr<transport::Connection> c = std::move(shaken->c);
+  Result<Agreement> agreed = std::move(shaken->g);
   agreed->rep.phases["handshake_s"] = since(t0);
   TripContext x{qmp, *c, *agreed, vm->def, vm->ram_file, opt, progress, log_, t0};
   Result<Departed> trip = Status(Errc::internal, "no trip");

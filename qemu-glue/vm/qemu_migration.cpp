@@ -1,0 +1,16 @@
+#include "vm/qemu_migration.hpp"
+
+#include "vm/vm_manager.hpp"
+
+namespace bnf::qemu {
+
+Status prepare_qemu_migration(QmpClient& qmp, bool return_path) {
+  const nlohmann::json caps = nlohmann::json::array(
+      {{{"capability", "events"}, {"state", true}}, {{"capability", "return-path"}, {"state", return_path}}});
+  BNF_TRY(qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}).status());
+  return qmp
+      .execute("migrate-set-parameters", {{"max-bandwidth", 1ULL << 40}, {"downtime-limit", kFirstPassDowntimeMs}})
+      .status();
+}
+
+}  // namespace bnf::qemu
