@@ -406,16 +406,15 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     return Status::ok();
   };
   Status prepared = offer_direct ? prepare_qemu_migration(qmp, true) : start_relay();
-  Result<Handshake> shaken = offer_direct ? early.get() : Result<Handshake>(Status(Errc::internal, "not yet"));
-  if (!prepared.is_ok()) return fail_here(prepared);
-  if (!offer_direct) shaken = handshake();
+  if (!prepared.is_ok()) return fail_here(prepared);  // `early` is waited for as it goes
+  Result<Handshake> shaken = offer_direct ? early.get() : handshake();
   if (!shaken.is_ok()) return fail_here(shaken.status());
   std::unique_ptr<transport::Connection> c = std::move(shaken->c);
-  Result<Agreement> agreed = std::move(shaken->g);
-  agreed->rep.phases["handshake_s"] = since(t0);
-  TripContext x{qmp, *c, *agreed, vm->def, vm->ram_file, opt, progress, log_, t0};
+  Agreement& agreed = shaken->g;
+  agreed.rep.phases["handshake_s"] = since(t0);
+  TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, opt, progress, log_, t0};
   Result<Departed> trip = Status(Errc::internal, "no trip");
-  if (agreed->stream_port != 0) {
+  if (agreed.stream_port != 0) {
     trip = direct_trip(x, to, peer_timeout_ms_);
   } else {
     Status st = qfd ? Status::ok() : start_relay();
@@ -431,7 +430,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   const auto t_commit = Clock::now();
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
-  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, agreed->key,
+  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, agreed.key,
                                                              trip->table, to.to_string(), trip->stream));
   {
     std::lock_guard relock(mu_);
