@@ -153,41 +153,41 @@ Status DeparturePages::scan_reached(uint64_t page) {
   return Status::ok();
 }
 
+bool DeparturePages::still_hot(const HeldPage& h, std::chrono::steady_clock::time_point now) const {
+  return now - h.seen < opt_.hot_window;
+}
+
 Status DeparturePages::release(Held::node_type node) {
-  if (opt_.clock() - node.mapped().seen < opt_.hot_window) {
+  if (still_hot(node.mapped(), opt_.clock())) {
     cooling_.insert(std::move(node));
     return Status::ok();
   }
-  held_bytes_ -= node.mapped().bytes.size();
-  return send(node.key(), node.mapped().bytes);
+  return send_held(node.key(), node.mapped());
 }
 
 Status DeparturePages::send_cooled() {
   if (cooling_.empty()) return Status::ok();
   const auto now = opt_.clock();
   for (auto it = cooling_.begin(); it != cooling_.end();) {
-    if (now - it->second.seen < opt_.hot_window) {
+    if (still_hot(it->second, now)) {
       ++it;
       continue;
     }
-    held_bytes_ -= it->second.bytes.size();
-    BNF_TRY(send(it->first, it->second.bytes));
+    BNF_TRY(send_held(it->first, it->second));
     it = cooling_.erase(it);
   }
   return Status::ok();
 }
 
 Status DeparturePages::send_all(Held& held) {
-  for (auto& [page, h] : held) {
-    BNF_TRY(send(page, h.bytes));
-    held_bytes_ -= h.bytes.size();
-  }
+  for (auto& [page, h] : held) BNF_TRY(send_held(page, h));
   held.clear();
   return Status::ok();
 }
 
-Status DeparturePages::send(uint64_t page, const std::vector<std::byte>& bytes) {
-  return send(page, bytes.empty() ? nullptr : bytes.data());
+Status DeparturePages::send_held(uint64_t page, const HeldPage& h) {
+  held_bytes_ -= h.bytes.size();
+  return send(page, h.bytes.empty() ? nullptr : h.bytes.data());
 }
 
 Status DeparturePages::send(uint64_t page, const std::byte* data) {

@@ -96,11 +96,12 @@ class DeparturePages final : public PageHandler {
   using Held = std::map<uint64_t, HeldPage>;
   Status update(uint64_t page, const Digest& d, const std::byte* data);
   Status scan_reached(uint64_t page);
-  Status send(uint64_t page, const std::vector<std::byte>& bytes);
-  Status send(uint64_t page, const std::byte* data);  // nullptr: a zero page
+  Status send(uint64_t page, const std::byte* data);   // nullptr: a zero page
+  Status send_held(uint64_t page, const HeldPage& h);  // and no longer counted as held
   Status send_all(Held& held);
   Status release(Held::node_type node);  // clean for a pass: sent, or cooling until the window passed
   Status send_cooled();
+  [[nodiscard]] bool still_hot(const HeldPage& h, std::chrono::steady_clock::time_point now) const;
   Status fix_up_from_rehash();
   [[nodiscard]] bool may_hold() const;
 
