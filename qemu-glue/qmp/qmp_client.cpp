@@ -102,6 +102,10 @@ Result<std::optional<json>> QmpClient::execute_unless_event(const std::string& c
   return answer(last_id_, command, event);
 }
 
+double QmpClient::wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 double QmpClient::event_time(const json& event) {
   const json& ts = event.contains("timestamp") ? event["timestamp"] : json::object();
   return static_cast<double>(ts.value("seconds", 0LL)) + static_cast<double>(ts.value("microseconds", 0LL)) * 1e-6;
@@ -120,8 +124,7 @@ Result<double> QmpClient::wait_incoming_loaded(std::chrono::milliseconds timeout
     if (st == "failed") return Status(Errc::io, "QEMU failed to load the migration stream");
     if (st == "completed") {  // loaded; RESUME may have gone by before we asked
       auto s = execute("query-status");
-      if (s.is_ok() && s->value("running", false))
-        return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      if (s.is_ok() && s->value("running", false)) return wall_now();
     }
     if (Clock::now() >= deadline) return Status(Errc::io, "QEMU did not finish loading the migration stream in time");
   }

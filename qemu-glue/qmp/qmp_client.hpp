@@ -39,6 +39,8 @@ class QmpClient {
   [[nodiscard]] const std::string& qemu_version() const { return version_; }
   // An event's own timestamp (wall clock, seconds since the epoch).
   static double event_time(const nlohmann::json& event);
+  // Now, on the clock of event_time.
+  static double wall_now();
 
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -48,7 +48,6 @@ constexpr double kRehashMsPerGiB = 120;
 // sends 300 ms of first-pass rate in ~170 ms). Not with the re-hash beside
 // it on these 2 cores: same-run A/B, 1 GiB, 10 Gbit/s, 7 repeats: 1.340 s
 // against 1.332 s, downtime 177 against 129 ms.
-
 bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
   const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
   const uint64_t total = ram.value("total", uint64_t{0});
@@ -230,8 +229,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   if (!stop.is_ok())
     return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
   d.stop_event = std::move(*stop);
-  d.stop_seen_s = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() -
-                  QmpClient::event_time(d.stop_event);
+  d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
   auto rehash = [&] {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
     d.table = DigestTable::compute(h, s.ram, kPage, 2);

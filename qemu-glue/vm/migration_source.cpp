@@ -195,8 +195,6 @@ void fill_counts(MigrationReport& rep, const DeparturePageCounts& n) {
   rep.rounds = n.rounds;
 }
 
-double wall_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
-
 // What a trip hands over for the retained snapshot, once the VM runs there.
 struct Departed {
   MigrationReport rep;
@@ -368,7 +366,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                                                 const std::function<void(const json&)>& progress,
                                                 const std::string& force_full) {
   const auto t0 = Clock::now();
-  const double t0_wall = wall_now();
+  const double t0_wall = QmpClient::wall_now();
   std::unique_lock lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
   if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated already");
