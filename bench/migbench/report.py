@@ -186,18 +186,24 @@ def plots(g, scs, out):
     return made
 
 
+def table_section(title, text, columns):
+    """A report section's heading, its text and its table's header rows."""
+    return ["", f"## {title}", "", text, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def check_off_section(g):
     check_off = scenarios_with(g, "bnf-check-off")
     if not check_off:
         return []
-    md = ["", "## What bnf's switchover check costs, and what it buys", "",
-          "QEMU 7.2 under TCG loses guest writes made just before the VM stops: the destination resumes "
-          "with stale pages (native QEMU included: see the guest-intact counts). bnf re-hashes the stopped "
-          "VM's RAM during the final pass and resends those pages (on by default for TCG VMs). Same "
-          "scenarios with the check off (a first trip then trusts QEMU's stream and hashes the source's "
-          "table after the VM runs on B; when QEMU lost writes, the trip back is full):", "",
-          "| scenario | downtime back: check on / off | downtime first: on / off | first trip: on / off "
-          "/ native | pages QEMU missed (back, median) | guest intact: on / off |", "|---|---|---|---|---|---|"]
+    md = table_section(
+        "What bnf's switchover check costs, and what it buys",
+        "QEMU 7.2 under TCG loses guest writes made just before the VM stops: the destination resumes "
+        "with stale pages (native QEMU included: see the guest-intact counts). bnf re-hashes the stopped "
+        "VM's RAM during the final pass and resends those pages (on by default for TCG VMs). Same "
+        "scenarios with the check off (a first trip then trusts QEMU's stream and hashes the source's "
+        "table after the VM runs on B; when QEMU lost writes, the trip back is full):",
+        ["scenario", "downtime back: check on / off", "downtime first: on / off", "first trip: on / off / native",
+         "pages QEMU missed (back, median)", "guest intact: on / off"])
     for sc in check_off:
         row = []
         for trip in ("back", "first"):
@@ -216,13 +222,14 @@ def relayed_section(g):
     relayed = scenarios_with(g, "bnf-relay")
     if not relayed:
         return []
-    md = ["", "## First trips: direct against relayed", "",
-          "A full trip goes direct by default: the source QEMU streams to the destination daemon, which "
-          "lands the pages. `bnf migrate --relay` sends it through the source daemon instead (QEMU into a "
-          "local socket, parsed, digested, framed, sent): one process and two copies more per page. "
-          "Relayed runs are added with `--only ID --strategies bnf-relay --keep`.", "",
-          "| scenario | native | bnf direct | bnf relayed | direct / relayed vs native | downtime native / "
-          "direct / relayed | CPU s src+dst native / direct / relayed |", "|---|---|---|---|---|---|---|"]
+    md = table_section(
+        "First trips: direct against relayed",
+        "A full trip goes direct by default: the source QEMU streams to the destination daemon, which "
+        "lands the pages. `bnf migrate --relay` sends it through the source daemon instead (QEMU into a "
+        "local socket, parsed, digested, framed, sent): one process and two copies more per page. "
+        "Relayed runs are added with `--only ID --strategies bnf-relay --keep`.",
+        ["scenario", "native", "bnf direct", "bnf relayed", "direct / relayed vs native",
+         "downtime native / direct / relayed", "CPU s src+dst native / direct / relayed"])
     kinds = ("native", "bnf", "bnf-relay")
     for sc in relayed:
         t = {s_: stat(g, sc, s_, "first", "seconds")[0] for s_ in kinds}
