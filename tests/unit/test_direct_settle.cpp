@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "snapshot/snapshot_store.hpp"
+#include "stream_builder.hpp"
 #include "test_util.hpp"
 #include "transport/mem/mem_transport.hpp"
 #include "vm/direct_arrival.hpp"
@@ -108,25 +109,11 @@ TEST_F(DirectSettle, ACutConnectionFailsBothHalves) {
 // its END section with page 0 filled with `fill`, then `device` bytes of
 // device state.
 std::string direct_stream(uint64_t pages, char fill, size_t device) {
-  std::string s;
-  auto u8 = [&](uint8_t v) { s.push_back(static_cast<char>(v)); };
-  auto be = [&](uint64_t v, int bytes) {
-    for (int i = bytes - 1; i >= 0; --i) u8(static_cast<uint8_t>(v >> (8 * i)));
-  };
-  auto str8 = [&](const std::string& t) {
-    u8(static_cast<uint8_t>(t.size()));
-    s += t;
-  };
-  be(0x5145564d, 4), be(3, 4), u8(0x07), be(4, 4), s += "pc-x";  // header, configuration
-  u8(0x01), be(2, 4), str8("ram"), be(0, 4), be(4, 4);           // START ram
-  be((pages * 4096) | 0x04, 8), str8("ram0"), be(pages * 4096, 8);
-  be(0x10, 8), u8(0x7e), be(2, 4);  // end of records, footer
-  u8(0x03), be(2, 4);               // END ram: the final pass
-  be(0x08, 8), str8("ram0"), s += std::string(4096, fill);
-  be(0x10, 8), u8(0x7e), be(2, 4);
-  u8(0x04), be(3, 4), str8("dev"), be(0, 4), be(1, 4);  // device state
-  s += std::string(device, 'D');
-  return s;
+  test::Builder b;
+  b.header().ram_start(pages * 4096).be64(0x10).footer();
+  b.u8(0x03).be32(2).be64(0x08).str8("ram0").page(fill).be64(0x10).footer();  // END ram: the final pass
+  b.u8(0x04).be32(3).str8("dev").be32(0).be32(1).raw(std::string(device, 'D'));
+  return b.s;
 }
 
 // The source QEMU writes its device state holding the lock its QMP needs; a
