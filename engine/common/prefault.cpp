@@ -8,29 +8,60 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace bnf {
 
 Prefault::Prefault(std::span<const std::byte> region, PrefaultOptions opt) {
   if (region.empty()) return;
-  thread_ = std::thread([this, region, opt] {
-    constexpr size_t kStep = 64U << 20;
-    IdleCores idle;
-    for (size_t off = 0; off < region.size();) {
-      {
-        std::unique_lock lk(mu_);
-        // Idle on average: short gaps in a CPU-bound pass do not count.
-        if (opt.when_idle) wake_.wait_for(lk, std::chrono::milliseconds(100), [this] { return stop_; });
-        if (stop_) return;
-      }
+  thread_ = std::thread([this, region, opt] { run(region, opt); });
+}
+
+void Prefault::run(std::span<const std::byte> region, const PrefaultOptions& opt) {
+  IdleCores idle;
+  std::vector<size_t> todo;  // step offsets
+  for (size_t off = 0; off < region.size(); off += opt.step) todo.push_back(off);
+  while (!todo.empty()) {
+    std::vector<size_t> holes;
+    for (size_t i = 0; i < todo.size();) {
+      // Idle on average: short gaps in a CPU-bound pass do not count.
+      if (!pause(opt.when_idle ? std::chrono::milliseconds(100) : std::chrono::milliseconds(0))) return;
       if (opt.when_idle && idle.sample() < 0.5) continue;
-      auto* at = const_cast<std::byte*>(region.data() + off);
-      const size_t n = std::min(kStep, region.size() - off);
-      if (::madvise(at, n, MADV_POPULATE_READ) != 0) return;  // old kernel: the pass faults
-      off += n;
-      done_ = off;
+      const size_t off = todo[i++];
+      const size_t n = std::min(opt.step, region.size() - off);
+      if (!fault_in(region, off, n, opt.file)) holes.push_back(off);
     }
-  });
+    if (opt.again_after.count() == 0 || !pause(opt.again_after)) return;
+    todo = std::move(holes);
+  }
+}
+
+bool Prefault::pause(std::chrono::milliseconds d) {
+  std::unique_lock lk(mu_);
+  if (d.count() > 0) wake_.wait_for(lk, d, [this] { return stop_; });
+  return !stop_;
+}
+
+bool Prefault::fault_in(std::span<const std::byte> region, size_t off, size_t n, int file) {
+  auto populate = [&](size_t from, size_t len) {
+    auto* at = const_cast<std::byte*>(region.data() + from);
+    if (::madvise(at, len, MADV_POPULATE_READ) == 0) done_ += len;  // old kernel: the pass faults
+  };
+  if (file < 0) {
+    populate(off, n);
+    return true;
+  }
+  bool whole = true;
+  for (size_t at = off; at < off + n;) {
+    const off_t data = ::lseek(file, static_cast<off_t>(at), SEEK_DATA);
+    if (data < 0 || static_cast<size_t>(data) >= off + n) return false;  // a hole to the step's end
+    if (static_cast<size_t>(data) > at) whole = false;
+    const off_t hole = ::lseek(file, data, SEEK_HOLE);
+    const size_t end = std::min(off + n, hole < 0 ? off + n : static_cast<size_t>(hole));
+    populate(static_cast<size_t>(data), end - static_cast<size_t>(data));
+    at = end;
+  }
+  return whole;
 }
 
 void Prefault::stop() {

@@ -8,9 +8,14 @@
 // average (/proc/stat): a migration held back by its link leaves CPU over,
 // one held back by CPU would only be slowed (measured: a CPU-bound first pass
 // 3-5% longer; gauged every 10 ms, its short idle gaps let steps through).
+// `file` limits it to the allocated ranges of the file the region maps from
+// offset 0 (reading a tmpfs hole allocates a page: a sparse VM's RAM file
+// would fill up), and `again_after` walks the steps that had holes again after
+// that long, until none has (a running guest allocates as it goes).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +27,9 @@ namespace bnf {
 
 struct PrefaultOptions {
   bool when_idle = false;
+  int file = -1;                             // fault in only this file's allocated ranges
+  std::chrono::milliseconds again_after{0};  // then walk the steps with holes again; 0: once
+  size_t step = 64U << 20;                   // the mmap lock is held for one step
 };
 
 class Prefault {
@@ -34,7 +42,7 @@ class Prefault {
   void stop();
   // Returns once the whole region is faulted in (or a step failed).
   void wait();
-  // Bytes faulted in so far.
+  // Bytes faulted in so far (a range walked again counts again).
   [[nodiscard]] size_t done() const { return done_; }
 
  private:
@@ -43,6 +51,11 @@ class Prefault {
   bool stop_ = false;
   std::atomic<size_t> done_{0};
   std::thread thread_;
+
+  void run(std::span<const std::byte> region, const PrefaultOptions& opt);
+  bool pause(std::chrono::milliseconds d);  // false once stopped
+  // Faults in one step; false if it had holes (left for the next walk).
+  bool fault_in(std::span<const std::byte> region, size_t off, size_t n, int file);
 };
 
 // The machine's idle CPU, in cores, between two calls (/proc/stat).

@@ -70,7 +70,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(j["definition"]));
   const std::string& name = def.name;
   std::unique_lock lk(mu_);
-  auto [slot, is_new] = vms_.try_emplace(name, Vm{def, "", std::nullopt, "arriving"});
+  auto [slot, is_new] = vms_.try_emplace(name, Vm{def, "", std::nullopt, nullptr, "arriving"});
   if (slot->second.busy) return {Errc::busy, "VM '" + name + "' is being migrated on this host"};
   if (slot->second.proc && slot->second.proc->running())
     return {Errc::busy, "VM '" + name + "' already runs on this host"};
@@ -179,8 +179,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   lk.lock();
   entry.def = def;
   entry.ram_file = w->image_file();
-  entry.proc = std::move(proc);
-  entry.where = "here";
+  runs_here(entry, std::move(proc));
   BNF_TRY(save(entry));
   arrived = true;
   lk.unlock();

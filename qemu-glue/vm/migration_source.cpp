@@ -220,15 +220,26 @@ struct TripContext {
   Agreement& g;
   const VmDefinition& def;
   const std::string& ram_file;
+  const WarmRam* warm;  // the VM's RAM as kept while it ran here, if it could be mapped
   const MigrateOptions& opt;
   const std::function<void(const json&)>& progress;
   const Logger& log;
   Clock::time_point t0;
 };
 
-Result<Mapping> map_ram(const std::string& ram_file, uint64_t bytes) {
-  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(ram_file, O_RDONLY));
-  return map_file(fd.get(), bytes, false);
+// The VM's RAM as the switchover check reads it: the warm mapping kept while
+// it ran here, or one of its own.
+struct RamView {
+  Mapping own;  // empty when the warm mapping serves
+  std::span<const std::byte> bytes;
+};
+
+Result<RamView> view_ram(const TripContext& x) {
+  if (x.warm != nullptr) return RamView{Mapping(), x.warm->bytes()};
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(x.ram_file, O_RDONLY));
+  BNF_ASSIGN_OR_RETURN(Mapping map, map_file(fd.get(), x.def.memory_bytes, false));
+  const std::span<const std::byte> bytes = map.bytes();
+  return RamView{std::move(map), bytes};
 }
 
 // Relayed trip: QEMU's stream through this daemon's codec and page filter.
@@ -239,18 +250,18 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   const bool incremental = rep.mode == "incremental";
   const PageDigester h(x.g.key);
   const uint64_t pages_total = x.def.memory_bytes / 4096;
-  std::optional<Mapping> ram_view;  // the switchover check reads the VM's RAM file
+  std::optional<RamView> ram_view;  // the switchover check reads the VM's RAM file
   if (x.opt.switchover_check.value_or(x.def.accel == "tcg")) {
-    BNF_ASSIGN_OR_RETURN(ram_view, map_ram(x.ram_file, x.def.memory_bytes));
+    BNF_ASSIGN_OR_RETURN(ram_view, view_ram(x));
   }
   // Page faults belong in the first pass, not in the downtime: the re-hash at
-  // the stop would otherwise fault the whole mapping in (~60 ms per GiB here).
-  Prefault prefault(ram_view ? ram_view->bytes() : std::span<std::byte>());
+  // the stop would otherwise fault in what the warm mapping has not (~60 ms per GiB here).
+  Prefault prefault(ram_view ? ram_view->bytes : std::span<const std::byte>());
   DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
                        {.incremental = incremental,
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
                         .hot_window = kQemuHotWindow,
-                        .switchover_check = ram_view ? ram_view->bytes() : std::span<const std::byte>()});
+                        .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>()});
   FdSource src(qfd.get());
   bool limit_set = false;
   pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
@@ -304,10 +315,11 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   Departed d;
   d.rep = x.g.rep;
   const PageDigester h(x.g.key);
-  // Faulted in during the first pass only while CPU is idle (depart_direct):
-  // a full trip's first pass can be CPU-bound (faulting during it cost ~3% of
-  // the time at 1 GiB, 10 Gbit/s).
-  BNF_ASSIGN_OR_RETURN(Mapping ram, map_ram(x.ram_file, x.def.memory_bytes));
+  // Faulted in while the VM ran here (WarmRam) and, for what that did not
+  // reach, during the first pass only while CPU is idle (depart_direct): a full
+  // trip's first pass can be CPU-bound (faulting during it cost ~3% of the time
+  // at 1 GiB, 10 Gbit/s).
+  BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd,
                        depart_direct(x.qmp, x.c, h,
@@ -315,14 +327,15 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                       .port = x.g.stream_port,
                                       .downtime_limit_ms = x.opt.downtime_limit_ms,
                                       .peer_timeout_ms = peer_timeout_ms,
-                                      .ram = ram.bytes(),
+                                      .ram = ram.bytes,
                                       .switchover_check = x.opt.switchover_check.value_or(x.def.accel == "tcg"),
                                       .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
   rep.phases["stop_seen_s"] = dd.stop_seen_s;
-  x.log.info("vm {}: {} of {} MiB of RAM faulted in before the stop", x.def.name, dd.prefaulted_bytes >> 20,
-             x.def.memory_bytes >> 20);
+  x.log.info("vm {}: RAM ({} MiB) faulted in before the stop: {} MiB while it ran here, {} MiB during the trip",
+             x.def.name, x.def.memory_bytes >> 20, (x.warm ? x.warm->faulted_in() : 0) >> 20,
+             dd.prefaulted_bytes >> 20);
   rep.phases["rehash_s"] = dd.rehash_s;
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
@@ -410,7 +423,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   std::unique_ptr<transport::Connection> c = std::move(shaken->c);
   Agreement& agreed = shaken->g;
   agreed.rep.phases["handshake_s"] = since(t0);
-  TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, opt, progress, log_, t0};
+  TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, vm->warm.get(), opt, progress, log_, t0};
   Result<Departed> trip = Status(Errc::internal, "no trip");
   if (agreed.stream_port != 0) {
     trip = direct_trip(x, to, peer_timeout_ms_);
@@ -433,6 +446,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   {
     std::lock_guard relock(mu_);
     vm->proc.reset();
+    vm->warm.reset();
     vm->ram_file = store_.image_path(dep);
     vm->where = to.to_string();
     BNF_TRY(save(*vm));

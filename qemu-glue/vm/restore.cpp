@@ -36,9 +36,8 @@ Result<json> VmManager::restore(const std::string& name) {
     BNF_ASSIGN_OR_RETURN(json st, qmp.execute("query-status"));
     if (st.value("status", std::string()) != "running") BNF_TRY(qmp.execute("cont").status());
   }
-  vm->proc = std::move(proc);
   vm->ram_file = image;
-  vm->where = "here";
+  runs_here(*vm, std::move(proc));
   BNF_TRY(save(*vm));
   log_.info("vm {}: restored from snapshot epoch {}", name, m.epoch);
   return describe(name, *vm);

@@ -28,7 +28,7 @@ VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Tra
     if (j.is_discarded()) continue;
     auto def = VmDefinition::from_json(j["definition"]);
     if (!def.is_ok()) continue;
-    Vm vm{*def, j.value("ram_file", std::string()), std::nullopt, j.value("where", std::string("here"))};
+    Vm vm{*def, j.value("ram_file", std::string()), std::nullopt, nullptr, j.value("where", std::string("here"))};
     adopt(vm, j.value("qemu_pid", 0));
     vms_.emplace(def->name, std::move(vm));
   }
@@ -48,8 +48,17 @@ void VmManager::adopt(Vm& vm, int pid) {
     log_.warn("vm {}: its QEMU (pid {}) is gone: {}", vm.def.name, pid, p.status().message());
     return;
   }
-  vm.proc = std::move(*p);
+  runs_here(vm, std::move(*p));
   log_.info("vm {}: adopted its running QEMU, pid {}", vm.def.name, pid);
+}
+
+void VmManager::runs_here(Vm& vm, QemuProcess proc) {
+  vm.proc = std::move(proc);
+  vm.where = "here";
+  auto warm = WarmRam::open(vm.ram_file, vm.def.memory_bytes);
+  if (!warm.is_ok())  // its departure then maps the RAM file itself
+    log_.warn("vm {}: cannot map its RAM file: {}", vm.def.name, warm.status().message());
+  vm.warm = warm.is_ok() ? std::move(*warm) : nullptr;
 }
 
 std::string VmManager::vm_dir(const std::string& name) const { return state_dir_ + "/vms/" + name; }
@@ -76,7 +85,7 @@ Result<json> VmManager::create(const VmDefinition& def) {
   std::lock_guard lk(mu_);
   if (vms_.count(def.name) != 0) return Status(Errc::busy, "a VM named '" + def.name + "' exists on this host");
   BNF_ASSIGN_OR_RETURN(std::string ram, store_.new_live_image(def.name, def.memory_bytes));
-  Vm vm{def, ram, std::nullopt, "here"};
+  Vm vm{def, ram, std::nullopt, nullptr, "here"};
   BNF_TRY(save(vm));
   auto& ref = vms_.emplace(def.name, std::move(vm)).first->second;
   return describe(def.name, ref);
@@ -91,11 +100,12 @@ Result<json> VmManager::start(const std::string& name) {
   fs::remove(vm_dir(name) + "/qmp.sock", ec);
   BNF_ASSIGN_OR_RETURN(QemuProcess p, QemuProcess::spawn(qemu_command(vm->def, paths(name, vm->ram_file), std::nullopt),
                                                          vm_dir(name) + "/qemu.log"));
-  vm->proc = std::move(p);
+  runs_here(*vm, std::move(p));
   {  // QMP takes one client at a time: let go before describe() asks again
     auto qmp = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(10));
     if (!qmp.is_ok()) {
       vm->proc.reset();
+      vm->warm.reset();
       return Status(qmp.status().code(),
                     "QEMU did not come up (see " + vm_dir(name) + "/qemu.log): " + qmp.status().message());
     }
@@ -108,11 +118,13 @@ Result<json> VmManager::start(const std::string& name) {
 Result<json> VmManager::stop(const std::string& name) {
   std::lock_guard lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
+  if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated");
   if (!vm->proc || !vm->proc->running()) return Status(Errc::invalid_argument, "VM '" + name + "' is not running");
   auto qmp = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(2));
   if (qmp.is_ok()) (void)qmp->execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
   vm->proc.reset();
+  vm->warm.reset();
   BNF_TRY(save(*vm));
   return describe(name, *vm);
 }

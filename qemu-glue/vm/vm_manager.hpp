@@ -15,6 +15,7 @@
 #include "protocol/control.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
+#include "vm/warm_ram.hpp"
 
 namespace bnf::qemu {
 
@@ -75,8 +76,9 @@ class VmManager {
     VmDefinition def;
     std::string ram_file;
     std::optional<QemuProcess> proc;
-    std::string where = "here";  // "here" | the peer it left for
-    bool busy = false;           // a migration is moving it: other operations wait their turn
+    std::unique_ptr<WarmRam> warm;  // while it runs here: its RAM, faulted in for the departure's re-hash
+    std::string where = "here";     // "here" | the peer it left for
+    bool busy = false;              // a migration is moving it: other operations wait their turn
   };
   // Marks a VM busy for the life of the guard; mu_ is not held meanwhile.
   class BusyGuard {
@@ -100,6 +102,8 @@ class VmManager {
                                        const std::function<void(const nlohmann::json&)>& progress,
                                        const std::string& force_full);
   void adopt(Vm& vm, int pid);
+  // The VM runs here now (started, arrived, restored or adopted) as `proc`.
+  void runs_here(Vm& vm, QemuProcess proc);
   Result<Vm*> find(const std::string& name);
   nlohmann::json describe(const std::string& name, Vm& vm);
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -50,6 +51,48 @@ TEST(Prefault, APassAfterItTakesNoPageFaults) {
   const uint64_t sum = read_every_page(p, kBytes);
   EXPECT_LT(minor_faults() - before, 16);
   EXPECT_EQ(sum, kBytes / 4096 * 'x');
+  ::munmap(const_cast<std::byte*>(p), kBytes);
+}
+
+uint64_t allocated_bytes(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+}
+
+bool done_reaches(const Prefault& pf, size_t bytes) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (pf.done() < bytes && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return pf.done() >= bytes;
+}
+
+// A sparse RAM file stays sparse (reading a tmpfs hole would allocate it); what
+// the guest writes later is faulted in by the next walk.
+TEST(Prefault, OnlyTheFilesAllocatedRangesAndLaterOnesOnTheNextWalk) {
+  constexpr size_t kBytes = 64U << 20;
+  test::TempDir dir;  // on /dev/shm where there is one
+  auto fd = open_file(dir.path() + "/ram", O_RDWR | O_CREAT);
+  ASSERT_TRUE(fd.is_ok());
+  ASSERT_EQ(::ftruncate(fd->get(), kBytes), 0);
+  std::vector<char> mib(1U << 20, 'x');
+  auto write_mib = [&](size_t at) { ASSERT_EQ(::pwrite(fd->get(), mib.data(), mib.size(), at), mib.size()); };
+  write_mib(0);
+  write_mib(20U << 20);
+  auto* p = static_cast<const std::byte*>(::mmap(nullptr, kBytes, PROT_READ, MAP_SHARED, fd->get(), 0));
+  ASSERT_NE(p, MAP_FAILED);
+  {
+    Prefault pf(std::span(p, kBytes),
+                {.file = fd->get(), .again_after = std::chrono::milliseconds(50), .step = 16U << 20});
+    ASSERT_TRUE(done_reaches(pf, 2U << 20));
+    EXPECT_EQ(allocated_bytes(fd->get()), 2U << 20);
+    write_mib(40U << 20);                     // the guest allocates more
+    ASSERT_TRUE(done_reaches(pf, 5U << 20));  // the second walk: 3 MiB more
+  }
+  EXPECT_EQ(allocated_bytes(fd->get()), 3U << 20);
+  const long before = minor_faults();
+  const uint64_t sum = read_every_page(p + (40U << 20), 1U << 20);
+  EXPECT_LT(minor_faults() - before, 4);
+  EXPECT_EQ(sum, 256U * 'x');
   ::munmap(const_cast<std::byte*>(p), kBytes);
 }
 
