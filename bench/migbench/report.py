@@ -260,10 +260,14 @@ def write(out):
           f"(or `--report DIR` to redo this page from saved runs).",
           "",
           "Each point: median of the runs (min–max in brackets). Scenario id = guest RAM - workload - link - "
-          "seconds on B. *Native* is QEMU 7.2 precopy between two plain QEMUs with max-bandwidth raised; its "
+          "seconds the VM runs on each host before it leaves (A, then B). *Native* is QEMU 7.2 precopy between "
+          "two plain QEMUs with max-bandwidth raised; its "
           "back trip is a full migration again. *bnf back trip* lands in the snapshot A kept. Wire bytes are "
           "counted on the veth link (both directions) where there is one, else by the migrating program. "
-          "Downtime = source QEMU's STOP event to the destination QEMU's RESUME event, for both. "
+          "Downtime = source QEMU's STOP event to the destination QEMU's RESUME event, for both. Time = until "
+          "the VM runs on the destination; for bnf from its command (handshake, QEMU's preparation and the "
+          "destination QEMU's start included), for native from `migrate` (its destination QEMU already "
+          "listening, capabilities and max-bandwidth set before). "
           "*QEMU floor* = QEMU's own migration into a local UNIX socket drained as fast as it comes (guest "
           "running, same workload): no stream-mode trip can be faster than that.",
           "",

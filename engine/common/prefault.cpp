@@ -21,6 +21,7 @@ void Prefault::run(std::span<const std::byte> region, const PrefaultOptions& opt
   IdleCores idle;
   std::vector<size_t> todo;  // step offsets
   for (size_t off = 0; off < region.size(); off += opt.step) todo.push_back(off);
+  std::chrono::milliseconds again = opt.again_after;
   while (!todo.empty()) {
     std::vector<size_t> holes;
     for (size_t i = 0; i < todo.size();) {
@@ -31,7 +32,8 @@ void Prefault::run(std::span<const std::byte> region, const PrefaultOptions& opt
       const size_t n = std::min(opt.step, region.size() - off);
       if (!fault_in(region, off, n, opt.file)) holes.push_back(off);
     }
-    if (opt.again_after.count() == 0 || !pause(opt.again_after)) return;
+    if (opt.again_after.count() == 0 || holes.empty() || !pause(again)) return;
+    again = std::min(again * 2, std::chrono::milliseconds(std::chrono::minutes(1)));
     todo = std::move(holes);
   }
 }

@@ -11,7 +11,8 @@
 // `file` limits it to the allocated ranges of the file the region maps from
 // offset 0 (reading a tmpfs hole allocates a page: a sparse VM's RAM file
 // would fill up), and `again_after` walks the steps that had holes again after
-// that long, until none has (a running guest allocates as it goes).
+// that long, then twice as long each time up to a minute, until none has (a
+// running guest allocates as it goes, mostly early on).
 #pragma once
 
 #include <atomic>

@@ -29,8 +29,9 @@ Status start(QmpClient& qmp, const DirectDepartureSetup& s) {
 }
 
 constexpr int kPollMs = 20;
-// The stopped VM's re-hash, per GiB, on two threads with the mapping not
-// faulted in (measured 116-139 ms at 1 GiB here).
+// The stopped VM's re-hash, per GiB, on two threads beside QEMU's final pass
+// (measured 100-120 ms at 1 GiB here with the mapping kept warm, 116-139
+// without).
 constexpr double kRehashMsPerGiB = 120;
 
 // The operator's downtime limit goes on as QEMU's first pass ends: when what
@@ -43,11 +44,21 @@ constexpr double kRehashMsPerGiB = 120;
 // dirtied in a live second pass and the re-hash would add its own time (+0.13
 // s at 1 GiB, 1 Gbit/s, measured).
 //
-// Tried: a 1.7x bigger tail when the pass is CPU-bound, on the idea that QEMU
-// sends faster once the stopped vCPU gives its core back (native's final pass
-// sends 300 ms of first-pass rate in ~170 ms). Not with the re-hash beside
-// it on these 2 cores: same-run A/B, 1 GiB, 10 Gbit/s, 7 repeats: 1.340 s
-// against 1.332 s, downtime 177 against 129 ms.
+// When the pass is CPU-bound (under half a core idle), the tail is bigger:
+// 0.8 of the operator's downtime limit if that is more. The stopped vCPU
+// gives its core back to the migration, so what is left goes faster stopped
+// than live (native QEMU's final pass sends 300 ms of first-pass rate in ~170
+// ms). Same-run A/B, 1 GiB, 10 Gbit/s, 7 repeats each, against native's
+// 1.373 s / 175 ms downtime: a tail of 180 ms gave 1.399 s / 130 ms, 240 ms
+// 1.346 s / 177 ms, 300 ms 1.361 s / 210 ms. It did not pay while the
+// re-hash took its page faults in the downtime (a 1.7x tail: 1.340 s against
+// 1.332 s, downtime 177 against 129 ms). On a link-bound pass the VM's core
+// is not what holds the migration back: a bigger tail would only be downtime.
+double tail_ms(const DirectDepartureSetup& s, double idle_cores) {
+  const double rehash_ms = kRehashMsPerGiB * static_cast<double>(s.ram.size()) / (1ULL << 30);
+  return idle_cores < 0.5 ? std::max(rehash_ms, 0.8 * s.downtime_limit_ms) : rehash_ms;
+}
+
 bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
   const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
   const uint64_t total = ram.value("total", uint64_t{0});
@@ -66,7 +77,9 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
   const auto t0 = Clock::now();
   uint64_t last_sent = UINT64_MAX;
   bool limit_set = false;
-  const double rehash_ms = kRehashMsPerGiB * static_cast<double>(s.ram.size()) / (1ULL << 30);
+  IdleCores idle;         // gauged every 200 ms (/proc/stat counts 10 ms ticks)
+  double idle_cores = 1;  // until gauged: the smaller tail
+  auto last_gauge = Clock::now();
   while (true) {
     auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
     if (stop.is_ok()) return *stop;
@@ -82,7 +95,12 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
                     fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
-    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), rehash_ms))) {
+    if (since(last_gauge) >= 0.2) {
+      idle_cores = idle.sample();
+      last_gauge = Clock::now();
+    }
+    if (!limit_set &&
+        (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail_ms(s, idle_cores)))) {
       BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
       limit_set = true;
     }

@@ -16,7 +16,7 @@ Result<std::unique_ptr<WarmRam>> WarmRam::open(const std::string& ram_file, uint
 
 WarmRam::WarmRam(UniqueFd fd, Mapping map) : fd_(std::move(fd)), map_(std::move(map)) {
   prefault_ = std::make_unique<Prefault>(
-      map_.bytes(), PrefaultOptions{.when_idle = true, .file = fd_.get(), .again_after = std::chrono::seconds(5)});
+      map_.bytes(), PrefaultOptions{.when_idle = true, .file = fd_.get(), .again_after = std::chrono::seconds(1)});
 }
 
 }  // namespace bnf::qemu
