@@ -112,8 +112,9 @@ def scenarios_with(g, strategy):
 
 
 def first_trips(g, scs):
-    lines = ["| scenario | native first trip | bnf first trip | time bnf/native | wire bnf/native | "
-             "downtime bnf / native | CPU s src+dst bnf / native |", "|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | native first trip | bnf first trip | time bnf/native | of bnf's: handshake | "
+             "native from its destination QEMU's start | wire bnf/native | downtime bnf / native | "
+             "CPU s src+dst bnf / native |", "|---|---|---|---|---|---|---|---|---|"]
     for sc in scs:
         nt, _, _ = stat(g, sc, "native", "first", "seconds")
         bt, _, _ = stat(g, sc, "bnf", "first", "seconds")
@@ -122,7 +123,10 @@ def first_trips(g, scs):
         nd, _, _ = stat(g, sc, "native", "first", "downtime_ms")
         bd, _, _ = stat(g, sc, "bnf", "first", "downtime_ms")
         cpu = {s: cpu_both(g, sc, s, "first") or 0 for s in ("bnf", "native")}
+        hs = med([(r.get("phases") or {}).get("handshake_s") for r in g.get((sc, "bnf", "first"), [])])
+        ns, _, _ = stat(g, sc, "native", "first", "seconds_with_destination_start")
         lines.append(f"| {sc} | {fmt_s(nt)} s | {fmt_s(bt)} s | {fmt_pct(bt / nt if bt and nt else None)} | "
+                     f"{'–' if hs is None else f'{hs * 1000:.0f}'} ms | {fmt_s(ns)} s | "
                      f"{fmt_pct(bb / nb if bb and nb else None)} | {fmt_s(bd)} / {fmt_s(nd)} ms | "
                      f"{cpu['bnf']:.1f} / {cpu['native']:.1f} |")
     return lines

@@ -135,10 +135,12 @@ class NativeQemu(Strategy):
             time.sleep(sc["time_on_b"])
             port = free_port()
             uri = f"tcp:{link.addr(dst_side)}:{port}"
+            t_spawn = time.time()  # an operator's native migration starts the destination QEMU too
             pd, ram_d, qmp_d = self._spawn(link, dst_side, work, tag, sc, incoming=uri)
             procs.append(pd)
             markers = {src_side: os.path.dirname(src_ram) + "/", dst_side: os.path.dirname(ram_d) + "/"}
             rec = self._trip(Qmp(src_qmp), Qmp(qmp_d), uri, link, markers, src_side, dst_side)
+            rec["seconds_with_destination_start"] = round(rec.pop("resumed_at") - t_spawn, 3)
             rec["trip"] = "first" if n == 0 else "back"
             rec["verified"] = guest.verify(sc["workload"], qmp_d, ram_d, f"{work}/{tag}/serial.log")
             src.kill()
@@ -174,6 +176,7 @@ class NativeQemu(Strategy):
         rec = {
             "mode": "full",
             "seconds": round((resume or time.time()) - t0, 3),
+            "resumed_at": resume or time.time(),
             "downtime_ms": round((resume - stop) * 1000, 1) if stop and resume else None,
             "qemu_downtime_ms": info.get("downtime"),
             "wire_bytes": tx1 - tx0 if tx0 is not None else ram["transferred"],

@@ -8,8 +8,8 @@ namespace bnf::qemu {
 
 namespace {
 // Arguments that would break bnf's conventions: RAM placement, migration, QMP.
-constexpr const char* kOwnedArgs[] = {"-m", "-machine", "-M", "-incoming", "-qmp", "-mem-path", "-mem-prealloc",
-                                      "-accel", "-enable-kvm", "-daemonize"};
+constexpr const char* kOwnedArgs[] = {"-m",        "-machine",      "-M",     "-incoming",   "-qmp",
+                                      "-mem-path", "-mem-prealloc", "-accel", "-enable-kvm", "-daemonize"};
 }  // namespace
 
 Status VmDefinition::validate() const {
@@ -19,8 +19,7 @@ Status VmDefinition::validate() const {
   if (accel != "tcg" && accel != "kvm") return {Errc::invalid_argument, "accel must be tcg or kvm"};
   for (const std::string& a : extra_args) {
     for (const char* owned : kOwnedArgs)
-      if (a == owned)
-        return {Errc::invalid_argument, fmt::format("extra QEMU argument '{}' is set by bnf itself", a)};
+      if (a == owned) return {Errc::invalid_argument, fmt::format("extra QEMU argument '{}' is set by bnf itself", a)};
     if (a.find("memory-backend") != std::string::npos)
       return {Errc::invalid_argument, "extra QEMU arguments must not define memory backends: bnf owns guest RAM"};
   }
@@ -50,15 +49,24 @@ std::vector<std::string> qemu_command(const VmDefinition& def, const LaunchPaths
   const std::string mem = std::to_string(def.memory_bytes);
   std::vector<std::string> argv = {
       "qemu-system-x86_64",
-      "-name", def.name,
-      "-accel", def.accel,
-      "-m", std::to_string(def.memory_bytes >> 20) + "M",  // a bare number would mean MiB
-      "-machine", "pc,memory-backend=ram0",
-      "-object", fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on", mem, paths.ram_file),
-      "-qmp", fmt::format("unix:{},server=on,wait=off", paths.qmp_socket),
-      "-serial", "file:" + paths.serial_log,
-      "-display", "none",
-      "-monitor", "none",
+      "-name",
+      def.name + ",debug-threads=on",  // thread names: the migration thread's CPU wait is gauged
+      "-accel",
+      def.accel,
+      "-m",
+      std::to_string(def.memory_bytes >> 20) + "M",  // a bare number would mean MiB
+      "-machine",
+      "pc,memory-backend=ram0",
+      "-object",
+      fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on", mem, paths.ram_file),
+      "-qmp",
+      fmt::format("unix:{},server=on,wait=off", paths.qmp_socket),
+      "-serial",
+      "file:" + paths.serial_log,
+      "-display",
+      "none",
+      "-monitor",
+      "none",
   };
   if (incoming) {
     argv.push_back("-incoming");

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "common/cpu_wait.hpp"
 #include "common/prefault.hpp"
 #include "protocol/control.hpp"
 #include "vm/direct_arrival.hpp"
@@ -44,20 +45,45 @@ constexpr double kRehashMsPerGiB = 120;
 // dirtied in a live second pass and the re-hash would add its own time (+0.13
 // s at 1 GiB, 1 Gbit/s, measured).
 //
-// When the pass is CPU-bound (under half a core idle), the tail is bigger:
-// 0.8 of the operator's downtime limit if that is more. The stopped vCPU
-// gives its core back to the migration, so what is left goes faster stopped
-// than live (native QEMU's final pass sends 300 ms of first-pass rate in ~170
-// ms). Same-run A/B, 1 GiB, 10 Gbit/s, 7 repeats each, against native's
-// 1.373 s / 175 ms downtime: a tail of 180 ms gave 1.399 s / 130 ms, 240 ms
-// 1.346 s / 177 ms, 300 ms 1.361 s / 210 ms. It did not pay while the
-// re-hash took its page faults in the downtime (a 1.7x tail: 1.340 s against
-// 1.332 s, downtime 177 against 129 ms). On a link-bound pass the VM's core
-// is not what holds the migration back: a bigger tail would only be downtime.
-double tail_ms(const DirectDepartureSetup& s, double idle_cores) {
+// When the pass is held back by the CPUs, the tail is bigger: 0.8 of the
+// operator's downtime limit if that is more. The stopped vCPU gives its core
+// to the migration, so what is left goes faster stopped than live (native
+// QEMU's final pass sends 300 ms of first-pass rate in ~170 ms). Same-run A/B,
+// 1 GiB, 10 Gbit/s, 7 repeats each, against native's 1.373 s / 175 ms
+// downtime: a tail of 180 ms gave 1.399 s / 130 ms, 240 ms 1.346 s / 177 ms,
+// 300 ms 1.361 s / 210 ms. It did not pay while the re-hash took its page
+// faults in the downtime (a 1.7x tail: 1.340 s against 1.332 s, downtime 177
+// against 129 ms). On a link-bound pass the VM's core is not what holds the
+// migration back: a bigger tail would only be downtime.
+double tail_ms(const DirectDepartureSetup& s, bool cpu_bound) {
   const double rehash_ms = kRehashMsPerGiB * static_cast<double>(s.ram.size()) / (1ULL << 30);
-  return idle_cores < 0.5 ? std::max(rehash_ms, 0.8 * s.downtime_limit_ms) : rehash_ms;
+  return cpu_bound ? std::max(rehash_ms, 0.8 * s.downtime_limit_ms) : rehash_ms;
 }
+
+// Whether QEMU's pass is held back by the CPUs: its migration thread waited
+// for one a quarter of the time or more since it started (a link-bound thread
+// sleeps in its sends instead). Without thread names (a QEMU started by an
+// older daemon), the machine had under half a core idle. Gauged at most every
+// 200 ms (/proc/stat counts 10 ms ticks).
+class CpuBoundGauge {
+ public:
+  explicit CpuBoundGauge(int qemu_pid) : pid_(qemu_pid) {}
+  bool cpu_bound() {
+    if (since(last_) < 0.2) return bound_;
+    last_ = Clock::now();
+    if (!thread_ && pid_ > 0) thread_ = CpuWait::of_thread(pid_, "live_migration");
+    const std::optional<double> wait = thread_ ? thread_->share() : std::nullopt;
+    bound_ = wait ? *wait >= 0.25 : idle_.sample() < 0.5;
+    return bound_;
+  }
+
+ private:
+  int pid_;
+  std::optional<CpuWait> thread_;
+  IdleCores idle_;
+  bool bound_ = false;  // until gauged: the smaller tail
+  Clock::time_point last_ = Clock::now();
+};
 
 bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
   const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
@@ -71,15 +97,13 @@ bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
 // Watches QEMU's migration until it stops the VM for its final pass: the
 // operator's downtime limit from its second pass, progress reports, and a
 // stream that stops moving (a cut link: QEMU itself would wait for minutes).
-Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
+Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, DirectDeparture& d) {
   auto last_move = Clock::now();
   auto last_report = Clock::now() - std::chrono::seconds(1);
   const auto t0 = Clock::now();
   uint64_t last_sent = UINT64_MAX;
   bool limit_set = false;
-  IdleCores idle;         // gauged every 200 ms (/proc/stat counts 10 ms ticks)
-  double idle_cores = 1;  // until gauged: the smaller tail
-  auto last_gauge = Clock::now();
+  CpuBoundGauge gauge(s.qemu_pid);
   while (true) {
     auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
     if (stop.is_ok()) return *stop;
@@ -95,12 +119,11 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s) {
                     fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
-    if (since(last_gauge) >= 0.2) {
-      idle_cores = idle.sample();
-      last_gauge = Clock::now();
-    }
+    const bool cpu_bound = gauge.cpu_bound();
     if (!limit_set &&
-        (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail_ms(s, idle_cores)))) {
+        (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail_ms(s, cpu_bound)))) {
+      d.tail_ms = tail_ms(s, cpu_bound);
+      d.held_back_by = cpu_bound ? "cpu" : "link";
       BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
       limit_set = true;
     }
@@ -241,7 +264,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   // faults are taken now, not in the downtime (~35 ms per GiB here).
   Prefault prefault(s.switchover_check ? s.ram : std::span<const std::byte>(), {.when_idle = true});
   DirectDeparture d;
-  auto stop = await_stop(qmp, s);
+  auto stop = await_stop(qmp, s, d);
   prefault.stop();
   d.prefaulted_bytes = prefault.done();
   if (!stop.is_ok())

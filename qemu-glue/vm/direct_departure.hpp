@@ -21,6 +21,7 @@ struct DirectDepartureSetup {
   int downtime_limit_ms = 300;
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
   std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only
+  int qemu_pid = 0;                  // its migration thread's CPU wait sizes the tail (direct_departure.cpp)
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
@@ -39,6 +40,8 @@ struct DirectDeparture {
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM
   double settle_s = 0;             // VM_LANDED -> VM_END sent
+  double tail_ms = 0;              // what QEMU was left to send once stopped, in first-pass time
+  std::string held_back_by;        // why that tail: "cpu" (QEMU waited for CPUs) or "link"
 };
 
 // The source's half of the settle: `table` is the stopped VM's memory, `ram`

@@ -221,6 +221,7 @@ struct TripContext {
   const VmDefinition& def;
   const std::string& ram_file;
   const WarmRam* warm;  // the VM's RAM as kept while it ran here, if it could be mapped
+  int qemu_pid;
   const MigrateOptions& opt;
   const std::function<void(const json&)>& progress;
   const Logger& log;
@@ -328,6 +329,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                       .downtime_limit_ms = x.opt.downtime_limit_ms,
                                       .peer_timeout_ms = peer_timeout_ms,
                                       .ram = ram.bytes,
+                                      .qemu_pid = x.qemu_pid,
                                       .switchover_check = x.opt.switchover_check.value_or(x.def.accel == "tcg"),
                                       .progress = x.progress}));
   MigrationReport& rep = d.rep;
@@ -336,6 +338,9 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   x.log.info("vm {}: RAM ({} MiB) faulted in before the stop: {} MiB while it ran here, {} MiB during the trip",
              x.def.name, x.def.memory_bytes >> 20, (x.warm ? x.warm->faulted_in() : 0) >> 20,
              dd.prefaulted_bytes >> 20);
+  if (!dd.held_back_by.empty())
+    x.log.info("vm {}: QEMU's first pass was held back by the {}: it stopped with {:.0f} ms of it left", x.def.name,
+               dd.held_back_by == "cpu" ? "CPUs" : "link", dd.tail_ms);
   rep.phases["rehash_s"] = dd.rehash_s;
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
@@ -423,7 +428,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   std::unique_ptr<transport::Connection> c = std::move(shaken->c);
   Agreement& agreed = shaken->g;
   agreed.rep.phases["handshake_s"] = since(t0);
-  TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, vm->warm.get(), opt, progress, log_, t0};
+  TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, vm->warm.get(), vm->proc->pid(), opt, progress, log_, t0};
   Result<Departed> trip = Status(Errc::internal, "no trip");
   if (agreed.stream_port != 0) {
     trip = direct_trip(x, to, peer_timeout_ms_);
