@@ -128,8 +128,6 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   std::error_code ec;
   std::filesystem::remove(lp.qmp_socket, ec);
   std::filesystem::remove(incoming, ec);
-  BNF_ASSIGN_OR_RETURN(QemuProcess proc,
-                       QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
   // A full trip offered direct: the source QEMU connects here itself.
   std::optional<DirectStreamListener> direct;
   if (plan.full && j.value("direct", false)) {
@@ -139,8 +137,9 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
     else
       log_.warn("vm {}: no port for a direct stream ({}); relayed trip", name, l.status().message());
   }
-  // The source starts its QEMU's migration on VM_ACCEPT; ours starts up
-  // meanwhile (~0.1 s under load), the first bytes waiting in the socket.
+  // The source starts its QEMU's migration on VM_ACCEPT; ours is started
+  // after the answer and comes up meanwhile (~0.1 s under load), the first
+  // bytes waiting in the socket.
   json accept = {{"mode", plan.full ? "full" : "incremental"},
                  {"lineage", w->lineage()},
                  {"epoch", w->next_epoch()},
@@ -148,6 +147,8 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
                  {"fallback", fallback}};
   if (direct) accept["stream_port"] = direct->port();
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
+  BNF_ASSIGN_OR_RETURN(QemuProcess proc,
+                       QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
   std::optional<QmpClient> qmp;
   UniqueFd qemu_in;
   auto connect_qemu = [&]() -> Result<int> {

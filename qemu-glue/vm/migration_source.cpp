@@ -339,8 +339,12 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
              x.def.name, x.def.memory_bytes >> 20, (x.warm ? x.warm->faulted_in() : 0) >> 20,
              dd.prefaulted_bytes >> 20);
   if (!dd.held_back_by.empty())
-    x.log.info("vm {}: QEMU's first pass was held back by the {}: it stopped with {:.0f} ms of it left", x.def.name,
-               dd.held_back_by == "cpu" ? "CPUs" : "link", dd.tail_ms);
+    x.log.info(
+        "vm {}: QEMU's first pass was held back by the {} (its migration thread waited for a CPU {:.0f}% "
+        "of the time): it stopped with {:.0f} ms of it left",
+        x.def.name, dd.held_back_by == "cpu" ? "CPUs" : "link", 100 * dd.qemu_cpu_wait, dd.tail_ms);
+  rep.first_pass_held_back_by = dd.held_back_by;
+  rep.qemu_cpu_wait = dd.qemu_cpu_wait;
   rep.phases["rehash_s"] = dd.rehash_s;
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());

@@ -175,6 +175,8 @@ json MigrationReport::to_json() const {
             {"phases", phases},
             {"rounds", rounds},
             {"direct", direct}});
+  if (!first_pass_held_back_by.empty())
+    j.update({{"first_pass_held_back_by", first_pass_held_back_by}, {"qemu_cpu_wait", qemu_cpu_wait}});
   return j;
 }
 
