@@ -396,6 +396,17 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   vm->busy = true;
   lk.unlock();  // status requests and incoming migrations of other VMs go on meanwhile
   BusyGuard busy(mu_, *vm);
+  struct WalksPaused {  // resumed if the VM stays here
+    WarmRam* warm;
+    explicit WalksPaused(WarmRam* w) : warm(w) {
+      if (warm) warm->pause_walks();
+    }
+    ~WalksPaused() {
+      if (warm) warm->resume_walks();
+    }
+    WalksPaused(const WalksPaused&) = delete;
+    WalksPaused& operator=(const WalksPaused&) = delete;
+  } walks(vm->warm.get());
   // No arrival record: the trip is full, and may go direct; then the handshake
   // runs beside QEMU's preparation (nothing waits on QEMU until VM_ACCEPT
   // names the port). Otherwise QEMU's migration into our socket starts first
@@ -455,6 +466,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   {
     std::lock_guard relock(mu_);
     vm->proc.reset();
+    walks.warm = nullptr;  // it goes with the VM
     vm->warm.reset();
     vm->ram_file = store_.image_path(dep);
     vm->where = to.to_string();

@@ -22,10 +22,16 @@ class WarmRam {
  public:
   static Result<std::unique_ptr<WarmRam>> open(const std::string& ram_file, uint64_t bytes);
   [[nodiscard]] std::span<const std::byte> bytes() const { return map_.bytes(); }
-  [[nodiscard]] size_t faulted_in() const { return prefault_ ? prefault_->done() : 0; }
+  [[nodiscard]] size_t faulted_in() const { return walked_ + (prefault_ ? prefault_->done() : 0); }
+  // No walks while the VM departs: a step holds the daemon's mmap lock for
+  // tens of ms, and the departure starts its re-hash threads at the stop
+  // (their stacks are mappings). Returns once the step under way is done.
+  void pause_walks();
+  void resume_walks();  // the departure failed: the VM runs here on
 
  private:
   WarmRam(UniqueFd fd, Mapping map);
+  size_t walked_ = 0;  // by walks paused since
   UniqueFd fd_;
   Mapping map_;
   std::unique_ptr<Prefault> prefault_;  // last: stops before the mapping goes
