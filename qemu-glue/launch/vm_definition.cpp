@@ -47,27 +47,21 @@ Result<VmDefinition> VmDefinition::from_json(const nlohmann::json& j) {
 std::vector<std::string> qemu_command(const VmDefinition& def, const LaunchPaths& paths,
                                       const std::optional<std::string>& incoming) {
   const std::string mem = std::to_string(def.memory_bytes);
+  // Flag and value on one line.
+  // clang-format off
   std::vector<std::string> argv = {
       "qemu-system-x86_64",
-      "-name",
-      def.name + ",debug-threads=on",  // thread names: the migration thread's CPU wait is gauged
-      "-accel",
-      def.accel,
-      "-m",
-      std::to_string(def.memory_bytes >> 20) + "M",  // a bare number would mean MiB
-      "-machine",
-      "pc,memory-backend=ram0",
-      "-object",
-      fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on", mem, paths.ram_file),
-      "-qmp",
-      fmt::format("unix:{},server=on,wait=off", paths.qmp_socket),
-      "-serial",
-      "file:" + paths.serial_log,
-      "-display",
-      "none",
-      "-monitor",
-      "none",
+      "-name", def.name + ",debug-threads=on",  // thread names: the migration thread's CPU wait is gauged
+      "-accel", def.accel,
+      "-m", std::to_string(def.memory_bytes >> 20) + "M",  // a bare number would mean MiB
+      "-machine", "pc,memory-backend=ram0",
+      "-object", fmt::format("memory-backend-file,id=ram0,size={},mem-path={},share=on", mem, paths.ram_file),
+      "-qmp", fmt::format("unix:{},server=on,wait=off", paths.qmp_socket),
+      "-serial", "file:" + paths.serial_log,
+      "-display", "none",
+      "-monitor", "none",
   };
+  // clang-format on
   if (incoming) {
     argv.push_back("-incoming");
     argv.push_back(*incoming);

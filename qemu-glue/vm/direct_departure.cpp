@@ -122,10 +122,10 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, DirectDep
                     fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
-    const bool cpu_bound = gauge.cpu_bound();
-    if (!limit_set &&
-        (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail_ms(s, cpu_bound)))) {
-      d.tail_ms = tail_ms(s, cpu_bound);
+    const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
+    const double tail = tail_ms(s, cpu_bound);
+    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail))) {
+      d.tail_ms = tail;
       d.held_back_by = cpu_bound ? "cpu" : "link";
       d.qemu_cpu_wait = gauge.wait_share().value_or(-1);
       BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());

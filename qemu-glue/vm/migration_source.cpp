@@ -335,9 +335,9 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
   rep.phases["stop_seen_s"] = dd.stop_seen_s;
+  const size_t warm_bytes = x.warm ? x.warm->faulted_in() : 0;
   x.log.info("vm {}: RAM ({} MiB) faulted in before the stop: {} MiB while it ran here, {} MiB during the trip",
-             x.def.name, x.def.memory_bytes >> 20, (x.warm ? x.warm->faulted_in() : 0) >> 20,
-             dd.prefaulted_bytes >> 20);
+             x.def.name, x.def.memory_bytes >> 20, warm_bytes >> 20, dd.prefaulted_bytes >> 20);
   if (!dd.held_back_by.empty())
     x.log.info(
         "vm {}: QEMU's first pass was held back by the {} (its migration thread waited for a CPU {:.0f}% "
