@@ -39,14 +39,19 @@ class Link:
 
     def tx_bytes(self):
         """Bytes sent over the link in both directions so far (None on loopback)."""
+        by_side = self.tx_bytes_by_side()
+        return None if by_side is None else sum(by_side.values())
+
+    def tx_bytes_by_side(self):
+        """Bytes each host ("a", "b") sent over the link so far (None on loopback)."""
         if not self.shaped:
             return None
-        total = 0
+        sent = {}
         for side, dev in (("a", "va"), ("b", "vb")):
             path = f"/sys/class/net/{self.name[:11]}-{dev}/statistics/tx_bytes"
             out = subprocess.run(self.prefix(side) + ["cat", path], capture_output=True, text=True, check=True)
-            total += int(out.stdout)
-        return total
+            sent[side] = int(out.stdout)
+        return sent
 
 
 def cpu_seconds(pids):

@@ -10,7 +10,7 @@ import time
 PHASES = ["handshake_s", "qemu_stream_s", "digest_s", "page_send_s", "destination_finish_s",
           "destination_receive_s", "destination_load_s", "destination_commit_s", "source_commit_s"]
 CSV_FIELDS = ["scenario", "memory_mib", "workload", "link", "time_on_b", "streams", "strategy", "repeat", "status",
-              "trip", "mode", "seconds", "downtime_ms", "qemu_downtime_ms", "wire_bytes", "pages_sent",
+              "trip", "mode", "seconds", "downtime_ms", "qemu_downtime_ms", "wire_bytes", "wire_bytes_to_destination", "pages_sent",
               "pages_skipped", "pages_zero", "pages_superseded", "rounds", "cpu_src_s", "cpu_dst_s",
               "daemon_peak_rss_mib_a", "daemon_peak_rss_mib_b", "intact", "gib_per_s"] + PHASES
 

@@ -73,6 +73,11 @@ def drain(listener):
             pass
 
 
+def wire_bytes(before, after):
+    """Bytes both hosts sent over the link between two tx_bytes_by_side() readings."""
+    return sum(after[side] - before[side] for side in after)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,7 +158,7 @@ class NativeQemu(Strategy):
         src.cmd("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
         if self.tuned:
             src.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
-        tx0 = link.tx_bytes()
+        tx0 = link.tx_bytes_by_side()
         with CpuSampler(markers) as cpu:
             t0 = time.time()
             src.cmd("migrate", {"uri": uri})
@@ -172,14 +177,15 @@ class NativeQemu(Strategy):
             dst.poll_events(0.05)
         stop, resume = src.event_time("STOP"), dst.event_time("RESUME")
         ram = info["ram"]
-        tx1 = link.tx_bytes()
+        tx1 = link.tx_bytes_by_side()
         rec = {
             "mode": "full",
             "seconds": round((resume or time.time()) - t0, 3),
             "resumed_at": resume or time.time(),
             "downtime_ms": round((resume - stop) * 1000, 1) if stop and resume else None,
             "qemu_downtime_ms": info.get("downtime"),
-            "wire_bytes": tx1 - tx0 if tx0 is not None else ram["transferred"],
+            "wire_bytes": wire_bytes(tx0, tx1) if tx0 is not None else ram["transferred"],
+            "wire_bytes_to_destination": tx1[src_side] - tx0[src_side] if tx0 is not None else None,
             "pages_sent": ram["normal"],
             "pages_skipped": 0,
             "pages_zero": ram["duplicate"],
@@ -249,12 +255,12 @@ class Bnf(Strategy):
         for n, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
             time.sleep(sc["time_on_b"])
             markers = {src: f"{work}/{src.upper()}", dst: f"{work}/{dst.upper()}"}
-            tx0 = link.tx_bytes()
+            tx0 = link.tx_bytes_by_side()
             with CpuSampler(markers) as cpu:
                 r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json",
                                          "--switchover-check", self.switchover_check,
                                          *(["--relay"] if self.relay else [])))
-            tx1 = link.tx_bytes()
+            tx1 = link.tx_bytes_by_side()
             st = self._status(dst, work)
             rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped", "pages_zero",
                                           "pages_superseded", "pages_fixed_at_switchover", "rounds", "phases",
@@ -263,7 +269,8 @@ class Bnf(Strategy):
             rec["seconds"] = round(r.get("running_after_s") or r["seconds"], 3)
             rec["command_seconds"] = round(r["seconds"], 3)
             rec["qemu_downtime_ms"] = r.get("source_downtime_ms")
-            rec["wire_bytes"] = tx1 - tx0 if tx0 is not None else r["wire_bytes"]
+            rec["wire_bytes"] = wire_bytes(tx0, tx1) if tx0 is not None else r["wire_bytes"]
+            rec["wire_bytes_to_destination"] = tx1[src] - tx0[src] if tx0 is not None else None
             rec["cpu_src_s"] = cpu.seconds(src)
             rec["cpu_dst_s"] = cpu.seconds(dst)
             rec["trip"] = "first" if n == 0 else "back"

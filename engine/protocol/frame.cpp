@@ -22,7 +22,7 @@ Status bad(const std::string& why) { return {Errc::protocol, "bad frame: " + why
 }  // namespace
 
 bool is_known_type(uint8_t t) noexcept {
-  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_chunks);
+  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_stream);
 }
 
 const char* type_name(FrameType t) noexcept {
@@ -49,6 +49,7 @@ const char* type_name(FrameType t) noexcept {
     case FrameType::vm_switch: return "VM_SWITCH";
     case FrameType::vm_landed: return "VM_LANDED";
     case FrameType::vm_chunks: return "VM_CHUNKS";
+    case FrameType::vm_stream: return "VM_STREAM";
   }
   return "UNKNOWN";
 }

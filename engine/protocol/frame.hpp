@@ -1,4 +1,4 @@
-// Wire protocol v1 framing. Every frame is a 32-byte header, then `meta_len`
+// Wire protocol v2 framing. Every frame is a 32-byte header, then `meta_len`
 // bytes of metadata (run descriptors or a JSON control message), then
 // `payload_len` bytes of bulk data (page contents, a digest table). Header,
 // metadata and payload each carry a CRC32C. See docs/wire-protocol.md.
@@ -16,7 +16,7 @@
 namespace bnf::proto {
 
 inline constexpr uint32_t kMagic = 0x31464E42;  // "BNF1" little-endian
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;
 inline constexpr size_t kHeaderSize = 32;
 inline constexpr uint32_t kMaxMetaLen = 1U << 20;          // 1 MiB of metadata at most
 inline constexpr uint64_t kMaxPagesPayload = 16ULL << 20;  // 16 MiB of pages per frame at most
@@ -46,6 +46,7 @@ enum class FrameType : uint8_t {
   vm_switch = 20,     // migration: device state follows; the image must be complete and proven first
   vm_landed = 21,     // direct migration: QEMU's RAM landed; payload = chunk digests of the image
   vm_chunks = 22,     // direct migration: chunks that differ; the answer carries their page digests
+  vm_stream = 23,     // direct migration: opens the source QEMU's own stream connection (raw stream follows)
 };
 [[nodiscard]] bool is_known_type(uint8_t t) noexcept;
 [[nodiscard]] const char* type_name(FrameType t) noexcept;

@@ -298,8 +298,9 @@ void serve_first_frame(Connection& c, ReceiverContext& ctx) {
     serve_data(c, ctx, *first);
     return;
   }
-  if (first->header.type == FrameType::vm_hello && ctx.on_vm_hello) {
-    if (Status st = ctx.on_vm_hello(c, *first); !st.is_ok()) {
+  const bool migration = first->header.type == FrameType::vm_hello || first->header.type == FrameType::vm_stream;
+  if (migration && ctx.on_migration) {
+    if (Status st = ctx.on_migration(c, *first); !st.is_ok()) {
       ctx.log.warn("migration from {}: {}", c.peer(), st.message());
       proto::send_error(c, st);
     }

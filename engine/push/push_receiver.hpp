@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/log.hpp"
-#include "protocol/control.hpp"
 #include "digest/page_digest.hpp"
+#include "protocol/control.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
 
@@ -36,12 +36,14 @@ struct ReceiverContext {
   SnapshotStore& store;
   SessionRegistry& sessions;
   const Logger& log;
-  // Incoming VM migrations (set by the QEMU side of the daemon; unset: refused).
-  std::function<Status(transport::Connection&, const proto::Frame&)> on_vm_hello;
+  // Incoming VM migrations, connections that open with VM_HELLO or VM_STREAM
+  // (set by the QEMU side of the daemon; unset: refused).
+  std::function<Status(transport::Connection&, const proto::Frame&)> on_migration;
 };
 
 // Serves one connection whose first frame has not been read yet: a HELLO makes
-// it a control connection, an ATTACH a data connection.
+// it a control connection, an ATTACH a data connection, VM_HELLO / VM_STREAM
+// part of a VM migration.
 void serve_connection(transport::Connection& c, ReceiverContext& ctx);
 
 }  // namespace bnf

@@ -61,6 +61,9 @@ class Connection {
   virtual void shutdown() noexcept = 0;
   [[nodiscard]] virtual ConnectionStats stats() const = 0;
   [[nodiscard]] virtual std::string peer() const = 0;
+  // The connection's socket, for a process that speaks on it directly (a
+  // QEMU's migration stream in a direct trip); -1 if the transport has none.
+  [[nodiscard]] virtual int socket_fd() const noexcept { return -1; }
 };
 
 class Listener {

@@ -60,10 +60,27 @@ namespace {
 constexpr const char* kUnawaited = "unawaited";
 }  // namespace
 
-Status QmpClient::post(const std::string& command, const json& args, const json& id) {
+Status QmpClient::post(const std::string& command, const json& args, const json& id, int pass_fd) {
   json msg = {{"execute", command}, {"id", id}};
   if (!args.is_null()) msg["arguments"] = args;
-  return send_all(fd_.get(), msg.dump() + "\n", "QMP send " + command);
+  const std::string line = msg.dump() + "\n";
+  if (pass_fd < 0) return send_all(fd_.get(), line, "QMP send " + command);
+  // The descriptor rides on the command's first bytes (SCM_RIGHTS), as QEMU's getfd expects.
+  iovec iov{const_cast<char*>(line.data()), line.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &pass_fd, sizeof pass_fd);
+  const ssize_t n = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
+  if (n < 0) return errno_status("QMP send " + command, errno);
+  return send_all(fd_.get(), std::string_view(line).substr(static_cast<size_t>(n)), "QMP send " + command);
 }
 
 Status QmpClient::send(const std::string& command, const json& args) { return post(command, args, kUnawaited); }
@@ -91,7 +108,11 @@ Result<std::optional<json>> QmpClient::answer(uint64_t id, const std::string& co
 }
 
 Result<json> QmpClient::execute(const std::string& command, const json& args) {
-  BNF_TRY(post(command, args, ++last_id_));
+  return execute_with_fd(command, args, -1);
+}
+
+Result<json> QmpClient::execute_with_fd(const std::string& command, const json& args, int fd) {
+  BNF_TRY(post(command, args, ++last_id_, fd));
   BNF_ASSIGN_OR_RETURN(std::optional<json> r, answer(last_id_, command, ""));
   return std::move(*r);
 }

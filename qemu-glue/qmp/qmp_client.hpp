@@ -21,6 +21,8 @@ class QmpClient {
 
   // Runs one command; a QMP error becomes a Status carrying QEMU's description.
   Result<nlohmann::json> execute(const std::string& command, const nlohmann::json& args = nullptr);
+  // The same, passing descriptor `fd` with it (for getfd / add-fd).
+  Result<nlohmann::json> execute_with_fd(const std::string& command, const nlohmann::json& args, int fd);
   // The same, unless event `event` is queued before the answer comes: then
   // nothing (the event stays queued, the answer is skipped when it comes). For
   // a poll that must see the event at once although QEMU may hold the answer
@@ -45,7 +47,7 @@ class QmpClient {
  private:
   explicit QmpClient(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<nlohmann::json> read_message(std::chrono::milliseconds timeout);
-  Status post(const std::string& command, const nlohmann::json& args, const nlohmann::json& id);
+  Status post(const std::string& command, const nlohmann::json& args, const nlohmann::json& id, int pass_fd = -1);
   // The answer to command `id`; events are queued, other answers skipped.
   Result<std::optional<nlohmann::json>> answer(uint64_t id, const std::string& command, const std::string& event);
   [[nodiscard]] bool queued(const std::string& event) const;

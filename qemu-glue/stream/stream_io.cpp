@@ -2,10 +2,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 namespace bnf::qemu {
+
+FdSource::FdSource(int fd, std::vector<std::byte> first) : fd_(fd), buf_(std::move(first)) {
+  end_ = buf_.size();
+  buf_.resize(std::max<size_t>(end_, 1U << 20));
+}
 
 Status FdSource::fill() {
   if (eof_) return Status::ok();

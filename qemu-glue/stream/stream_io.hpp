@@ -13,7 +13,9 @@ namespace bnf::qemu {
 
 class FdSource {
  public:
-  explicit FdSource(int fd) : fd_(fd), buf_(1U << 20) {}
+  explicit FdSource(int fd) : FdSource(fd, {}) {}
+  // `first`: the stream's first bytes, already read from `fd`.
+  FdSource(int fd, std::vector<std::byte> first);
   // Exactly dst.size() bytes; a premature EOF is an error naming `what`.
   Status read(std::span<std::byte> dst, const char* what);
   // The next `n` bytes in place (no copy), consumed; valid until the next call.

@@ -216,12 +216,6 @@ Status send_chunk_pages(transport::Connection& c, const SnapshotWriter& w, const
                              std::as_bytes(std::span(digests)));
 }
 
-// Host part of "host:port" (IPv6 hosts come without brackets from peer names).
-std::string host_of(const std::string& host_port) {
-  const auto colon = host_port.rfind(':');
-  return colon == std::string::npos ? host_port : host_port.substr(0, colon);
-}
-
 }  // namespace
 
 // VM_LANDED, then the source's fixes for the pages that differ, then VM_END.
@@ -254,33 +248,9 @@ Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, c
   }
 }
 
-Result<DirectStreamListener> DirectStreamListener::open(const std::string& bnf_peer) {
-  std::string host = host_of(bnf_peer);
-  if (host.starts_with('[') && host.ends_with(']')) host = host.substr(1, host.size() - 2);
-  const bool v6 = host.find(':') != std::string::npos;
-  uint16_t port = 0;
-  BNF_ASSIGN_OR_RETURN(UniqueFd fd, transport::tcp_listen({"tcp", v6 ? "[::]" : "0.0.0.0", 0}, &port));
-  return DirectStreamListener(std::move(fd), port, std::move(host));
-}
-
-Result<UniqueFd> DirectStreamListener::accept(std::chrono::milliseconds timeout, unsigned peer_timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    pollfd p{fd_.get(), POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-      return Status(Errc::unreachable, "the source QEMU did not connect to the stream port in time");
-    UniqueFd s(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!s.valid()) return errno_status("accept the source QEMU's stream", errno);
-    if (host_of(transport::peer_name(s.get())) != peer_host_) continue;  // not the bnf peer: refused
-    transport::tune_socket(s.get(), peer_timeout_ms);
-    return s;
-  }
-}
-
 Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
-                                     const std::function<Result<int>()>& connect_qemu, int stream_fd) {
+                                     const std::function<Result<int>()>& connect_qemu, int stream_fd,
+                                     std::vector<std::byte> read_ahead) {
   Digest root;
   ArrivalPages pages(w, h);
   std::string kept;
@@ -289,7 +259,7 @@ Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w
       BNF_ASSIGN_OR_RETURN(root, settle_with_source(c, w, h));
       return Status::ok();
     });
-    FdSource src(stream_fd);
+    FdSource src(stream_fd, std::move(read_ahead));
     StreamRewriter rw(src, feed, pages);
     Status st = rw.run();
     if (!st.is_ok()) ::shutdown(stream_fd, SHUT_RDWR);  // the source QEMU fails and runs on

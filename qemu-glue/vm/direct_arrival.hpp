@@ -1,6 +1,7 @@
 // Destination side of a direct trip (a full trip over TCP, see
 // docs/stream-mode-design.md "Direct first trips"): the source QEMU's stream
-// arrives on a TCP connection of its own instead of through the source daemon,
+// arrives on a TCP connection of its own (stream_rendezvous.hpp) instead of
+// through the source daemon,
 // which would add a process hop and copies to every page on the way. Here:
 // main-block pages land in the image (digested as they land), the rest of the
 // stream goes to our QEMU, and our QEMU's return path goes back to the source
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 #include "digest/page_digest.hpp"
@@ -24,23 +26,6 @@ namespace bnf::qemu {
 // Pages per chunk when the two hosts compare their images at the switchover.
 inline constexpr uint64_t kSettleChunkPages = 256;
 
-// A TCP port for one trip's QEMU stream, on every address of the bnf
-// connection's family; only the bnf peer's host may connect.
-class DirectStreamListener {
- public:
-  static Result<DirectStreamListener> open(const std::string& bnf_peer);
-  [[nodiscard]] uint16_t port() const { return port_; }
-  // The source QEMU's connection (keepalive and user timeout set).
-  Result<UniqueFd> accept(std::chrono::milliseconds timeout, unsigned peer_timeout_ms);
-
- private:
-  DirectStreamListener(UniqueFd fd, uint16_t port, std::string host)
-      : fd_(std::move(fd)), port_(port), peer_host_(std::move(host)) {}
-  UniqueFd fd_;
-  uint16_t port_ = 0;
-  std::string peer_host_;
-};
-
 struct DirectArrival {
   Digest root;              // the source's stopped VM, as settled
   std::string stream_kept;  // the stream our QEMU got: the source's device-state blob
@@ -51,8 +36,10 @@ struct DirectArrival {
 // connection is shut, so the source QEMU fails its migration and runs on.
 // `connect_qemu` gives our QEMU's incoming socket; it is called when the feed
 // first writes, so that pages land while our QEMU starts up.
+// `read_ahead`: the stream's first bytes, read from `stream_fd` already.
 Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
-                                     const std::function<Result<int>()>& connect_qemu, int stream_fd);
+                                     const std::function<Result<int>()>& connect_qemu, int stream_fd,
+                                     std::vector<std::byte> read_ahead = {});
 
 // The destination's half of the settle (receive_direct runs it when the codec
 // reaches the device state): VM_LANDED with the chunk digests of what landed,

@@ -7,8 +7,10 @@
 #include <thread>
 
 #include "common/cpu_wait.hpp"
+#include "common/files.hpp"
 #include "common/prefault.hpp"
 #include "protocol/control.hpp"
+#include "transport/uring_tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
 #include "vm/vm_manager.hpp"
 
@@ -23,11 +25,6 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kFramePages = 64;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// QEMU was prepared (prepare_qemu_migration, with the return path) during the handshake.
-Status start(QmpClient& qmp, const DirectDepartureSetup& s) {
-  return qmp.execute("migrate", {{"uri", fmt::format("tcp:{}:{}", s.host, s.port)}}).status();
-}
 
 constexpr int kPollMs = 20;
 // The stopped VM's re-hash, per GiB, on two threads beside QEMU's final pass
@@ -137,8 +134,8 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, DirectDep
     } else if (since(last_move) * 1000 > s.peer_timeout_ms) {
       (void)qmp.execute("migrate_cancel");
       return Status(Errc::unreachable,
-                    fmt::format("the destination is unreachable: QEMU's stream to {}:{} made no progress for {:.0f} s",
-                                s.host, s.port, since(last_move)));
+                    fmt::format("the destination is unreachable: QEMU's stream to {} made no progress for {:.0f} s",
+                                s.destination, since(last_move)));
     }
     if (s.progress && since(last_report) >= 0.5) {
       last_report = Clock::now();
@@ -224,7 +221,19 @@ Status why_qemu_failed(transport::Connection& c, const Status& qemu) {
   return Status(Errc::connection_lost, f.status().message() + " (" + qemu.message() + ")");
 }
 
+constexpr const char* kStreamFdName = "bnf-stream";
+
 }  // namespace
+
+Status start_direct_stream(QmpClient& qmp, const Endpoint& to, const std::string& token, unsigned peer_timeout_ms) {
+  constexpr int kConnectTimeoutMs = 10000;
+  BNF_ASSIGN_OR_RETURN(UniqueFd s,
+                       transport::tcp_connect({"tcp", to.host, to.port}, kConnectTimeoutMs, peer_timeout_ms));
+  BNF_TRY(send_all(s.get(), proto::encode_control(proto::FrameType::vm_stream, {{"token", token}}),
+                   "open QEMU's stream to " + to.to_string()));
+  BNF_TRY(qmp.execute_with_fd("getfd", {{"fdname", kStreamFdName}}, s.get()).status());
+  return qmp.execute("migrate", {{"uri", std::string("fd:") + kStreamFdName}}).status();
+}
 
 // VM_LANDED says what the destination holds, by chunks; for the chunks where
 // the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
@@ -263,11 +272,10 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
 
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       const DirectDepartureSetup& s) {
-  BNF_TRY(start(qmp, s));
+  DirectDeparture d;
   // Where the first pass leaves CPU idle (a slow link), the re-hash's page
   // faults are taken now, not in the downtime (~35 ms per GiB here).
   Prefault prefault(s.switchover_check ? s.ram : std::span<const std::byte>(), {.when_idle = true});
-  DirectDeparture d;
   auto stop = await_stop(qmp, s, d);
   prefault.stop();
   d.prefaulted_bytes = prefault.done();

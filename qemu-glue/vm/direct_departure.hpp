@@ -1,5 +1,6 @@
 // Source side of a direct trip (see direct_arrival.hpp): QEMU migrates
-// straight to the port the destination daemon opened; this daemon watches it
+// straight to the destination daemon, on a connection of its own
+// (stream_rendezvous.hpp); this daemon watches it
 // over QMP, re-hashes the stopped VM (that table is the departure table) and
 // settles the destination's image before its QEMU gets the device state.
 #pragma once
@@ -9,6 +10,7 @@
 #include <span>
 #include <string>
 
+#include "common/uri.hpp"
 #include "digest/page_digest.hpp"
 #include "qmp/qmp_client.hpp"
 #include "transport/transport.hpp"
@@ -16,8 +18,7 @@
 namespace bnf::qemu {
 
 struct DirectDepartureSetup {
-  std::string host;  // the destination, as this host reaches it
-  uint16_t port = 0;
+  std::string destination;  // the destination daemon, for messages
   int downtime_limit_ms = 300;
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
   std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only
@@ -51,7 +52,13 @@ struct DirectDeparture {
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
                                          std::span<const std::byte> ram);
 
-// QEMU must have been prepared with its return path on (prepare_qemu_migration).
+// Opens QEMU's stream connection to the destination daemon at `to`, names it
+// by `token` (VM_STREAM, the handshake's VM_HELLO names it too) and has QEMU
+// migrate on it (`getfd`, `migrate fd:`). QEMU must have been prepared with its
+// return path on (prepare_qemu_migration).
+Status start_direct_stream(QmpClient& qmp, const Endpoint& to, const std::string& token, unsigned peer_timeout_ms);
+
+// After start_direct_stream and a handshake that agreed on the direct trip.
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       const DirectDepartureSetup& s);
 

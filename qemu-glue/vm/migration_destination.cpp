@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "common/files.hpp"
 #include "common/unix_socket.hpp"
 #include "push/landing.hpp"
 #include "qmp/qmp_client.hpp"
+#include "transport/uring_tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
 #include "vm/vm_manager.hpp"
 
@@ -24,6 +26,9 @@ using nlohmann::json;
 namespace {
 
 constexpr size_t kStreamChunk = 256U << 10;
+// A direct trip's two connections are opened together; one waits this long at
+// most for the other.
+constexpr std::chrono::seconds kStreamWait{10};
 
 // Frames until VM_END: pages to the image, stream bytes to QEMU.
 Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd) {
@@ -60,8 +65,18 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
 
 }  // namespace
 
-Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& hello) {
-  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(hello));
+// A direct trip's QEMU stream, held until its trip (VM_HELLO with the same
+// token, normally already under way) has read it to the end.
+Status VmManager::serve_stream(transport::Connection& c, const proto::Frame& f) {
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(std::string token, proto::field<std::string>(j, "token"));
+  if (c.socket_fd() < 0) return {Errc::invalid_argument, "this transport cannot carry a QEMU stream"};
+  return streams_.serve(token, c.peer(), c.socket_fd(), kStreamWait);
+}
+
+Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& first) {
+  if (first.header.type == proto::FrameType::vm_stream) return serve_stream(c, first);
+  BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(first));
   BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
   if (version != proto::kVersion)
     return {Errc::version,
@@ -128,15 +143,10 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   std::error_code ec;
   std::filesystem::remove(lp.qmp_socket, ec);
   std::filesystem::remove(incoming, ec);
-  // A full trip offered direct: the source QEMU connects here itself.
-  std::optional<DirectStreamListener> direct;
-  if (plan.full && j.value("direct", false)) {
-    auto l = DirectStreamListener::open(c.peer());
-    if (l.is_ok())
-      direct = std::move(*l);
-    else
-      log_.warn("vm {}: no port for a direct stream ({}); relayed trip", name, l.status().message());
-  }
+  // A full trip offered direct: the source QEMU's stream comes on a
+  // connection of its own, named by this token (stream_rendezvous.hpp).
+  const std::string stream_token = j.value("stream_token", std::string());
+  const bool direct = plan.full && !stream_token.empty() && c.socket_fd() >= 0;
   // The source starts its QEMU's migration on VM_ACCEPT; ours is started
   // after the answer and comes up meanwhile (~0.1 s under load), the first
   // bytes waiting in the socket.
@@ -145,13 +155,24 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
                  {"epoch", w->next_epoch()},
                  {"key", to_hex(plan.key)},
                  {"fallback", fallback}};
-  if (direct) accept["stream_port"] = direct->port();
+  if (direct) accept["direct"] = true;
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
-  BNF_ASSIGN_OR_RETURN(QemuProcess proc,
-                       QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log"));
+  // Our QEMU starts on a thread of its own: a direct trip's stream is being
+  // read meanwhile (unread, it would hold the source QEMU back).
+  std::future<Result<QemuProcess>> spawning = std::async(std::launch::async, [&] {
+    return QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log");
+  });
+  std::optional<QemuProcess> proc;
+  auto qemu_started = [&]() -> Status {
+    if (proc) return Status::ok();
+    BNF_ASSIGN_OR_RETURN(QemuProcess p, spawning.get());
+    proc.emplace(std::move(p));
+    return Status::ok();
+  };
   std::optional<QmpClient> qmp;
   UniqueFd qemu_in;
   auto connect_qemu = [&]() -> Result<int> {
+    BNF_TRY(qemu_started());
     BNF_ASSIGN_OR_RETURN(qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
     BNF_ASSIGN_OR_RETURN(qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
     return qemu_in.get();
@@ -161,9 +182,11 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   Digest root;
   std::string stream_for_source;  // direct: the source's device-state blob, which it did not see
   if (direct) {
-    BNF_ASSIGN_OR_RETURN(UniqueFd stream, direct->accept(std::chrono::seconds(10), peer_timeout_ms_));
+    BNF_ASSIGN_OR_RETURN(StreamRendezvous::Claim stream, streams_.claim(stream_token, c.peer(), kStreamWait));
+    transport::tune_socket(stream.fd(), peer_timeout_ms_);
     // Pages land while our QEMU starts: the feed connects to it when it first writes.
-    BNF_ASSIGN_OR_RETURN(DirectArrival a, receive_direct(c, *w, h, connect_qemu, stream.get()));
+    BNF_ASSIGN_OR_RETURN(DirectArrival a,
+                         receive_direct(c, *w, h, connect_qemu, stream.fd(), stream.take_read_ahead()));
     root = a.root;
     stream_for_source = std::move(a.stream_kept);
   } else {
@@ -180,7 +203,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& h
   lk.lock();
   entry.def = def;
   entry.ram_file = w->image_file();
-  runs_here(entry, std::move(proc));
+  runs_here(entry, std::move(*proc));
   BNF_TRY(save(entry));
   arrived = true;
   lk.unlock();

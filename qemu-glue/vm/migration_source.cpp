@@ -18,6 +18,7 @@
 #include "common/prefault.hpp"
 #include "common/unix_socket.hpp"
 #include "qmp/qmp_client.hpp"
+#include "snapshot/manifest.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "vm/departure_pages.hpp"
 #include "vm/direct_departure.hpp"
@@ -100,7 +101,8 @@ Status peer_reason(transport::Connection& c, Status broke) {
 // After a failed trip: the VM must keep running here.
 void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& name) {
   auto st = qmp.execute("query-migrate");
-  if (st.is_ok() && st->value("status", std::string()) == "active") (void)qmp.execute("migrate_cancel");
+  const std::string migration = st.is_ok() ? st->value("status", std::string()) : "";
+  if (migration == "active" || migration == "setup") (void)qmp.execute("migrate_cancel");
   for (int i = 0; i < 50; ++i) {
     auto s = qmp.execute("query-status");
     if (!s.is_ok()) break;
@@ -121,13 +123,15 @@ struct Agreement {
   MigrationReport rep;
   DigestKey key{};
   std::optional<DigestTable> base;
-  uint16_t stream_port = 0;  // direct trip: where our QEMU sends its stream
+  bool direct = false;  // the destination takes our QEMU's own stream (direct trip)
 };
 
 // Sends our arrival record (the image the VM had when it came here); the
 // destination answers full or incremental against its retained snapshot.
+// `stream_token` (not empty) offers a direct trip with QEMU's stream on the
+// connection that VM_STREAM names by it.
 Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def,
-                        const std::string& force_full, bool offer_direct) {
+                        const std::string& force_full, const std::string& stream_token) {
   json arrival = nullptr;
   auto m = store.manifest(def.name);
   if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
@@ -136,7 +140,7 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
                                {"definition", def.to_json()},
                                {"arrival", arrival},
                                {"force_full", force_full},
-                               {"direct", offer_direct}}));
+                               {"stream_token", stream_token}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
   Agreement g;
@@ -146,7 +150,7 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
   BNF_ASSIGN_OR_RETURN(g.key, digest_key_from_hex(key_hex));
   g.rep.fallback = a.value("fallback", std::string());
-  if (offer_direct && g.rep.mode == "full") g.stream_port = a.value("stream_port", uint16_t{0});
+  g.direct = !stream_token.empty() && g.rep.mode == "full" && a.value("direct", false);
   if (g.rep.mode == "incremental") {
     if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)
       return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
@@ -324,8 +328,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd,
                        depart_direct(x.qmp, x.c, h,
-                                     {.host = to.host,
-                                      .port = x.g.stream_port,
+                                     {.destination = to.to_string(),
                                       .downtime_limit_ms = x.opt.downtime_limit_ms,
                                       .peer_timeout_ms = peer_timeout_ms,
                                       .ram = ram.bytes,
@@ -407,18 +410,22 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     WalksPaused(const WalksPaused&) = delete;
     WalksPaused& operator=(const WalksPaused&) = delete;
   } walks(vm->warm.get());
-  // No arrival record: the trip is full, and may go direct; then the handshake
-  // runs beside QEMU's preparation (nothing waits on QEMU until VM_ACCEPT
-  // names the port). Otherwise QEMU's migration into our socket starts first
-  // and its first bytes wait there during the handshake.
+  // No arrival record: the trip is full, and may go direct: QEMU's stream
+  // starts on a connection of its own while the handshake runs beside it
+  // (stream_rendezvous.hpp). Otherwise QEMU's migration into our socket starts
+  // first and its first bytes wait there during the handshake.
   const bool offer_direct = opt.direct && transport_.name() == "uring-tcp" && !store_.manifest(name).is_ok();
+  std::string stream_token;
+  if (offer_direct) {
+    BNF_ASSIGN_OR_RETURN(stream_token, random_lineage());
+  }
   struct Handshake {
     std::unique_ptr<transport::Connection> c;
     Agreement g;
   };
   auto handshake = [&]() -> Result<Handshake> {
     BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> conn, transport_.connect(to));
-    BNF_ASSIGN_OR_RETURN(Agreement g, agree(*conn, store_, vm->def, force_full, offer_direct));
+    BNF_ASSIGN_OR_RETURN(Agreement g, agree(*conn, store_, vm->def, force_full, stream_token));
     return Handshake{std::move(conn), std::move(g)};
   };
   std::future<Result<Handshake>> early;
@@ -436,21 +443,24 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock"));
     return Status::ok();
   };
-  Status prepared = offer_direct ? prepare_qemu_migration(qmp, true) : start_relay();
-  if (!prepared.is_ok()) return fail_here(prepared);  // `early` is waited for as it goes
+  auto start_direct = [&]() -> Status {
+    BNF_TRY(prepare_qemu_migration(qmp, true));
+    return start_direct_stream(qmp, to, stream_token, peer_timeout_ms_);
+  };
+  Status started = offer_direct ? start_direct() : start_relay();
+  const double migrate_issued_s = since(t0);
+  if (!started.is_ok()) return fail_here(started);  // `early` is waited for as it goes
   Result<Handshake> shaken = offer_direct ? early.get() : handshake();
   if (!shaken.is_ok()) return fail_here(shaken.status());
   std::unique_ptr<transport::Connection> c = std::move(shaken->c);
   Agreement& agreed = shaken->g;
   agreed.rep.phases["handshake_s"] = since(t0);
+  agreed.rep.phases["migrate_issued_s"] = migrate_issued_s;
+  if (offer_direct && !agreed.direct)
+    return fail_here(Status(Errc::protocol, "the destination did not take QEMU's direct stream"));
   TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, vm->warm.get(), vm->proc->pid(), opt, progress, log_, t0};
-  Result<Departed> trip = Status(Errc::internal, "no trip");
-  if (agreed.stream_port != 0) {
-    trip = direct_trip(x, to, peer_timeout_ms_);
-  } else {
-    Status st = qfd ? Status::ok() : start_relay();
-    trip = st.is_ok() ? relay_trip(x, std::move(*qfd), t_stream) : Result<Departed>(st);
-  }
+  Result<Departed> trip =
+      offer_direct ? direct_trip(x, to, peer_timeout_ms_) : relay_trip(x, std::move(*qfd), t_stream);
   if (!trip.is_ok()) {
     return fail_here(peer_reason(*c, trip.status()));
   }

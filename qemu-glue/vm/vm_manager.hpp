@@ -15,6 +15,7 @@
 #include "protocol/control.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
+#include "vm/stream_rendezvous.hpp"
 #include "vm/warm_ram.hpp"
 
 namespace bnf::qemu {
@@ -70,8 +71,9 @@ class VmManager {
   // Restarts a VM that left this host from its retained snapshot (RAM file plus
   // the stream state kept at switchover), e.g. after the other host died.
   Result<nlohmann::json> restore(const std::string& name);
-  // Destination side: serves a connection whose first frame is VM_HELLO.
-  Status serve_incoming(transport::Connection& c, const proto::Frame& hello);
+  // Destination side: serves a connection whose first frame is VM_HELLO (a
+  // trip) or VM_STREAM (a direct trip's QEMU stream).
+  Status serve_incoming(transport::Connection& c, const proto::Frame& first);
 
  private:
   struct Vm {
@@ -107,6 +109,7 @@ class VmManager {
   // The VM runs here now (started, arrived, restored or adopted) as `proc`.
   void runs_here(Vm& vm, QemuProcess proc);
   Result<Vm*> find(const std::string& name);
+  Status serve_stream(transport::Connection& c, const proto::Frame& f);
   nlohmann::json describe(const std::string& name, Vm& vm);
 
   std::string state_dir_;
@@ -116,6 +119,7 @@ class VmManager {
   unsigned peer_timeout_ms_;
   std::mutex mu_;  // guards vms_ and each Vm's fields; never held across a migration
   std::map<std::string, Vm> vms_;
+  StreamRendezvous streams_;  // direct trips' QEMU streams, until their trips take them
 };
 
 }  // namespace bnf::qemu

@@ -163,6 +163,7 @@ class UringTcpConnection final : public Connection {
   }
 
   void shutdown() noexcept override { ::shutdown(fd_.get(), SHUT_RDWR); }
+  [[nodiscard]] int socket_fd() const noexcept override { return fd_.get(); }
   [[nodiscard]] ConnectionStats stats() const override { return stats_; }
   [[nodiscard]] std::string peer() const override { return peer_; }
 
