@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -106,17 +107,23 @@ class ReturnPathRelay {
 // The rest of the stream into our QEMU; buffered while RAM flows, written
 // through once the image is settled (our QEMU must load it all to answer on
 // the return path, which is what lets the source QEMU end the stream). Our
-// QEMU is connected on the first write, its return path relayed from then on.
+// QEMU is connected in the background as it comes up (pages land meanwhile),
+// its return path relayed from then on.
 //
 // The settle runs on a thread of its own while the stream keeps being read
 // (device state held here): the source QEMU writes its device state holding
 // the lock its QMP needs, and the source daemon, if it was asking QMP
 // something at the stop, settles only once QEMU could answer; a device state
-// larger than the socket buffers, left unread, would stall both.
+// larger than the socket buffers, left unread, would stall both. VM_LANDED
+// goes first; what our QEMU still lacks of the small RAM blocks goes to it
+// while the settle runs.
 class QemuFeed final : public ByteSink {
  public:
   QemuFeed(std::function<Result<int>()> connect, int stream_fd, std::function<Status()> settle)
-      : connect_(std::move(connect)), stream_fd_(stream_fd), settle_(std::move(settle)) {}
+      : connect_(std::move(connect)),
+        stream_fd_(stream_fd),
+        settle_(std::move(settle)),
+        connecting_(std::async(std::launch::async, connect_)) {}
   ~QemuFeed() override { (void)finish(); }
   QemuFeed(const QemuFeed&) = delete;
   QemuFeed& operator=(const QemuFeed&) = delete;
@@ -126,8 +133,8 @@ class QemuFeed final : public ByteSink {
     kept_.append(reinterpret_cast<const char*>(src.data()), src.size());
     pending_.insert(pending_.end(), src.begin(), src.end());
     switch (state_) {
-      case State::ram:
-        return pending_.size() >= kBuffer ? flush_locked() : Status::ok();
+      case State::ram:  // once our QEMU is up, the small blocks go to it as they come, not in the downtime
+        return pending_.size() >= (qemu_up_locked() ? kSmallFlush : kBuffer) ? flush_locked() : Status::ok();
       case State::settling:
         return Status::ok();
       case State::settled:
@@ -143,20 +150,17 @@ class QemuFeed final : public ByteSink {
     return state_ == State::settling ? Status::ok() : flush_locked();
   }
   Status before_device_state() override {
-    {
-      std::lock_guard g(mu_);
-      BNF_TRY(flush_locked());
-      state_ = State::settling;
-    }
+    std::lock_guard g(mu_);
+    state_ = State::settling;
     settle_thread_ = std::thread([this] {
       Status st = settle_();
-      std::lock_guard g(mu_);
+      std::lock_guard lk(mu_);
       if (st.is_ok()) st = flush_locked();
       state_ = st.is_ok() ? State::settled : State::failed;
       settle_status_ = st;
       if (!st.is_ok()) ::shutdown(stream_fd_, SHUT_RDWR);  // the reader stops; the source QEMU fails and runs on
     });
-    return Status::ok();
+    return flush_locked();  // no device state in it yet
   }
   // Waits for the settle (if it started): its outcome.
   Status finish() {
@@ -173,21 +177,31 @@ class QemuFeed final : public ByteSink {
   }
 
  private:
+  bool qemu_up_locked() const {
+    using namespace std::chrono_literals;
+    return out_.has_value() || (connecting_.valid() && connecting_.wait_for(0s) == std::future_status::ready);
+  }
   Status flush_locked() {
     if (!out_) {
-      BNF_ASSIGN_OR_RETURN(int fd, connect_());
-      out_.emplace(fd);
-      relay_.emplace(fd, stream_fd_);
+      BNF_TRY(connect_status_);
+      Result<int> fd = connecting_.get();
+      if (!fd.is_ok()) return connect_status_ = fd.status();
+      out_.emplace(*fd);
+      relay_.emplace(*fd, stream_fd_);
     }
-    BNF_TRY(out_->write(pending_).context("feed destination QEMU"));
+    constexpr const char* kWhat = "feed the destination QEMU (did it exit? see its qemu.log)";
+    BNF_TRY(out_->write(pending_).context(kWhat));
     pending_.clear();
-    return out_->flush().context("feed destination QEMU");
+    return out_->flush().context(kWhat);
   }
 
   static constexpr size_t kBuffer = 1U << 20;
+  static constexpr size_t kSmallFlush = 64U << 10;
   std::function<Result<int>()> connect_;
   int stream_fd_;
   std::function<Status()> settle_;
+  std::future<Result<int>> connecting_;  // our QEMU's incoming socket, once it is up
+  Status connect_status_ = Status::ok();
   mutable std::mutex mu_;
   std::vector<std::byte> pending_;
   std::optional<FdSink> out_;

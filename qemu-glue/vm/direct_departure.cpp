@@ -225,13 +225,17 @@ constexpr const char* kStreamFdName = "bnf-stream";
 
 }  // namespace
 
-Status start_direct_stream(QmpClient& qmp, const Endpoint& to, const std::string& token, unsigned peer_timeout_ms) {
+Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, unsigned peer_timeout_ms) {
   constexpr int kConnectTimeoutMs = 10000;
   BNF_ASSIGN_OR_RETURN(UniqueFd s,
                        transport::tcp_connect({"tcp", to.host, to.port}, kConnectTimeoutMs, peer_timeout_ms));
   BNF_TRY(send_all(s.get(), proto::encode_control(proto::FrameType::vm_stream, {{"token", token}}),
                    "open QEMU's stream to " + to.to_string()));
-  BNF_TRY(qmp.execute_with_fd("getfd", {{"fdname", kStreamFdName}}, s.get()).status());
+  return s;
+}
+
+Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream) {
+  BNF_TRY(qmp.execute_with_fd("getfd", {{"fdname", kStreamFdName}}, stream.get()).status());
   return qmp.execute("migrate", {{"uri", std::string("fd:") + kStreamFdName}}).status();
 }
 

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 
+#include "common/unique_fd.hpp"
 #include "common/uri.hpp"
 #include "digest/page_digest.hpp"
 #include "qmp/qmp_client.hpp"
@@ -52,13 +53,15 @@ struct DirectDeparture {
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
                                          std::span<const std::byte> ram);
 
-// Opens QEMU's stream connection to the destination daemon at `to`, names it
-// by `token` (VM_STREAM, the handshake's VM_HELLO names it too) and has QEMU
-// migrate on it (`getfd`, `migrate fd:`). QEMU must have been prepared with its
-// return path on (prepare_qemu_migration).
-Status start_direct_stream(QmpClient& qmp, const Endpoint& to, const std::string& token, unsigned peer_timeout_ms);
+// Opens QEMU's stream connection to the destination daemon at `to` and names
+// it by `token` (VM_STREAM; the handshake's VM_HELLO names it too).
+Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, unsigned peer_timeout_ms);
+// Has QEMU migrate on that connection (`getfd`, `migrate fd:`; QEMU keeps its
+// own copy of the socket). QEMU must have been prepared with its return path
+// on (prepare_qemu_migration).
+Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream);
 
-// After start_direct_stream and a handshake that agreed on the direct trip.
+// After start_direct_migration and a handshake that agreed on the direct trip.
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       const DirectDepartureSetup& s);
 

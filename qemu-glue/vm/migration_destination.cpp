@@ -172,9 +172,13 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   std::optional<QmpClient> qmp;
   UniqueFd qemu_in;
   auto connect_qemu = [&]() -> Result<int> {
-    BNF_TRY(qemu_started());
-    BNF_ASSIGN_OR_RETURN(qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-    BNF_ASSIGN_OR_RETURN(qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
+    auto connected = [&]() -> Status {
+      BNF_TRY(qemu_started());
+      BNF_ASSIGN_OR_RETURN(qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
+      BNF_ASSIGN_OR_RETURN(qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
+      return Status::ok();
+    }();
+    BNF_TRY(connected.context("destination QEMU (did it exit? see its qemu.log)"));
     return qemu_in.get();
   };
   const PageDigester h(plan.key);

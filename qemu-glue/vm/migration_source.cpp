@@ -429,7 +429,11 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     return Handshake{std::move(conn), std::move(g)};
   };
   std::future<Result<Handshake>> early;
-  if (offer_direct) early = std::async(std::launch::async, handshake);
+  std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
+  if (offer_direct) {
+    early = std::async(std::launch::async, handshake);
+    stream = std::async(std::launch::async, open_direct_stream, to, stream_token, peer_timeout_ms_);
+  }
   auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
   if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
   QmpClient qmp = std::move(*qmp_connected);
@@ -445,7 +449,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   };
   auto start_direct = [&]() -> Status {
     BNF_TRY(prepare_qemu_migration(qmp, true));
-    return start_direct_stream(qmp, to, stream_token, peer_timeout_ms_);
+    BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
+    return start_direct_migration(qmp, s);
   };
   Status started = offer_direct ? start_direct() : start_relay();
   const double migrate_issued_s = since(t0);

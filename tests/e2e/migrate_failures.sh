@@ -90,6 +90,7 @@ echo "# destination QEMU killed mid-trip"
 kill_dest_qemu() { pkill -9 -f "qemu-system.*$WORK/B/.*-incoming" ; }
 set +e; migrate_broken kill_dest_qemu; rc=$?; set -e
 check "migrate fails" test "$rc" -ne 0
+check "the error names the destination QEMU" grep -qi "destination QEMU" err.txt
 check "the VM keeps running on A" test "$(state_on A)" = running
 check "its memory is intact" guest_intact A
 
