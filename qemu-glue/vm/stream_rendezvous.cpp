@@ -1,5 +1,6 @@
 #include "vm/stream_rendezvous.hpp"
 
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -48,6 +49,8 @@ Status StreamRendezvous::serve(const std::string& token, const std::string& peer
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid()) return errno_status("eventfd", errno);
   std::unique_lock lk(mu_);
+  if (offers_.size() >= kMaxHeld)
+    return Status(Errc::busy, fmt::format("{} QEMU streams are held here already", kMaxHeld));
   if (token.empty() || !offers_.try_emplace(token, Offer{host_of(peer), fd, wake.get()}).second)
     return Status(Errc::protocol, "VM_STREAM names a token already in use or none");
   Offer& o = offers_[token];

@@ -23,8 +23,10 @@ namespace bnf::qemu {
 
 class StreamRendezvous {
  public:
-  // What a worker reads ahead at most before the trip claims the stream.
+  // What a worker reads ahead at most before the trip claims the stream, and
+  // how many streams may be held at once (bounds the memory they take).
   static constexpr size_t kReadAheadMax = 32U << 20;
+  static constexpr size_t kMaxHeld = 8;
 
   // The trip's hold on a stream socket; the stream's connection closes after it goes.
   class Claim {

@@ -10,6 +10,7 @@
 #include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/unique_fd.hpp"
 #include "vm/stream_rendezvous.hpp"
@@ -126,6 +127,21 @@ TEST(StreamRendezvous, ATokenServesOneStreamOnly) {
   EXPECT_EQ(r.serve("t6", "10.0.0.1:40001", b.stream.get(), 300ms).code(), Errc::protocol);
   EXPECT_EQ(r.serve("", "10.0.0.1:40002", b.stream.get(), 300ms).code(), Errc::protocol);
   EXPECT_EQ(first.get().code(), Errc::unreachable);
+}
+
+TEST(StreamRendezvous, HoldsABoundedNumberOfStreams) {
+  StreamRendezvous r;
+  std::vector<SocketPair> pairs(StreamRendezvous::kMaxHeld + 1);
+  std::vector<std::future<Status>> held;
+  for (size_t i = 0; i < StreamRendezvous::kMaxHeld; ++i)
+    held.push_back(std::async(std::launch::async, [&, i] {
+      return r.serve("h" + std::to_string(i), "10.0.0.1:40000", pairs[i].stream.get(), 300ms);
+    }));
+  std::this_thread::sleep_for(50ms);
+  const Status one_more = r.serve("extra", "10.0.0.1:40000", pairs.back().stream.get(), 300ms);
+  EXPECT_EQ(one_more.code(), Errc::busy);
+  EXPECT_NE(one_more.message().find("held here already"), std::string::npos) << one_more.message();
+  for (auto& h : held) EXPECT_EQ(h.get().code(), Errc::unreachable);
 }
 
 TEST(StreamRendezvous, IPv6PeersCompareByHost) {
