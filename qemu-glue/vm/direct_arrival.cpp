@@ -132,22 +132,11 @@ class QemuFeed final : public ByteSink {
     std::lock_guard g(mu_);
     kept_.append(reinterpret_cast<const char*>(src.data()), src.size());
     pending_.insert(pending_.end(), src.begin(), src.end());
-    switch (state_) {
-      case State::ram:  // once our QEMU is up, the small blocks go to it as they come, not in the downtime
-        return pending_.size() >= (qemu_up_locked() ? kSmallFlush : kBuffer) ? flush_locked() : Status::ok();
-      case State::settling:
-        return Status::ok();
-      case State::settled:
-        return flush_locked();
-      case State::failed:  // never device state into an unsettled image
-        return settle_status_;
-    }
-    return Status::ok();
+    return pass_on_locked(false);
   }
   Status flush() override {
     std::lock_guard g(mu_);
-    if (state_ == State::failed) return settle_status_;
-    return state_ == State::settling ? Status::ok() : flush_locked();
+    return pass_on_locked(true);
   }
   Status before_device_state() override {
     std::lock_guard g(mu_);
@@ -177,6 +166,20 @@ class QemuFeed final : public ByteSink {
   }
 
  private:
+  // What happens to the pending bytes in each state; `now`: a flush was asked for.
+  Status pass_on_locked(bool now) {
+    switch (state_) {
+      case State::ram:  // once our QEMU is up, the small blocks go to it as they come, not in the downtime
+        return now || pending_.size() >= (qemu_up_locked() ? kSmallFlush : kBuffer) ? flush_locked() : Status::ok();
+      case State::settling:  // device state waits for the settle
+        return Status::ok();
+      case State::settled:
+        return flush_locked();
+      case State::failed:  // never device state into an unsettled image
+        return settle_status_;
+    }
+    return Status::ok();
+  }
   bool qemu_up_locked() const {
     using namespace std::chrono_literals;
     return out_.has_value() || (connecting_.valid() && connecting_.wait_for(0s) == std::future_status::ready);
