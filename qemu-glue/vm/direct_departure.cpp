@@ -12,6 +12,7 @@
 #include "protocol/control.hpp"
 #include "transport/uring_tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
+#include "vm/peer_reason.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -212,15 +213,6 @@ json await_completed(QmpClient& qmp) {
   return last;
 }
 
-// QEMU's migration failed before the stop: our connection tells why (the
-// destination's reason, or that it is gone) better than QEMU's socket error.
-Status why_qemu_failed(transport::Connection& c, const Status& qemu) {
-  auto f = proto::recv_frame(c);
-  if (f.is_ok()) return qemu;
-  if (f.status().message().starts_with("peer: ")) return f.status();
-  return Status(Errc::connection_lost, f.status().message() + " (" + qemu.message() + ")");
-}
-
 constexpr const char* kStreamFdName = "bnf-stream";
 
 }  // namespace
@@ -284,7 +276,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   prefault.stop();
   d.prefaulted_bytes = prefault.done();
   if (!stop.is_ok())
-    return stop.status().code() == Errc::connection_lost ? why_qemu_failed(c, stop.status()) : stop.status();
+    return peer_reason(c, stop.status(), true);  // QEMU's failure: the destination's reason if it gave one
   d.stop_event = std::move(*stop);
   d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
   auto rehash = [&] {  // the VM is stopped: its memory at switchover

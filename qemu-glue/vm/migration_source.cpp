@@ -22,6 +22,7 @@
 #include "stream/stream_rewriter.hpp"
 #include "vm/departure_pages.hpp"
 #include "vm/direct_departure.hpp"
+#include "vm/peer_reason.hpp"
 #include "vm/qemu_migration.hpp"
 #include "vm/vm_manager.hpp"
 
@@ -84,19 +85,6 @@ Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
 // Memory for pages held back until QEMU's next pass (see departure_pages.hpp):
 // an eighth of guest RAM, at most 256 MiB.
 size_t hold_budget(uint64_t memory_bytes) { return std::min<uint64_t>(memory_bytes / 8, 256ULL << 20); }
-
-// A destination that failed on purpose (out of space, QEMU died) sends an
-// ERROR frame before it closes: its reason, rather than a broken connection
-// or QEMU's socket error, is what the operator needs.
-Status peer_reason(transport::Connection& c, Status broke) {
-  auto from_peer = [](const Status& s) { return s.message().starts_with("peer: "); };
-  if (from_peer(broke)) return Status(broke.code(), "destination failed: " + broke.message().substr(6));
-  if (broke.code() != Errc::connection_lost) return broke;
-  auto f = proto::expect_frame(c, proto::FrameType::vm_done);  // still readable after a failed send
-  if (!f.is_ok() && from_peer(f.status()))
-    return Status(f.status().code(), "destination failed: " + f.status().message().substr(6));
-  return broke;
-}
 
 // After a failed trip: the VM must keep running here.
 void keep_running_here(QmpClient& qmp, const Logger& log, const std::string& name) {
