@@ -120,10 +120,9 @@ class ReturnPathRelay {
 class QemuFeed final : public ByteSink {
  public:
   QemuFeed(std::function<Result<int>()> connect, int stream_fd, std::function<Status()> settle)
-      : connect_(std::move(connect)),
-        stream_fd_(stream_fd),
+      : stream_fd_(stream_fd),
         settle_(std::move(settle)),
-        connecting_(std::async(std::launch::async, connect_)) {}
+        connecting_(std::async(std::launch::async, std::move(connect))) {}
   ~QemuFeed() override { (void)finish(); }
   QemuFeed(const QemuFeed&) = delete;
   QemuFeed& operator=(const QemuFeed&) = delete;
@@ -200,7 +199,6 @@ class QemuFeed final : public ByteSink {
 
   static constexpr size_t kBuffer = 1U << 20;
   static constexpr size_t kSmallFlush = 64U << 10;
-  std::function<Result<int>()> connect_;
   int stream_fd_;
   std::function<Status()> settle_;
   std::future<Result<int>> connecting_;  // our QEMU's incoming socket, once it is up

@@ -34,8 +34,8 @@ struct DirectArrival {
 // Runs the trip's stream from `stream_fd` to the end (the source QEMU closes it
 // once our QEMU's return path said it loaded everything). On failure the stream
 // connection is shut, so the source QEMU fails its migration and runs on.
-// `connect_qemu` gives our QEMU's incoming socket; it is called when the feed
-// first writes, so that pages land while our QEMU starts up.
+// `connect_qemu` gives our QEMU's incoming socket; it runs on a thread of its
+// own from the start, so that pages land while our QEMU starts up.
 // `read_ahead`: the stream's first bytes, read from `stream_fd` already.
 Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w, const PageDigester& h,
                                      const std::function<Result<int>()>& connect_qemu, int stream_fd,

@@ -147,9 +147,9 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   // connection of its own, named by this token (stream_rendezvous.hpp).
   const std::string stream_token = j.value("stream_token", std::string());
   const bool direct = plan.full && !stream_token.empty() && c.socket_fd() >= 0;
-  // The source starts its QEMU's migration on VM_ACCEPT; ours is started
-  // after the answer and comes up meanwhile (~0.1 s under load), the first
-  // bytes waiting in the socket.
+  // The source's QEMU migrates already (direct) or starts on VM_ACCEPT
+  // (relayed); ours is started after the answer and comes up meanwhile
+  // (~0.1 s under load).
   json accept = {{"mode", plan.full ? "full" : "incremental"},
                  {"lineage", w->lineage()},
                  {"epoch", w->next_epoch()},
@@ -188,7 +188,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   if (direct) {
     BNF_ASSIGN_OR_RETURN(StreamRendezvous::Claim stream, streams_.claim(stream_token, c.peer(), kStreamWait));
     transport::tune_socket(stream.fd(), peer_timeout_ms_);
-    // Pages land while our QEMU starts: the feed connects to it when it first writes.
+    // Pages land while our QEMU starts: the feed connects to it in the background.
     BNF_ASSIGN_OR_RETURN(DirectArrival a,
                          receive_direct(c, *w, h, connect_qemu, stream.fd(), stream.take_read_ahead()));
     root = a.root;
