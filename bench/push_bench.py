@@ -50,7 +50,8 @@ with open(sys.argv[1], "wb", buffering=0) as f:
 
 
 def start_daemon(bnf, state, log):
-    p = subprocess.Popen([bnf, "daemon", "--state-dir", state, "--listen", "bnf+tcp:127.0.0.1:0"],
+    p = subprocess.Popen([bnf, "daemon", "--state-dir", state, "--listen", "bnf+tcp:127.0.0.1:0",
+                          "--peer-key", state + "/peer.key"],
                          stderr=open(log, "w"))
     for _ in range(200):
         m = re.search(r"listening on (bnf\+tcp:\S+)", open(log).read())
@@ -61,7 +62,9 @@ def start_daemon(bnf, state, log):
 
 
 def push(bnf, img, uri, *extra):
-    return json.loads(run([bnf, "image", "push", img, "--name", "bench", "--to", uri, "--json", *extra]).stdout)
+    key = os.path.dirname(img) + "/state/peer.key"  # the daemon's (start_daemon), beside the image
+    return json.loads(run([bnf, "image", "push", img, "--peer-key", key, "--name", "bench", "--to", uri, "--json",
+                           *extra]).stdout)
 
 
 def med(xs):

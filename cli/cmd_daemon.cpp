@@ -20,6 +20,7 @@ struct DaemonArgs {
   int numa_node = -1;
   std::string zero_copy = "auto";
   double peer_timeout_s = 30;
+  std::string peer_key;
 };
 
 LogLevel parse_level(const std::string& s) {
@@ -45,7 +46,11 @@ int run_daemon(const DaemonArgs& a) {
   transport::UringTcpOptions topts;
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
   topts.peer_timeout_ms = static_cast<unsigned>(a.peer_timeout_s * 1000);
-  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), log);
+  const std::string key_path = a.peer_key.empty() ? a.state_dir + "/peer.key" : a.peer_key;
+  auto key = proto::PeerKey::load_or_create(key_path);
+  if (!key.is_ok()) return fail(key.status().message());
+  log.info("peer key {} (hosts that migrate to or from this one need the same file)", key_path);
+  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
   qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log, topts.peer_timeout_ms);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
@@ -85,6 +90,9 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--peer-timeout", args->peer_timeout_s, "seconds without an answer before a peer counts as gone")
       ->check(CLI::Range(3.0, 3600.0))
       ->capture_default_str();
+  cmd->add_option("--peer-key", args->peer_key,
+                  "secret every connection proves, both ways (default: STATE_DIR/peer.key, created if missing; "
+                  "copy it to every host this one migrates with)");
   cmd->callback([args, &rc] { rc = run_daemon(*args); });
 }
 

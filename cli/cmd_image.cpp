@@ -8,6 +8,7 @@
 #include "commands.hpp"
 #include "common/files.hpp"
 #include "common/size.hpp"
+#include "protocol/authenticated_transport.hpp"
 #include "push/push_sender.hpp"
 #include "push/push_state.hpp"
 #include "snapshot/snapshot_store.hpp"
@@ -28,6 +29,7 @@ struct PushArgs {
   bool full = false;
   bool no_state = false;
   std::string zero_copy = "auto";
+  std::string peer_key;
 };
 
 std::string host_id() {
@@ -64,10 +66,12 @@ int run_push(const PushArgs& a) {
   o.sender_id = host_id();
   if (!a.no_state) o.state_file = a.state_file.empty() ? default_push_state_path(ep->to_string(), a.name) : a.state_file;
   o.note = [](const std::string& m) { fmt::print(stderr, "bnf: {}\n", m); };
+  auto key = proto::PeerKey::load(a.peer_key);
+  if (!key.is_ok()) return fail(key.status().message());
   transport::UringTcpOptions topts;
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
-  auto t = transport::make_uring_tcp_transport(topts);
-  auto rep = push_image(*t, map->bytes(), o);
+  proto::AuthenticatedTransport t(transport::make_uring_tcp_transport(topts), *key);
+  auto rep = push_image(t, map->bytes(), o);
   if (!rep.is_ok()) return fail(rep.status().message());
   if (a.json)
     fmt::print("{}\n", rep->to_json().dump());
@@ -133,6 +137,8 @@ void add_image_commands(CLI::App& app, int& rc) {
   push->add_option("file", a->file, "memory image file")->required();
   push->add_option("--name", a->name, "snapshot name on the daemon")->required();
   push->add_option("--to", a->to, "daemon endpoint, bnf+tcp:HOST:PORT")->required();
+  push->add_option("--peer-key", a->peer_key, "the daemon's peer key file (its STATE_DIR/peer.key by default)")
+      ->required();
   push->add_option("--dirty-bitmap", a->dirty_bitmap, "pages changed since the last push (bnf bitmap file)");
   push->add_option("--streams", a->streams, "data connections")->capture_default_str();
   push->add_option("--state", a->state_file, "push state file (default under ~/.local/state/bnf/push)");

@@ -8,7 +8,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   g++ gcc binutils meson ninja-build pkg-config python3 \
   liburing-dev libisal-dev libnuma-dev libxxhash-dev \
-  nlohmann-json3-dev libcli11-dev libfmt-dev \
+  nlohmann-json3-dev libcli11-dev libfmt-dev libssl-dev \
   libgtest-dev libbenchmark-dev \
   clang libclang-rt-14-dev \
   iperf3 iproute2 util-linux procps \

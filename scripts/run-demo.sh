@@ -23,8 +23,10 @@ trap cleanup EXIT
 
 wait_listen() { for _ in $(seq 100); do sed -n 's/.*listening on \(bnf+tcp:[^ ]*\).*/\1/p' "$1" | grep . && return; sleep 0.05; done; }
 echo "== two daemons as two hosts"
-"$BNF" daemon --state-dir "$WORK/A" --listen bnf+tcp:127.0.0.1:0 2>"$WORK/A.log" & DA=$!
-"$BNF" daemon --state-dir "$WORK/B" --listen bnf+tcp:127.0.0.1:0 2>"$WORK/B.log" & DB=$!
+# Every connection between daemons proves a shared secret: both hosts get the same key file.
+KEY=$WORK/peer.key
+"$BNF" daemon --state-dir "$WORK/A" --listen bnf+tcp:127.0.0.1:0 --peer-key "$KEY" 2>"$WORK/A.log" & DA=$!
+"$BNF" daemon --state-dir "$WORK/B" --listen bnf+tcp:127.0.0.1:0 --peer-key "$KEY" 2>"$WORK/B.log" & DB=$!
 URI_A=$(wait_listen "$WORK/A.log"); URI_B=$(wait_listen "$WORK/B.log")
 sleep 0.2
 echo "host A: $URI_A, host B: $URI_B"
@@ -50,7 +52,7 @@ python3 tests/e2e/qmp.py "$WORK/A/vms/web1/qmp.sock" stop >/dev/null
 "$BNF" vm stop web1 --control "$WORK/A/control.sock" >/dev/null
 
 echo "== image push into a daemon"
-"$BNF" daemon --state-dir "$WORK/state" --listen bnf+tcp:127.0.0.1:0 2>"$WORK/daemon.log" &
+"$BNF" daemon --state-dir "$WORK/state" --listen bnf+tcp:127.0.0.1:0 --peer-key "$KEY" 2>"$WORK/daemon.log" &
 DAEMON=$!
 for _ in $(seq 100); do
   URI=$(sed -n 's/.*listening on \(bnf+tcp:[^ ]*\).*/\1/p' "$WORK/daemon.log")
@@ -60,10 +62,10 @@ done
 echo "== daemon listening on $URI, state in $WORK/state"
 "$BNF" image make "$WORK/vm.img" --size 256M --zero-percent 10
 echo "== first push (the daemon holds no base: full)"
-"$BNF" image push "$WORK/vm.img" --name demo-vm --to "$URI"
+"$BNF" image push "$WORK/vm.img" --peer-key "$KEY" --name demo-vm --to "$URI"
 "$BNF" image mutate "$WORK/vm.img" --percent 1 --bitmap-out "$WORK/dirty.bm"
 echo "== second push with the dirty bitmap (incremental: only changed pages travel)"
-"$BNF" image push "$WORK/vm.img" --name demo-vm --to "$URI" --dirty-bitmap "$WORK/dirty.bm"
+"$BNF" image push "$WORK/vm.img" --peer-key "$KEY" --name demo-vm --to "$URI" --dirty-bitmap "$WORK/dirty.bm"
 echo "== the retained snapshot"
 "$BNF" snapshot list --state-dir "$WORK/state"
 "$BNF" snapshot verify --state-dir "$WORK/state" demo-vm

@@ -230,7 +230,8 @@ class Bnf(Strategy):
         state = f"{work}/{side.upper()}"
         log = open(f"{state}.log", "w")
         p = subprocess.Popen(link.prefix(side) + [self.bnf, "daemon", "--state-dir", state, "--listen",
-                                                   self._endpoint(link, side)], stderr=log)
+                                                   self._endpoint(link, side), "--peer-key",
+                                                   f"{work}/peer.key"], stderr=log)
         host.wait_for(lambda: os.path.exists(f"{state}/control.sock") or p.poll() is not None, 10, f"daemon {side}")
         if p.poll() is not None:
             raise RuntimeError(f"daemon {side} exited: {open(f'{state}.log').read().strip()}")

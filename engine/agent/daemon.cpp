@@ -1,9 +1,12 @@
 #include "agent/daemon.hpp"
 
+#include "protocol/control.hpp"
+
 namespace bnf {
 
-Daemon::Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const Logger& log)
-    : store_(std::move(state_dir)), transport_(std::move(transport)), log_(log) {}
+Daemon::Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const proto::PeerKey& key,
+               const Logger& log)
+    : store_(std::move(state_dir)), transport_(std::move(transport), key), log_(log) {}
 
 Daemon::~Daemon() {
   stop();
@@ -12,8 +15,8 @@ Daemon::~Daemon() {
 
 Status Daemon::start(const Endpoint& listen) {
   BNF_TRY(store_.open().context("state directory"));
-  BNF_ASSIGN_OR_RETURN(listener_, transport_->listen(listen));
-  log_.info("listening on {} ({})", listener_->local().to_string(), transport_->name());
+  BNF_ASSIGN_OR_RETURN(listener_, transport_.listen(listen));
+  log_.info("listening on {} ({})", listener_->local().to_string(), transport_.name());
   return Status::ok();
 }
 
@@ -31,7 +34,7 @@ void Daemon::run() {
     Worker& w = workers_.emplace_back();
     w.conn = std::move(conn).value();
     w.thread = std::thread([this, &ctx, &w] {
-      serve_connection(*w.conn, ctx);
+      serve(*w.conn, ctx);
       std::lock_guard wlk(mu_);
       w.conn.reset();  // close now: a peer still sending gets a reset instead of a full window
       w.finished = true;
@@ -44,6 +47,16 @@ void Daemon::run() {
   }
   reap(true);  // no new workers any more; joining needs no lock (workers take it to finish)
   log_.info("stopped");
+}
+
+void Daemon::serve(transport::Connection& c, ReceiverContext& ctx) {
+  if (Status st = proto::authenticate_peer(c, transport_.key()); !st.is_ok()) {
+    log_.warn("connection from {} refused: {}", c.peer(), st.message());
+    proto::send_error(c, st);
+    c.shutdown();
+    return;
+  }
+  serve_connection(c, ctx);
 }
 
 // Joins finished workers (all of them when `all`). Caller holds mu_ or is the last user.

@@ -1,5 +1,6 @@
 // The per-host agent: listens on an endpoint, serves pushes into its snapshot
 // store, and shuts down cleanly (in-flight transfers roll back) on stop().
+// Every connection, both ways, first proves the peer key (protocol/peer_auth).
 #pragma once
 
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "common/log.hpp"
+#include "protocol/authenticated_transport.hpp"
 #include "push/push_receiver.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
@@ -17,7 +19,8 @@ namespace bnf {
 
 class Daemon {
  public:
-  Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const Logger& log);
+  Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const proto::PeerKey& key,
+         const Logger& log);
   ~Daemon();
 
   // Opens the store (recovering interrupted transfers) and starts listening.
@@ -28,7 +31,9 @@ class Daemon {
   void stop() noexcept;
 
   [[nodiscard]] SnapshotStore& store() { return store_; }
-  [[nodiscard]] transport::Transport& transport() { return *transport_; }
+  // Connections it opens prove the peer key too.
+  [[nodiscard]] proto::AuthenticatedTransport& transport() { return transport_; }
+  [[nodiscard]] const proto::PeerKey& peer_key() const { return transport_.key(); }
   // Handles connections that open with VM_HELLO (set before run()).
   void set_vm_handler(std::function<Status(transport::Connection&, const proto::Frame&)> h) {
     vm_handler_ = std::move(h);
@@ -41,10 +46,11 @@ class Daemon {
     std::atomic<bool> finished{false};
   };
   void reap(bool all);
+  void serve(transport::Connection& c, ReceiverContext& ctx);
 
   SnapshotStore store_;
   SessionRegistry sessions_;
-  std::unique_ptr<transport::Transport> transport_;
+  proto::AuthenticatedTransport transport_;
   const Logger& log_;
   std::unique_ptr<transport::Listener> listener_;
   std::mutex mu_;

@@ -17,6 +17,7 @@ std::string_view errc_name(Errc c) noexcept {
     case Errc::mismatch: return "mismatch";
     case Errc::unreachable: return "unreachable";
     case Errc::connection_lost: return "connection-lost";
+    case Errc::denied: return "denied";
     case Errc::no_space: return "no-space";
     case Errc::version: return "version";
     case Errc::cancelled: return "cancelled";

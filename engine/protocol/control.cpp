@@ -23,7 +23,7 @@ Result<Frame> recv_frame(transport::Connection& c) {
     Errc code = Errc::protocol;
     if (j.is_object() && j.contains("code") && j["code"].is_number_integer()) {
       const int v = j["code"].get<int>();
-      if (v > 0 && v <= static_cast<int>(Errc::connection_lost)) code = static_cast<Errc>(v);
+      if (v > 0 && v <= static_cast<int>(Errc::denied)) code = static_cast<Errc>(v);
     }
     return Status(code, "peer: " + reason);
   }

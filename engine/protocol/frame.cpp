@@ -22,7 +22,7 @@ Status bad(const std::string& why) { return {Errc::protocol, "bad frame: " + why
 }  // namespace
 
 bool is_known_type(uint8_t t) noexcept {
-  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::vm_stream);
+  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::peer_proof);
 }
 
 const char* type_name(FrameType t) noexcept {
@@ -50,6 +50,9 @@ const char* type_name(FrameType t) noexcept {
     case FrameType::vm_landed: return "VM_LANDED";
     case FrameType::vm_chunks: return "VM_CHUNKS";
     case FrameType::vm_stream: return "VM_STREAM";
+    case FrameType::peer_hello: return "PEER_HELLO";
+    case FrameType::peer_challenge: return "PEER_CHALLENGE";
+    case FrameType::peer_proof: return "PEER_PROOF";
   }
   return "UNKNOWN";
 }

@@ -10,6 +10,8 @@
 #include "common/files.hpp"
 #include "common/prefault.hpp"
 #include "protocol/control.hpp"
+#include "protocol/peer_auth.hpp"
+#include "transport/plain/plain_connection.hpp"
 #include "transport/uring_tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
 #include "vm/peer_reason.hpp"
@@ -217,10 +219,13 @@ constexpr const char* kStreamFdName = "bnf-stream";
 
 }  // namespace
 
-Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, unsigned peer_timeout_ms) {
+Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, const proto::PeerKey& key,
+                                    unsigned peer_timeout_ms) {
   constexpr int kConnectTimeoutMs = 10000;
   BNF_ASSIGN_OR_RETURN(UniqueFd s,
                        transport::tcp_connect({"tcp", to.host, to.port}, kConnectTimeoutMs, peer_timeout_ms));
+  transport::PlainConnection frames(s.get());
+  BNF_TRY(proto::authenticate_to_peer(frames, key, to.to_string()));
   BNF_TRY(send_all(s.get(), proto::encode_control(proto::FrameType::vm_stream, {{"token", token}}),
                    "open QEMU's stream to " + to.to_string()));
   return s;

@@ -13,6 +13,7 @@
 #include "common/unique_fd.hpp"
 #include "common/uri.hpp"
 #include "digest/page_digest.hpp"
+#include "protocol/peer_auth.hpp"
 #include "qmp/qmp_client.hpp"
 #include "transport/transport.hpp"
 
@@ -54,8 +55,10 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
                                          std::span<const std::byte> ram);
 
 // Opens QEMU's stream connection to the destination daemon at `to` and names
-// it by `token` (VM_STREAM; the handshake's VM_HELLO names it too).
-Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, unsigned peer_timeout_ms);
+// it by `token` (VM_STREAM; the handshake's VM_HELLO names it too), after
+// both daemons proved the peer key on it.
+Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, const proto::PeerKey& key,
+                                    unsigned peer_timeout_ms);
 // Has QEMU migrate on that connection (`getfd`, `migrate fd:`; QEMU keeps its
 // own copy of the socket). QEMU must have been prepared with its return path
 // on (prepare_qemu_migration).

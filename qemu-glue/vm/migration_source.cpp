@@ -404,9 +404,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // first and its first bytes wait there during the handshake.
   const bool offer_direct = opt.direct && transport_.name() == "uring-tcp" && !store_.manifest(name).is_ok();
   std::string stream_token;
-  if (offer_direct) {
-    BNF_ASSIGN_OR_RETURN(stream_token, random_lineage());
-  }
+  if (offer_direct) stream_token = to_hex(random_digest_key());  // 256 random bits name the stream
   struct Handshake {
     std::unique_ptr<transport::Connection> c;
     Agreement g;
@@ -420,7 +418,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
   if (offer_direct) {
     early = std::async(std::launch::async, handshake);
-    stream = std::async(std::launch::async, open_direct_stream, to, stream_token, peer_timeout_ms_);
+    stream = std::async(std::launch::async, open_direct_stream, to, stream_token, transport_.key(), peer_timeout_ms_);
   }
   auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
   if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began

@@ -13,8 +13,8 @@ namespace bnf::qemu {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-VmManager::VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log,
-                     unsigned peer_timeout_ms)
+VmManager::VmManager(std::string state_dir, SnapshotStore& store, proto::AuthenticatedTransport& transport,
+                     const Logger& log, unsigned peer_timeout_ms)
     : state_dir_(std::move(state_dir)),
       store_(store),
       transport_(transport),

@@ -12,6 +12,7 @@
 #include "common/trip_report.hpp"
 #include "launch/qemu_process.hpp"
 #include "launch/vm_definition.hpp"
+#include "protocol/authenticated_transport.hpp"
 #include "protocol/control.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
@@ -53,7 +54,7 @@ struct MigrateOptions {
 class VmManager {
  public:
   // `peer_timeout_ms`: a silent peer (or its QEMU's stream) counts as gone after this long.
-  VmManager(std::string state_dir, SnapshotStore& store, transport::Transport& transport, const Logger& log,
+  VmManager(std::string state_dir, SnapshotStore& store, proto::AuthenticatedTransport& transport, const Logger& log,
             unsigned peer_timeout_ms = 30000);
   ~VmManager();
   VmManager(const VmManager&) = delete;
@@ -114,7 +115,7 @@ class VmManager {
 
   std::string state_dir_;
   SnapshotStore& store_;
-  transport::Transport& transport_;
+  proto::AuthenticatedTransport& transport_;  // its connections prove the peer key
   const Logger& log_;
   unsigned peer_timeout_ms_;
   std::mutex mu_;  // guards vms_ and each Vm's fields; never held across a migration

@@ -20,7 +20,7 @@ GUEST_CHECK=/bin/false
 source "$(dirname "$0")/guest_lib.sh"
 cd "$WORK"
 for h in A B; do
-  "$BNF" daemon --state-dir "$WORK/$h" --listen bnf+tcp:127.0.0.1:0 2>"$WORK/$h.log" &
+  "$BNF" daemon --state-dir "$WORK/$h" --listen bnf+tcp:127.0.0.1:0 --peer-key "$WORK/peer.key" 2>"$WORK/$h.log" &
   PIDS+=($!)
 done
 for h in A B; do

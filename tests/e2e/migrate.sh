@@ -25,7 +25,7 @@ source "$(dirname "$0")/guest_lib.sh"
 cd "$WORK"
 
 start_daemon() {  # start_daemon NAME -> URI_NAME
-  "$BNF" daemon --state-dir "$WORK/$1" --listen bnf+tcp:127.0.0.1:0 2>"$WORK/$1.log" &
+  "$BNF" daemon --state-dir "$WORK/$1" --listen bnf+tcp:127.0.0.1:0 --peer-key "$WORK/peer.key" 2>"$WORK/$1.log" &
   PIDS+=($!)
   for _ in $(seq 100); do
     local uri

@@ -32,7 +32,7 @@ ADDR_A=$("$NETNS" addr "$LINK" a)
 ADDR_B=$("$NETNS" addr "$LINK" b)
 
 start_daemon() {  # start_daemon HOST NETNS ADDR
-  ip netns exec "$2" "$BNF" daemon --state-dir "$WORK/$1" --listen "bnf+tcp:$3:7070" --peer-timeout 4 \
+  ip netns exec "$2" "$BNF" daemon --state-dir "$WORK/$1" --listen "bnf+tcp:$3:7070" --peer-timeout 4 --peer-key "$WORK/peer.key" \
     2>>"$WORK/$1.log" &
   PID[$1]=$!
   for _ in $(seq 100); do [ -S "$WORK/$1/control.sock" ] && grep -q "listening on" "$WORK/$1.log" && return 0; sleep 0.05; done
@@ -111,10 +111,24 @@ check "A -> B completes (full)" test "$(field "$out" mode)" = full
 check "the guest's memory checks out on B" guest_intact B
 check "A's retained snapshot verifies" "$BNF" snapshot verify --state-dir "$WORK/A" web1
 
+echo "# a destination holding another peer key"
+ip netns exec "$LINK-b" "$BNF" daemon --state-dir "$WORK/D" --listen bnf+tcp:127.0.0.1:7072 2>"$WORK/D.log" &
+PID[D]=$!
+for _ in $(seq 100); do grep -q "listening on" "$WORK/D.log" && break; sleep 0.05; done
+set +e; vm B migrate web1 bnf+tcp:127.0.0.1:7072 >/dev/null 2>err.txt; rc=$?; set -e
+echo "   error: $(cat err.txt)"
+check "migrate to a host with another peer key fails" test "$rc" -ne 0
+check "the error says the keys differ, on one line" test "$(grep -c "peer keys differ" err.txt)" -eq 1 -a "$(wc -l <err.txt)" -eq 1
+check "the VM keeps running on B" test "$(state_on B)" = running
+check "D logged whom it refused" grep -q "refused: peer: peer authentication failed" "$WORK/D.log"
+check "D holds no VM and no snapshot" no_snapshots D
+kill "${PID[D]}"
+
 echo "# destination out of space"
 mkdir -p "$WORK/C"
 mount -t tmpfs -o size=24m tmpfs "$WORK/C"
-ip netns exec "$LINK-b" "$BNF" daemon --state-dir "$WORK/C" --listen bnf+tcp:127.0.0.1:7071 2>"$WORK/C.log" &
+ip netns exec "$LINK-b" "$BNF" daemon --state-dir "$WORK/C" --listen bnf+tcp:127.0.0.1:7071 \
+  --peer-key "$WORK/peer.key" 2>"$WORK/C.log" &
 PID[C]=$!
 for _ in $(seq 100); do grep -q "listening on" "$WORK/C.log" && break; sleep 0.05; done
 set +e; vm B migrate web1 bnf+tcp:127.0.0.1:7071 >/dev/null 2>err.txt; rc=$?; set -e

@@ -7,6 +7,7 @@
 
 #include "agent/daemon.hpp"
 #include "common/crc32c.hpp"
+#include "protocol/authenticated_transport.hpp"
 #include "protocol/control.hpp"
 #include "push/push_sender.hpp"
 #include "test_util.hpp"
@@ -20,7 +21,7 @@ constexpr uint64_t kPages = 2048;  // 8 MiB
 class PushMem : public ::testing::Test {
  protected:
   void SetUp() override {
-    daemon_ = std::make_unique<Daemon>(dir_.path(), net_.transport(), log_);
+    daemon_ = std::make_unique<Daemon>(dir_.path(), net_.transport(), key_, log_);
     ASSERT_TRUE(daemon_->start(*parse_endpoint("bnf+mem:daemon")).is_ok());
     thread_ = std::thread([this] { daemon_->run(); });
   }
@@ -39,8 +40,8 @@ class PushMem : public ::testing::Test {
     return o;
   }
   Result<PushReport> push(const std::vector<std::byte>& img, const PushOptions& o) {
-    auto t = net_.transport();
-    return push_image(*t, img, o);
+    proto::AuthenticatedTransport t(net_.transport(), key_);
+    return push_image(t, img, o);
   }
   std::vector<std::byte> snapshot_bytes() {
     SnapshotStore s(dir_.path());
@@ -58,6 +59,7 @@ class PushMem : public ::testing::Test {
   test::TempDir state_;
   transport::MemNetwork net_;
   Logger log_{LogLevel::error};
+  proto::PeerKey key_ = proto::PeerKey::generate();
   std::unique_ptr<Daemon> daemon_;
   std::thread thread_;
   std::vector<std::byte> img_ = test::random_image(kPages, 1, 4);
@@ -213,8 +215,8 @@ TEST_F(PushMem, SecondPushWhileOneIsWritingIsBusy) {
 
 // Raw protocol: a peer speaking another version gets a reason, not silence.
 TEST_F(PushMem, WrongProtocolVersionIsRefusedWithAReason) {
-  auto t = net_.transport();
-  auto c = t->connect(*parse_endpoint("bnf+mem:daemon"));
+  proto::AuthenticatedTransport t(net_.transport(), key_);
+  auto c = t.connect(*parse_endpoint("bnf+mem:daemon"));
   ASSERT_TRUE(c.is_ok());
   nlohmann::json hello = {{"version", proto::kVersion + 1}, {"sender", "x"}, {"name", "vm"},
                           {"size_bytes", 4096}, {"page_size", 4096}, {"streams", 1}};
@@ -235,6 +237,22 @@ TEST_F(PushMem, GarbageInsteadOfAFrameIsRefused) {
   auto f = proto::recv_frame(**c);
   ASSERT_FALSE(f.is_ok());
   EXPECT_NE(f.status().message().find("magic"), std::string::npos) << f.status().message();
+}
+
+// A pusher without this daemon's peer key is refused before it can act, and
+// the committed snapshot stays as it was.
+TEST_F(PushMem, APusherWithAnotherPeerKeyIsRefusedAndNothingChanges) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  const std::vector<std::byte> before = snapshot_bytes();
+  const uint64_t epoch_before = epoch();
+  test::fill_page(img_.data(), 77);
+  proto::AuthenticatedTransport stranger(net_.transport(), proto::PeerKey::generate());
+  auto r = push_image(stranger, img_, opts());
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::denied);
+  EXPECT_NE(r.status().message().find("peer keys differ"), std::string::npos) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), before);
+  EXPECT_EQ(epoch(), epoch_before);
 }
 
 }  // namespace

@@ -1,0 +1,35 @@
+// A Transport whose connect() proves the peer key before it hands the
+// connection out (protocol/peer_auth.hpp). Its listener does not authenticate
+// in accept(): the daemon does, on the connection's own worker thread, so a
+// slow or silent peer cannot hold up the accept loop.
+#pragma once
+
+#include <memory>
+
+#include "protocol/peer_auth.hpp"
+#include "transport/transport.hpp"
+
+namespace bnf::proto {
+
+class AuthenticatedTransport final : public transport::Transport {
+ public:
+  AuthenticatedTransport(std::unique_ptr<transport::Transport> inner, PeerKey key)
+      : inner_(std::move(inner)), key_(key) {}
+
+  [[nodiscard]] std::string name() const override { return inner_->name(); }
+  [[nodiscard]] Result<std::unique_ptr<transport::Connection>> connect(const Endpoint& ep) override {
+    BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c, inner_->connect(ep));
+    BNF_TRY(authenticate_to_peer(*c, key_, ep.to_string()));
+    return c;
+  }
+  [[nodiscard]] Result<std::unique_ptr<transport::Listener>> listen(const Endpoint& ep) override {
+    return inner_->listen(ep);
+  }
+  [[nodiscard]] const PeerKey& key() const noexcept { return key_; }
+
+ private:
+  std::unique_ptr<transport::Transport> inner_;
+  PeerKey key_;
+};
+
+}  // namespace bnf::proto

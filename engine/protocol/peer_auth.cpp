@@ -1,0 +1,145 @@
+#include "protocol/peer_auth.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "common/files.hpp"
+#include "digest/page_digest.hpp"
+#include "protocol/control.hpp"
+
+namespace bnf::proto {
+
+using nlohmann::json;
+
+namespace {
+
+template <size_t N>
+std::array<uint8_t, N> random_bytes() {
+  std::array<uint8_t, N> b{};
+  size_t got = 0;
+  while (got < N) {
+    const ssize_t n = ::getrandom(b.data() + got, N - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  return b;
+}
+
+// 64 hex digits -> 32 bytes (the same shape as a digest key).
+Result<std::array<uint8_t, 32>> bytes_from_hex(std::string_view hex, const char* what) {
+  auto k = digest_key_from_hex(hex);
+  if (!k.is_ok()) return Status(Errc::protocol, std::string(what) + ": expected 64 hex digits");
+  return *k;
+}
+
+std::string hex(const std::array<uint8_t, 32>& b) { return to_hex(b); }
+
+std::string trimmed(std::string s) {
+  const auto last = s.find_last_not_of(" \t\r\n");
+  s.erase(last == std::string::npos ? 0 : last + 1);
+  return s.substr(std::min(s.size(), s.find_first_not_of(" \t\r\n")));
+}
+
+Result<Nonce> nonce_field(const json& j, const char* name, const char* frame) {
+  BNF_ASSIGN_OR_RETURN(std::string h, field<std::string>(j, name));
+  return bytes_from_hex(h, frame);
+}
+
+bool same_proof(const Proof& a, const Proof& b) { return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0; }
+
+constexpr const char* kKeysDiffer = "peer authentication failed: the two hosts' peer keys differ";
+
+}  // namespace
+
+PeerKey PeerKey::generate() { return PeerKey(random_bytes<kBytes>()); }
+
+Result<PeerKey> PeerKey::load(const std::string& path) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(path, O_RDONLY));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_status("stat " + path, errno);
+  if ((st.st_mode & 077) != 0)
+    return Status(Errc::invalid_argument, "peer key " + path + " can be read by other users (chmod 600 it)");
+  BNF_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  auto bytes = bytes_from_hex(trimmed(text), ("peer key " + path).c_str());
+  if (!bytes.is_ok()) return Status(Errc::invalid_argument, bytes.status().message());
+  return PeerKey(*bytes);
+}
+
+Result<PeerKey> PeerKey::load_or_create(const std::string& path) {
+  if (path_exists(path)) return load(path);
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (!dir.empty()) BNF_TRY(make_dirs(dir));
+  // Written whole under a private name, then linked into place: link() fails
+  // if another process created the key meanwhile, and then theirs is the key.
+  const PeerKey key = generate();
+  const std::string tmp = path + ".new." + std::to_string(::getpid());
+  {
+    BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    const std::string text = hex(key.bytes()) + "\n";
+    BNF_TRY(pwrite_all(fd.get(), text.data(), text.size(), 0).context(tmp));
+    if (::fsync(fd.get()) != 0) return errno_status("fsync " + tmp, errno);
+  }
+  const int rc = ::link(tmp.c_str(), path.c_str());
+  const int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0 && err != EEXIST) return errno_status("create peer key " + path, err);
+  return load(path);
+}
+
+Proof peer_proof(const PeerKey& key, PeerRole role, const Nonce& connecting, const Nonce& listening) {
+  std::string msg = role == PeerRole::connecting ? "bnf peer proof: connecting" : "bnf peer proof: listening";
+  msg.append(reinterpret_cast<const char*>(connecting.data()), connecting.size());
+  msg.append(reinterpret_cast<const char*>(listening.data()), listening.size());
+  Proof p{};
+  unsigned len = 0;
+  HMAC(EVP_sha256(), key.bytes().data(), static_cast<int>(key.bytes().size()),
+       reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), p.data(), &len);
+  return p;
+}
+
+Status authenticate_to_peer(transport::Connection& c, const PeerKey& key, const std::string& peer_name) {
+  const Nonce mine = random_bytes<32>();
+  BNF_TRY(send_control(c, FrameType::peer_hello, {{"version", kVersion}, {"nonce", hex(mine)}}));
+  BNF_ASSIGN_OR_RETURN(Frame f, expect_frame(c, FrameType::peer_challenge));
+  BNF_ASSIGN_OR_RETURN(json j, parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(Nonce theirs, nonce_field(j, "nonce", "PEER_CHALLENGE nonce"));
+  BNF_ASSIGN_OR_RETURN(Proof proof, nonce_field(j, "proof", "PEER_CHALLENGE proof"));
+  if (!same_proof(proof, peer_proof(key, PeerRole::listening, mine, theirs))) {
+    Status why(Errc::denied,
+               fmt::format("{} ({} holds another; every host needs the same --peer-key file)", kKeysDiffer, peer_name));
+    send_error(c, Status(Errc::denied, std::string(kKeysDiffer)));
+    return why;
+  }
+  return send_control(c, FrameType::peer_proof, {{"proof", hex(peer_proof(key, PeerRole::connecting, mine, theirs))}});
+}
+
+Status authenticate_peer(transport::Connection& c, const PeerKey& key) {
+  BNF_ASSIGN_OR_RETURN(Frame hello, recv_frame(c));
+  if (hello.header.type != FrameType::peer_hello)
+    return Status(Errc::denied, std::string("the peer did not authenticate: its first frame was ") +
+                                    type_name(hello.header.type) + ", not PEER_HELLO (a bnf older than protocol 3?)");
+  BNF_ASSIGN_OR_RETURN(json hj, parse_json_meta(hello));
+  BNF_ASSIGN_OR_RETURN(uint32_t version, field<uint32_t>(hj, "version"));
+  if (version != kVersion)
+    return Status(Errc::version,
+                  fmt::format("unsupported protocol version {} (this daemon speaks {})", version, kVersion));
+  BNF_ASSIGN_OR_RETURN(Nonce theirs, nonce_field(hj, "nonce", "PEER_HELLO nonce"));
+  const Nonce mine = random_bytes<32>();
+  BNF_TRY(send_control(c, FrameType::peer_challenge,
+                       {{"nonce", hex(mine)}, {"proof", hex(peer_proof(key, PeerRole::listening, theirs, mine))}}));
+  BNF_ASSIGN_OR_RETURN(Frame f, expect_frame(c, FrameType::peer_proof));
+  BNF_ASSIGN_OR_RETURN(json j, parse_json_meta(f));
+  BNF_ASSIGN_OR_RETURN(Proof proof, nonce_field(j, "proof", "PEER_PROOF proof"));
+  if (!same_proof(proof, peer_proof(key, PeerRole::connecting, theirs, mine)))
+    return Status(Errc::denied, std::string(kKeysDiffer) + " (the connecting host's is not this daemon's --peer-key)");
+  return Status::ok();
+}
+
+}  // namespace bnf::proto

@@ -1,0 +1,48 @@
+#include "transport/plain/plain_connection.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "transport/uring_tcp/socket_util.hpp"
+
+namespace bnf::transport {
+
+Status PlainConnection::post(std::span<const ConstBuffer> parts) {
+  for (const ConstBuffer& p : parts) {
+    size_t off = 0;
+    while (off < p.size) {
+      const ssize_t n = ::send(fd_, p.data + off, p.size - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return errno_status("send to " + peer(), errno);
+      off += static_cast<size_t>(n);
+    }
+    stats_.bytes_sent += p.size;
+    ++stats_.send_ops;
+  }
+  return Status::ok();
+}
+
+Status PlainConnection::recv(std::span<std::byte> dst) {
+  size_t off = 0;
+  while (off < dst.size()) {
+    const ssize_t n = ::recv(fd_, dst.data() + off, dst.size() - off, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(Errc::connection_lost, errno_status("connection to " + peer() + " lost", errno).message());
+    if (n == 0) return Status(Errc::connection_lost, "connection to " + peer() + " lost: the peer closed it");
+    off += static_cast<size_t>(n);
+  }
+  stats_.bytes_received += dst.size();
+  return Status::ok();
+}
+
+Status PlainConnection::recv_scatter(std::span<const MutableBuffer> parts) {
+  for (const MutableBuffer& p : parts) BNF_TRY(recv({p.data, p.size}));
+  return Status::ok();
+}
+
+void PlainConnection::shutdown() noexcept { ::shutdown(fd_, SHUT_RDWR); }
+
+std::string PlainConnection::peer() const { return peer_name(fd_); }
+
+}  // namespace bnf::transport

@@ -1,0 +1,30 @@
+// A Connection over a blocking socket it borrows: a few frames on a socket
+// that then goes to another process (the QEMU stream of a direct trip, whose
+// first frames the source daemon writes). No zero-copy, no window: each
+// post() is sent before it returns.
+#pragma once
+
+#include "transport/transport.hpp"
+
+namespace bnf::transport {
+
+class PlainConnection final : public Connection {
+ public:
+  explicit PlainConnection(int fd) : fd_(fd) {}
+
+  [[nodiscard]] Status register_region(std::span<const std::byte>) override { return Status::ok(); }
+  [[nodiscard]] Status post(std::span<const ConstBuffer> parts) override;
+  [[nodiscard]] Status flush() override { return Status::ok(); }
+  [[nodiscard]] Status recv(std::span<std::byte> dst) override;
+  [[nodiscard]] Status recv_scatter(std::span<const MutableBuffer> parts) override;
+  void shutdown() noexcept override;
+  [[nodiscard]] ConnectionStats stats() const override { return stats_; }
+  [[nodiscard]] std::string peer() const override;
+  [[nodiscard]] int socket_fd() const noexcept override { return fd_; }
+
+ private:
+  int fd_;
+  ConnectionStats stats_;
+};
+
+}  // namespace bnf::transport
