@@ -79,9 +79,9 @@ Result<PeerKey> PeerKey::load_or_create(const std::string& path) {
   // Written whole under a private name, then linked into place: link() fails
   // if another process created the key meanwhile, and then theirs is the key.
   const PeerKey key = generate();
-  const std::string tmp = path + ".new." + std::to_string(::getpid());
+  const std::string tmp = path + ".new." + to_hex(random_bytes<8>());  // private to this call, even among threads
   {
-    BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
     const std::string text = hex(key.bytes()) + "\n";
     BNF_TRY(pwrite_all(fd.get(), text.data(), text.size(), 0).context(tmp));
     if (::fsync(fd.get()) != 0) return errno_status("fsync " + tmp, errno);
