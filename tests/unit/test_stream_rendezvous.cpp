@@ -87,7 +87,15 @@ TEST(StreamRendezvous, ReadAheadStopsAtItsCapAndTheRestWaitsInTheSocket) {
       written += static_cast<size_t>(n);
     }
   });
-  std::this_thread::sleep_for(300ms);
+  // Read-ahead has stopped once the writer is stuck: the socket's buffers are
+  // full and nothing drains them (no fixed sleep: a slow machine only waits longer).
+  size_t seen = 0;
+  for (auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(50ms);
+    const size_t now = written;
+    if (now >= StreamRendezvous::kReadAheadMax && now == seen) break;
+    seen = now;
+  }
   auto claim = r.claim("t3", "10.0.0.1:7070", 5s);
   ASSERT_TRUE(claim.is_ok()) << claim.status().message();
   EXPECT_EQ(claim->take_read_ahead().size(), StreamRendezvous::kReadAheadMax);
