@@ -22,7 +22,7 @@ Status bad(const std::string& why) { return {Errc::protocol, "bad frame: " + why
 }  // namespace
 
 bool is_known_type(uint8_t t) noexcept {
-  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::peer_proof);
+  return t >= static_cast<uint8_t>(FrameType::hello) && t <= static_cast<uint8_t>(FrameType::return_path);
 }
 
 const char* type_name(FrameType t) noexcept {
@@ -53,6 +53,7 @@ const char* type_name(FrameType t) noexcept {
     case FrameType::peer_hello: return "PEER_HELLO";
     case FrameType::peer_challenge: return "PEER_CHALLENGE";
     case FrameType::peer_proof: return "PEER_PROOF";
+    case FrameType::return_path: return "RETURN_PATH";
   }
   return "UNKNOWN";
 }

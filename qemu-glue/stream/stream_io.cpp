@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/wait_readable.hpp"
+
 namespace bnf::qemu {
 
 FdSource::FdSource(int fd, std::vector<std::byte> first) : fd_(fd), buf_(std::move(first)) {
@@ -22,6 +24,7 @@ Status FdSource::fill() {
     pos_ = 0;
   }
   while (true) {
+    BNF_TRY(wait_for_input());
     ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_status("read migration stream", errno);
@@ -29,6 +32,15 @@ Status FdSource::fill() {
     end_ += static_cast<size_t>(n);
     return Status::ok();
   }
+}
+
+Status FdSource::wait_for_input() {
+  while (watch_fd_ >= 0) {
+    BNF_ASSIGN_OR_RETURN(Readable r, wait_readable(fd_, watch_fd_));
+    if (r.second) BNF_TRY(on_watch_());
+    if (r.first) return Status::ok();
+  }
+  return Status::ok();
 }
 
 Status FdSource::read(std::span<std::byte> dst, const char* what) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,10 +27,19 @@ class FdSource {
   template <typename Fn>
   Status drain(Fn&& fn);
   [[nodiscard]] uint64_t consumed() const { return consumed_; }
+  // While it waits for the stream, `fd` turning readable calls `on_readable`
+  // (a relayed trip's return path comes back that way); its failure ends the read.
+  void also_watch(int fd, std::function<Status()> on_readable) {
+    watch_fd_ = fd;
+    on_watch_ = std::move(on_readable);
+  }
 
  private:
   Status fill();
+  Status wait_for_input();
   int fd_;
+  int watch_fd_ = -1;
+  std::function<Status()> on_watch_;
   std::vector<std::byte> buf_;
   size_t pos_ = 0;
   size_t end_ = 0;

@@ -87,9 +87,12 @@ Status StreamRewriter::run() {
   }
   BNF_TRY(pages_.before_device_state());
   BNF_TRY(out_.before_device_state());
+  // Device state goes on as it comes: with its return path open, QEMU ends the
+  // stream only after the destination, having loaded it all, said so.
   BNF_TRY(in_.drain([&](std::span<const std::byte> chunk) {
     stats_.device_bytes += chunk.size();
-    return put(chunk.data(), chunk.size());
+    BNF_TRY(put(chunk.data(), chunk.size()));
+    return out_.flush();
   }));
   BNF_TRY(out_.flush());
   stats_.bytes_in = in_.consumed();

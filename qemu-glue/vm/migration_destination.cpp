@@ -17,6 +17,7 @@
 #include "qmp/qmp_client.hpp"
 #include "transport/uring_tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
+#include "vm/return_path.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -31,9 +32,13 @@ constexpr size_t kStreamChunk = 256U << 10;
 constexpr std::chrono::seconds kStreamWait{10};
 
 // Frames until VM_END: pages to the image, stream bytes to QEMU.
+// A relayed trip: pages land in the image, the rest of the stream goes to our
+// QEMU, and what our QEMU says on its return path goes back between frames.
 Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd) {
   std::vector<std::byte> buf;
+  ReturnPathPump return_path(c, qemu_fd);
   while (true) {
+    BNF_TRY(return_path.until_frame());
     BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
     BNF_ASSIGN_OR_RETURN(bool landed, land_if_pages(c, w, h, f));
     if (landed) continue;

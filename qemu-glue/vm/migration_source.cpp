@@ -24,6 +24,7 @@
 #include "vm/direct_departure.hpp"
 #include "vm/peer_reason.hpp"
 #include "vm/qemu_migration.hpp"
+#include "vm/return_path.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -151,7 +152,15 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
 // VM runs there with exactly that image.
 Result<json> await_arrival(transport::Connection& c, const Digest& root) {
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", digest_hex(root)}}));
-  BNF_ASSIGN_OR_RETURN(proto::Frame done, proto::expect_frame(c, proto::FrameType::vm_done));
+  BNF_ASSIGN_OR_RETURN(proto::Frame done, proto::recv_frame(c));
+  std::vector<std::byte> late;
+  while (done.header.type == proto::FrameType::return_path) {  // our QEMU ended its stream: nobody to tell
+    BNF_TRY(proto::recv_payload(c, done, proto::kMaxReturnPathPayload, late));
+    BNF_ASSIGN_OR_RETURN(done, proto::recv_frame(c));
+  }
+  if (done.header.type != proto::FrameType::vm_done)
+    return Status(Errc::protocol,
+                  std::string("unexpected ") + proto::type_name(done.header.type) + " frame (expected VM_DONE)");
   BNF_ASSIGN_OR_RETURN(json dj, proto::parse_json_meta(done));
   if (dj.value("root", std::string()) != digest_hex(root))
     return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
@@ -171,9 +180,10 @@ Result<json> await_arrival(transport::Connection& c, const Digest& root) {
 // Starts QEMU's migration into a local socket of ours and takes the connection.
 // It starts before the handshake (QEMU's set-up overlaps it, its first bytes
 // wait in the socket), with a downtime limit it cannot meet (see above).
-Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock) {
+// `return_path`: on when the trip can relay it (return_path.hpp).
+Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock, bool return_path) {
   BNF_ASSIGN_OR_RETURN(UniqueFd lfd, unix_listen(sock, 1));
-  BNF_TRY(prepare_qemu_migration(qmp, false));  // also after a direct trip's preparation was refused
+  BNF_TRY(prepare_qemu_migration(qmp, return_path));  // also after a direct trip's preparation was refused
   BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
   return accept_within(lfd.get(), 10000);
 }
@@ -218,6 +228,7 @@ struct TripContext {
   const std::function<void(const json&)>& progress;
   const Logger& log;
   Clock::time_point t0;
+  bool return_path = false;  // relayed trips: QEMU's return path is on and relayed
 };
 
 // The VM's RAM as the switchover check reads it: the warm mapping kept while
@@ -256,6 +267,9 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
                         .hot_window = kQemuHotWindow,
                         .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>()});
   FdSource src(qfd.get());
+  uint64_t return_path_bytes = 0;
+  if (x.return_path)
+    src.also_watch(x.c.socket_fd(), [&] { return forward_return_path(x.c, qfd.get(), return_path_bytes); });
   bool limit_set = false;
   pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
     if (!limit_set && n.rounds >= 2) {  // second pass: the operator's downtime limit (see above)
@@ -297,6 +311,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   fill_counts(rep, pages.counts());
   rep.stream_bytes_in = rw.stats().bytes_in;
   rep.stream_bytes_forwarded = sink.forwarded();
+  rep.return_path_bytes = return_path_bytes;
   d.table = pages.departure();
   d.stream = std::string(sink.kept());
   return d;
@@ -429,8 +444,11 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   };
   const auto t_stream = Clock::now();
   std::optional<UniqueFd> qfd;
+  // The return path is relayed where both daemons can wait on the bnf
+  // connection's socket beside QEMU's (return_path.hpp).
+  const bool return_path = transport_.name() == "uring-tcp";
   auto start_relay = [&]() -> Status {
-    BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock"));
+    BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock", return_path));
     return Status::ok();
   };
   auto start_direct = [&]() -> Status {
@@ -449,7 +467,18 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   agreed.rep.phases["migrate_issued_s"] = migrate_issued_s;
   if (offer_direct && !agreed.direct)
     return fail_here(Status(Errc::protocol, "the destination did not take QEMU's direct stream"));
-  TripContext x{qmp, *c, agreed, vm->def, vm->ram_file, vm->warm.get(), vm->proc->pid(), opt, progress, log_, t0};
+  TripContext x{qmp,
+                *c,
+                agreed,
+                vm->def,
+                vm->ram_file,
+                vm->warm.get(),
+                vm->proc->pid(),
+                opt,
+                progress,
+                log_,
+                t0,
+                return_path && c->socket_fd() >= 0};
   Result<Departed> trip =
       offer_direct ? direct_trip(x, to, peer_timeout_ms_) : relay_trip(x, std::move(*qfd), t_stream);
   if (!trip.is_ok()) {

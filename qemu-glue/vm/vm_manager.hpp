@@ -25,6 +25,7 @@ struct MigrationReport : TripReport {
   uint64_t pages_superseded = 0;           // held back, then replaced by a newer version: never sent
   uint64_t pages_fixed_at_switchover = 0;  // changed pages QEMU did not resend, sent by the switchover check
   uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
+  uint64_t return_path_bytes = 0;  // relayed trips: the destination QEMU's return path, relayed to ours
   // seconds: the whole command, retained snapshot committed
   double running_after_s = 0;     // from the command until the VM runs on the destination
   double downtime_ms = 0;         // source QEMU stopped -> destination QEMU resumed (both hosts' clocks)

@@ -69,6 +69,9 @@ sleep 1
 out=$(vm B migrate web1 "$URI_A" --json)
 echo "back trip: $out"
 check "B -> A is incremental" test "$(field "$out" mode)" = incremental
+# The source QEMU ends its stream only after A's QEMU said on its return path
+# that it loaded everything: at least that message (MIG_RP_MSG_SHUT) came back.
+check "A's QEMU's return path reached B's QEMU" test "$(field "$out" return_path_bytes)" -gt 0
 sent=$(field "$out" pages_sent)
 passes=$(field "$out" rounds)
 # QEMU may make dozens of passes a millisecond long here (it re-decides to stop

@@ -201,5 +201,35 @@ TEST(StreamSource, ViewsSpanShortReadsAndTheBufferEnd) {
   ::close(sv[0]);
 }
 
+
+// A relayed trip's return path: while the source waits for stream bytes that
+// only come after the destination answered, the watched descriptor's bytes are
+// handed on (here: echoed into the stream, as the source QEMU would answer).
+TEST(StreamSource, AWatchedDescriptorIsServedWhileTheStreamWaits) {
+  int stream[2], back[2];
+  ASSERT_EQ(::pipe(stream), 0);
+  ASSERT_EQ(::pipe(back), 0);
+  FdSource src(stream[0]);
+  int served = 0;
+  src.also_watch(back[0], [&]() -> Status {
+    char c = 0;
+    if (::read(back[0], &c, 1) != 1) return {Errc::io, "watched read"};
+    ++served;
+    return ::write(stream[1], &c, 1) == 1 ? Status::ok() : Status(Errc::io, "echo");
+  });
+  std::thread peer([&] { (void)::write(back[1], "S", 1); });  // the stream stays silent until this is served
+  std::array<std::byte, 1> got{};
+  ASSERT_TRUE(src.read(got, "answer").is_ok());
+  EXPECT_EQ(static_cast<char>(got[0]), 'S');
+  EXPECT_EQ(served, 1);
+  peer.join();
+
+  src.also_watch(back[0], [] { return Status(Errc::connection_lost, "peer: the destination failed"); });
+  (void)::write(back[1], "E", 1);
+  const Status failed = src.read(got, "more");
+  EXPECT_EQ(failed.code(), Errc::connection_lost);  // the watcher's failure ends the wait, as it said
+  for (int fd : {stream[0], stream[1], back[0], back[1]}) ::close(fd);
+}
+
 }  // namespace
 }  // namespace bnf::qemu

@@ -1,0 +1,19 @@
+#include "common/wait_readable.hpp"
+
+#include <poll.h>
+
+#include <cerrno>
+
+namespace bnf {
+
+Result<Readable> wait_readable(int first, int second) {
+  while (true) {
+    pollfd p[2] = {{first, POLLIN, 0}, {second, POLLIN, 0}};
+    const int rc = ::poll(p, 2, -1);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return errno_status("poll", errno);
+    return Readable{p[0].revents != 0, p[1].revents != 0};
+  }
+}
+
+}  // namespace bnf
