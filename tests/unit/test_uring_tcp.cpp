@@ -11,26 +11,8 @@
 namespace bnf::transport {
 namespace {
 
-struct Pair {
-  std::unique_ptr<Connection> client;
-  std::unique_ptr<Connection> server;
-};
-
-Pair connect_pair(Transport& t) {
-  auto l = t.listen(*parse_endpoint("bnf+tcp:127.0.0.1:0"));
-  EXPECT_TRUE(l.is_ok());
-  Pair p;
-  std::thread acc([&] {
-    auto c = (*l)->accept();
-    EXPECT_TRUE(c.is_ok());
-    p.server = std::move(c).value();
-  });
-  auto c = t.connect((*l)->local());
-  EXPECT_TRUE(c.is_ok()) << c.status().message();
-  acc.join();
-  p.client = std::move(c).value();
-  return p;
-}
+using Pair = test::ConnectedPair;
+using test::connect_pair;
 
 class UringTcp : public ::testing::TestWithParam<UringTcpOptions::ZeroCopy> {};
 

@@ -1,12 +1,14 @@
 #include "test_util.hpp"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <cstring>
+#include <thread>
 
 namespace bnf::test {
 
@@ -41,6 +43,22 @@ std::vector<std::byte> read_whole(const std::string& path) {
   std::vector<std::byte> out(v.size());
   std::memcpy(out.data(), v.data(), v.size());
   return out;
+}
+
+ConnectedPair connect_pair(transport::Transport& t) {
+  auto l = t.listen(*parse_endpoint("bnf+tcp:127.0.0.1:0"));
+  EXPECT_TRUE(l.is_ok());
+  ConnectedPair p;
+  std::thread acc([&] {
+    auto c = (*l)->accept();
+    EXPECT_TRUE(c.is_ok());
+    p.server = std::move(c).value();
+  });
+  auto c = t.connect((*l)->local());
+  EXPECT_TRUE(c.is_ok()) << c.status().message();
+  acc.join();
+  p.client = std::move(c).value();
+  return p;
 }
 
 }  // namespace bnf::test

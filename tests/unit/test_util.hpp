@@ -1,11 +1,22 @@
-// Helpers shared by the unit tests: temporary directories and test images.
+// Helpers shared by the unit tests: temporary directories, test images, a
+// connected pair of a transport's connections.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "transport/transport.hpp"
+
 namespace bnf::test {
+
+// Both ends of one connection over `t` on 127.0.0.1 (a free port).
+struct ConnectedPair {
+  std::unique_ptr<transport::Connection> client;
+  std::unique_ptr<transport::Connection> server;
+};
+ConnectedPair connect_pair(transport::Transport& t);
 
 // A fresh directory under /dev/shm (or TMPDIR), removed when the object dies.
 class TempDir {
