@@ -33,7 +33,6 @@ class Daemon {
   [[nodiscard]] SnapshotStore& store() { return store_; }
   // Connections it opens prove the peer key too.
   [[nodiscard]] proto::AuthenticatedTransport& transport() { return transport_; }
-  [[nodiscard]] const proto::PeerKey& peer_key() const { return transport_.key(); }
   // Handles connections that open with VM_HELLO (set before run()).
   void set_vm_handler(std::function<Status(transport::Connection&, const proto::Frame&)> h) {
     vm_handler_ = std::move(h);

@@ -2,12 +2,13 @@
 
 #define XXH_INLINE_ALL
 #include <isa-l/mem_routines.h>
-#include <sys/random.h>
 #include <xxhash.h>
 
 #include <cstring>
 #include <thread>
 #include <vector>
+
+#include "common/random.hpp"
 
 // libxxhash's runtime dispatcher (xxh_x86dispatch.h, whose declarations clash
 // with the inline build used for everything else here).
@@ -32,15 +33,7 @@ int hex_value(char c) {
 }
 }  // namespace
 
-DigestKey random_digest_key() {
-  DigestKey k{};
-  size_t got = 0;
-  while (got < k.size()) {
-    ssize_t n = ::getrandom(k.data() + got, k.size() - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return k;
-}
+DigestKey random_digest_key() { return random_array<std::tuple_size_v<DigestKey>>(); }
 
 std::string to_hex(std::span<const uint8_t> bytes) {
   static constexpr char digits[] = "0123456789abcdef";

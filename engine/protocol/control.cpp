@@ -51,28 +51,15 @@ Status recv_payload(transport::Connection& c, const Frame& f, uint64_t max, std:
   return recv_checked_payload(c, into, f.header.payload_crc);
 }
 
-namespace {
-// The header of a control frame: `meta` (its JSON) and `payload`, checksummed.
-HeaderBytes control_header(FrameType t, const std::string& meta, std::span<const std::byte> payload) {
+Status send_control(transport::Connection& c, FrameType t, const json& body, std::span<const std::byte> payload) {
+  const std::string meta = body.dump();
   FrameHeader h;
   h.type = t;
   h.meta_len = static_cast<uint32_t>(meta.size());
   h.meta_crc = crc32c(meta.data(), meta.size());
   h.payload_len = payload.size();
   h.payload_crc = crc32c(payload.data(), payload.size());
-  return encode_header(h);
-}
-}  // namespace
-
-std::string encode_control(FrameType t, const json& body) {
-  const std::string meta = body.dump();
-  const HeaderBytes hb = control_header(t, meta, {});
-  return std::string(reinterpret_cast<const char*>(hb.data()), hb.size()) + meta;
-}
-
-Status send_control(transport::Connection& c, FrameType t, const json& body, std::span<const std::byte> payload) {
-  const std::string meta = body.dump();
-  const HeaderBytes hb = control_header(t, meta, payload);
+  const HeaderBytes hb = encode_header(h);
   BNF_TRY(transport::post_bytes(c, hb, std::as_bytes(std::span(meta)), payload));
   return c.flush();
 }

@@ -27,9 +27,6 @@ Status recv_checked_payload(transport::Connection& c, std::span<std::byte> dst, 
 // bytes is a protocol error naming the frame type.
 Status recv_payload(transport::Connection& c, const Frame& f, uint64_t max, std::vector<std::byte>& into);
 
-// A control frame without payload, as bytes: for a connection that is not a
-// Connection (a QEMU stream's, whose first frame the source daemon writes).
-std::string encode_control(FrameType t, const nlohmann::json& body);
 // Sends a control frame whose metadata is `body` as JSON, optionally with a payload.
 Status send_control(transport::Connection& c, FrameType t, const nlohmann::json& body,
                     std::span<const std::byte> payload = {});

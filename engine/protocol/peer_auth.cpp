@@ -5,13 +5,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "common/files.hpp"
+#include "common/random.hpp"
 #include "digest/page_digest.hpp"
 #include "protocol/control.hpp"
 
@@ -20,17 +20,6 @@ namespace bnf::proto {
 using nlohmann::json;
 
 namespace {
-
-template <size_t N>
-std::array<uint8_t, N> random_bytes() {
-  std::array<uint8_t, N> b{};
-  size_t got = 0;
-  while (got < N) {
-    const ssize_t n = ::getrandom(b.data() + got, N - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  return b;
-}
 
 // 64 hex digits -> 32 bytes (the same shape as a digest key).
 Result<std::array<uint8_t, 32>> bytes_from_hex(std::string_view hex, const char* what) {
@@ -58,7 +47,7 @@ constexpr const char* kKeysDiffer = "peer authentication failed: the two hosts' 
 
 }  // namespace
 
-PeerKey PeerKey::generate() { return PeerKey(random_bytes<kBytes>()); }
+PeerKey PeerKey::generate() { return PeerKey(random_array<kBytes>()); }
 
 Result<PeerKey> PeerKey::load(const std::string& path) {
   BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(path, O_RDONLY));
@@ -79,7 +68,7 @@ Result<PeerKey> PeerKey::load_or_create(const std::string& path) {
   // Written whole under a private name, then linked into place: link() fails
   // if another process created the key meanwhile, and then theirs is the key.
   const PeerKey key = generate();
-  const std::string tmp = path + ".new." + to_hex(random_bytes<8>());  // private to this call, even among threads
+  const std::string tmp = path + ".new." + to_hex(random_array<8>());  // private to this call, even among threads
   {
     BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
     const std::string text = hex(key.bytes()) + "\n";
@@ -105,7 +94,7 @@ Proof peer_proof(const PeerKey& key, PeerRole role, const Nonce& connecting, con
 }
 
 Status authenticate_to_peer(transport::Connection& c, const PeerKey& key, const std::string& peer_name) {
-  const Nonce mine = random_bytes<32>();
+  const Nonce mine = random_array<32>();
   BNF_TRY(send_control(c, FrameType::peer_hello, {{"version", kVersion}, {"nonce", hex(mine)}}));
   BNF_ASSIGN_OR_RETURN(Frame f, expect_frame(c, FrameType::peer_challenge));
   BNF_ASSIGN_OR_RETURN(json j, parse_json_meta(f));
@@ -131,7 +120,7 @@ Status authenticate_peer(transport::Connection& c, const PeerKey& key) {
     return Status(Errc::version,
                   fmt::format("unsupported protocol version {} (this daemon speaks {})", version, kVersion));
   BNF_ASSIGN_OR_RETURN(Nonce theirs, nonce_field(hj, "nonce", "PEER_HELLO nonce"));
-  const Nonce mine = random_bytes<32>();
+  const Nonce mine = random_array<32>();
   BNF_TRY(send_control(c, FrameType::peer_challenge,
                        {{"nonce", hex(mine)}, {"proof", hex(peer_proof(key, PeerRole::listening, theirs, mine))}}));
   BNF_ASSIGN_OR_RETURN(Frame f, expect_frame(c, FrameType::peer_proof));

@@ -226,8 +226,8 @@ Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token
                        transport::tcp_connect({"tcp", to.host, to.port}, kConnectTimeoutMs, peer_timeout_ms));
   transport::PlainConnection frames(s.get());
   BNF_TRY(proto::authenticate_to_peer(frames, key, to.to_string()));
-  BNF_TRY(send_all(s.get(), proto::encode_control(proto::FrameType::vm_stream, {{"token", token}}),
-                   "open QEMU's stream to " + to.to_string()));
+  BNF_TRY(proto::send_control(frames, proto::FrameType::vm_stream, {{"token", token}})
+              .context("open QEMU's stream to " + to.to_string()));
   return s;
 }
 

@@ -4,19 +4,14 @@
 
 #include <cerrno>
 
+#include "common/files.hpp"
 #include "transport/uring_tcp/socket_util.hpp"
 
 namespace bnf::transport {
 
 Status PlainConnection::post(std::span<const ConstBuffer> parts) {
   for (const ConstBuffer& p : parts) {
-    size_t off = 0;
-    while (off < p.size) {
-      const ssize_t n = ::send(fd_, p.data + off, p.size - off, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return errno_status("send to " + peer(), errno);
-      off += static_cast<size_t>(n);
-    }
+    BNF_TRY(send_all(fd_, {reinterpret_cast<const char*>(p.data), p.size}, "send to " + peer()));
     stats_.bytes_sent += p.size;
     ++stats_.send_ops;
   }
