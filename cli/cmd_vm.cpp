@@ -28,6 +28,7 @@ struct VmArgs {
   std::string to;
   int max_downtime_ms = 300;
   std::string switchover_check = "auto";
+  std::string write_tracker = "auto";
   bool relay = false;
   bool json = false;
 };
@@ -134,6 +135,12 @@ void add_vm_commands(CLI::App& app, int& rc) {
                   "re-hash the stopped VM's RAM and resend what QEMU missed: auto (TCG VMs), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  mig->add_option("--write-tracker", ma->write_tracker,
+                  "how the switchover check learns what QEMU wrote while it hashed ahead: auto (userfaultfd "
+                  "write-protect on QEMU's RAM mapping, set up through ptrace, where the kernel and permissions "
+                  "allow), off (hash all RAM in the downtime)")
+      ->check(CLI::IsMember({"auto", "off"}))
+      ->capture_default_str();
   mig->add_flag("--relay", ma->relay,
                 "full trips too go through this daemon (by default QEMU streams a full trip to the destination "
                 "daemon itself)");
@@ -144,6 +151,7 @@ void add_vm_commands(CLI::App& app, int& rc) {
                {"to", ma->to},
                {"downtime_limit_ms", ma->max_downtime_ms},
                {"switchover_check", ma->switchover_check},
+               {"write_tracker", ma->write_tracker},
                {"relay", ma->relay}},
               print_migration, true);
   });

@@ -202,11 +202,13 @@ class Bnf(Strategy):
     """bnf stream mode: two daemons (hosts A and B); A keeps the VM's snapshot
     when it leaves, so the way back sends only what changed on B."""
 
-    def __init__(self, bnf_path, switchover_check="auto", relay=False):
+    def __init__(self, bnf_path, switchover_check="auto", relay=False, write_tracker="auto"):
         self.bnf = bnf_path
         self.switchover_check = switchover_check
         self.relay = relay  # full trips through the source daemon too (bnf migrate --relay)
-        self.name = "bnf-relay" if relay else "bnf" if switchover_check == "auto" else f"bnf-check-{switchover_check}"
+        self.write_tracker = write_tracker  # "off": the check hashes all RAM in the downtime
+        self.name = ("bnf-relay" if relay else "bnf-untracked" if write_tracker == "off"
+                     else "bnf" if switchover_check == "auto" else f"bnf-check-{switchover_check}")
 
     def run(self, sc, link, work):
         daemons = {}
@@ -260,12 +262,14 @@ class Bnf(Strategy):
             with CpuSampler(markers) as cpu:
                 r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json",
                                          "--switchover-check", self.switchover_check,
+                                         "--write-tracker", self.write_tracker,
                                          *(["--relay"] if self.relay else [])))
             tx1 = link.tx_bytes_by_side()
             st = self._status(dst, work)
             rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped", "pages_zero",
                                           "pages_superseded", "pages_fixed_at_switchover", "rounds", "phases",
-                                          "fallback", "direct", "first_pass_held_back_by", "qemu_cpu_wait")}
+                                          "fallback", "direct", "first_pass_held_back_by", "qemu_cpu_wait",
+                                          "write_tracker", "pages_hashed_at_stop")}
             # Migration time, as for native: until the VM runs on the destination.
             rec["seconds"] = round(r.get("running_after_s") or r["seconds"], 3)
             rec["command_seconds"] = round(r["seconds"], 3)

@@ -65,6 +65,17 @@ void PageBitmap::set_range(uint64_t first, uint64_t count) noexcept {
   while (p < end) set(p++);
 }
 
+void PageBitmap::clear_range(uint64_t first, uint64_t count) noexcept {
+  uint64_t p = first;
+  const uint64_t end = first + count;
+  while (p < end && p % kBits != 0) clear(p++);
+  while (p + kBits <= end) {
+    words_[p / kBits] = 0;
+    p += kBits;
+  }
+  while (p < end) clear(p++);
+}
+
 void PageBitmap::set_all() noexcept {
   clear_all();
   set_range(0, pages_);

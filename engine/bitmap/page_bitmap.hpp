@@ -38,6 +38,7 @@ class PageBitmap {
   bool test_and_set(uint64_t page) noexcept;
 
   void set_range(uint64_t first, uint64_t count) noexcept;
+  void clear_range(uint64_t first, uint64_t count) noexcept;
   void set_all() noexcept;
   void clear_all() noexcept;
 

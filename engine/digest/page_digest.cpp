@@ -4,6 +4,7 @@
 #include <isa-l/mem_routines.h>
 #include <xxhash.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -133,6 +134,31 @@ DigestTable DigestTable::compute(const PageDigester& h, std::span<const std::byt
   work(0, threads == 1 ? pages : per);
   for (auto& th : pool) th.join();
   return t;
+}
+
+uint64_t DigestTable::rehash(const PageDigester& h, std::span<const std::byte> image, const PageBitmap& which,
+                             unsigned threads) {
+  constexpr uint64_t kPage = 4096;
+  constexpr uint64_t kChunk = 1024;  // what is left is often one run at the end: chunks spread it
+  const uint64_t pages = std::min<uint64_t>(d_.size(), which.size());
+  std::atomic<uint64_t> next{0};
+  std::atomic<uint64_t> hashed{0};
+  auto work = [&] {
+    uint64_t mine = 0;
+    for (uint64_t c; (c = next.fetch_add(kChunk)) < pages;) {
+      const uint64_t end = std::min(pages, c + kChunk);
+      for (uint64_t p = which.find_next_set(c); p < end; p = which.find_next_set(p + 1)) {
+        d_[p] = h.page(image.data() + p * kPage, kPage);
+        ++mine;
+      }
+    }
+    hashed += mine;
+  };
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < std::max(1U, threads); ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return hashed;
 }
 
 }  // namespace bnf

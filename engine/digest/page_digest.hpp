@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bitmap/page_bitmap.hpp"
 #include "common/status.hpp"
 
 namespace bnf {
@@ -63,8 +64,11 @@ class DigestTable {
   std::span<std::byte> writable_bytes() noexcept { return std::as_writable_bytes(std::span(d_)); }
 
   // Digests every page of `image` (len a multiple of page_size), using `threads` threads.
-  static DigestTable compute(const PageDigester& h, std::span<const std::byte> image,
-                             uint32_t page_size, unsigned threads);
+  static DigestTable compute(const PageDigester& h, std::span<const std::byte> image, uint32_t page_size,
+                             unsigned threads);
+  // Digests again the pages of `image` that `which` names (4 KiB pages, in
+  // chunks taken in turn by `threads` threads); returns how many.
+  uint64_t rehash(const PageDigester& h, std::span<const std::byte> image, const PageBitmap& which, unsigned threads);
 
  private:
   std::vector<Digest> d_;

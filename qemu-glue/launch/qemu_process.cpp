@@ -79,11 +79,24 @@ bool QemuProcess::gone() {
   if (pid_ < 0 || reaped_) return true;
   if (child_) {
     int status = 0;
-    reaped_ = ::waitpid(pid_, &status, WNOHANG) == pid_;
+    reaped_ = reap_if_exited(status);
   } else {
     reaped_ = ::kill(pid_, 0) != 0;  // an adopted process is reaped by its own parent
   }
   return reaped_;
+}
+
+// Reaps the child only once it has exited: a plain waitpid would also take
+// the stops of a thread the daemon traces meanwhile (UffdWriteTracker), which
+// are reported to any thread of the tracing process. Gone already (reaped by
+// that tracer's wait): status 0.
+bool QemuProcess::reap_if_exited(int& status) {
+  siginfo_t si{};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &si, WEXITED | WNOHANG | WNOWAIT) != 0) return errno == ECHILD;
+  const bool exited =
+      si.si_pid == pid_ && (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED);
+  if (!exited) return false;  // running, or stopped
+  return ::waitpid(pid_, &status, WNOHANG) == pid_ || errno == ECHILD;
 }
 
 bool QemuProcess::running() { return !gone(); }
@@ -95,12 +108,10 @@ Result<int> QemuProcess::wait(std::chrono::milliseconds timeout) {
       if (gone()) return 0;  // not ours: its exit status went to its parent
     } else {
       int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
+      if (reap_if_exited(status)) {
         reaped_ = true;
         return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
       }
-      if (r < 0) return errno_status("waitpid", errno);
     }
     if (std::chrono::steady_clock::now() >= deadline) return Status(Errc::cancelled, "QEMU did not exit in time");
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -111,7 +122,8 @@ void QemuProcess::kill() noexcept {
   if (pid_ < 0 || reaped_) return;
   ::kill(pid_, SIGKILL);
   if (child_) {
-    ::waitpid(pid_, nullptr, 0);
+    int status = 0;
+    while (!reap_if_exited(status)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     reaped_ = true;
   } else {
     (void)wait(std::chrono::seconds(5));

@@ -37,6 +37,7 @@ class QemuProcess {
  private:
   QemuProcess(pid_t pid, bool child) : pid_(pid), child_(child) {}
   bool gone();  // non-blocking: has the process exited?
+  bool reap_if_exited(int& status);
   pid_t pid_ = -1;
   bool child_ = true;  // ours to reap with waitpid; an adopted one is polled
   bool reaped_ = false;

@@ -11,6 +11,7 @@ MigrateOptions migrate_options(const json& req) {
   const std::string check = req.value("switchover_check", std::string("auto"));
   if (check != "auto") o.switchover_check = check == "on";
   o.direct = !req.value("relay", false);
+  o.track_writes = req.value("write_tracker", std::string("auto")) != "off";
   return o;
 }
 }  // namespace

@@ -55,8 +55,11 @@ constexpr double kRehashMsPerGiB = 120;
 // faults in the downtime (a 1.7x tail: 1.340 s against 1.332 s, downtime 177
 // against 129 ms). On a link-bound pass the VM's core is not what holds the
 // migration back: a bigger tail would only be downtime.
-double tail_ms(const DirectDepartureSetup& s, bool cpu_bound) {
-  const double rehash_ms = kRehashMsPerGiB * static_cast<double>(s.ram.size()) / (1ULL << 30);
+//
+// With QEMU's writes tracked, what is left to hash at the stop is what the
+// table made ahead has not reached (and the few pages written since).
+double tail_ms(const DirectDepartureSetup& s, uint64_t bytes_to_rehash, bool cpu_bound) {
+  const double rehash_ms = kRehashMsPerGiB * static_cast<double>(bytes_to_rehash) / (1ULL << 30);
   return cpu_bound ? std::max(rehash_ms, 0.8 * s.downtime_limit_ms) : rehash_ms;
 }
 
@@ -100,7 +103,8 @@ bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
 // Watches QEMU's migration until it stops the VM for its final pass: the
 // operator's downtime limit from its second pass, progress reports, and a
 // stream that stops moving (a cut link: QEMU itself would wait for minutes).
-Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, DirectDeparture& d) {
+Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, const LiveDigestTable& live,
+                        DirectDeparture& d) {
   auto last_move = Clock::now();
   auto last_report = Clock::now() - std::chrono::seconds(1);
   const auto t0 = Clock::now();
@@ -123,7 +127,8 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, DirectDep
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
     const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
-    const double tail = tail_ms(s, cpu_bound);
+    const uint64_t to_rehash = s.switchover_check ? live.pages_not_reached() * kPage : s.ram.size();
+    const double tail = tail_ms(s, to_rehash, cpu_bound);
     if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail))) {
       d.tail_ms = tail;
       d.held_back_by = cpu_bound ? "cpu" : "link";
@@ -272,25 +277,26 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
 }
 
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
-                                      const DirectDepartureSetup& s) {
+                                      DirectDepartureSetup s) {
   DirectDeparture d;
-  // Where the first pass leaves CPU idle (a slow link), the re-hash's page
+  // Where the first pass leaves CPU idle (a slow link), the check's table is
+  // hashed ahead if QEMU's writes are tracked, or else the re-hash's page
   // faults are taken now, not in the downtime (~35 ms per GiB here).
-  Prefault prefault(s.switchover_check ? s.ram : std::span<const std::byte>(), {.when_idle = true});
-  auto stop = await_stop(qmp, s, d);
+  LiveDigestTable live(h, s.ram, s.switchover_check ? std::move(s.write_tracker) : nullptr, {.when_idle = true});
+  Prefault prefault(s.switchover_check && !live.hashes_ahead() ? s.ram : std::span<const std::byte>(),
+                    {.when_idle = true});
+  auto stop = await_stop(qmp, s, live, d);
   prefault.stop();
   d.prefaulted_bytes = prefault.done();
   if (!stop.is_ok())
     return peer_reason(c, stop.status(), true);  // QEMU's failure: the destination's reason if it gave one
   d.stop_event = std::move(*stop);
   d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
-  auto rehash = [&] {  // the VM is stopped: its memory at switchover
+  if (s.switchover_check) {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
-    d.table = DigestTable::compute(h, s.ram, kPage, 2);
+    d.table = live.finish(2);
     d.rehash_s = since(t);
-  };
-  if (s.switchover_check) {
-    rehash();
+    d.rehash_counts = live.counts();
     const auto t_settle = Clock::now();
     BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, d.table, s.ram));
     d.settle_s = since(t_settle);
@@ -307,7 +313,9 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   d.qemu_stats = await_completed(qmp);
   if (!s.switchover_check) {
-    rehash();
+    const auto t = Clock::now();
+    d.table = DigestTable::compute(h, s.ram, kPage, 2);
+    d.rehash_s = since(t);
     d.unchecked_differs = roots_differ();
   }
   return d;

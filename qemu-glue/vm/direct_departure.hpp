@@ -10,8 +10,10 @@
 #include <span>
 #include <string>
 
+#include "bitmap/write_tracker.hpp"
 #include "common/unique_fd.hpp"
 #include "common/uri.hpp"
+#include "digest/live_digest_table.hpp"
 #include "digest/page_digest.hpp"
 #include "protocol/peer_auth.hpp"
 #include "qmp/qmp_client.hpp"
@@ -28,6 +30,9 @@ struct DirectDepartureSetup {
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
+  // QEMU's writes to `ram` since before the trip: the check's table is then
+  // hashed ahead and only what changed is hashed in the downtime (null: all).
+  std::unique_ptr<WriteTracker> write_tracker;
   std::function<void(const nlohmann::json&)> progress;
 };
 
@@ -42,6 +47,7 @@ struct DirectDeparture {
   uint64_t prefaulted_bytes = 0;   // of the RAM mapping, faulted in before the stop
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM
+  LiveDigestCounts rehash_counts;  // ... how many pages ahead of the stop and in it
   double settle_s = 0;             // VM_LANDED -> VM_END sent
   double tail_ms = 0;              // what QEMU was left to send once stopped, in first-pass time
   std::string held_back_by;        // why that tail: "cpu" (QEMU waited for CPUs) or "link"
@@ -66,6 +72,6 @@ Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream);
 
 // After start_direct_migration and a handshake that agreed on the direct trip.
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
-                                      const DirectDepartureSetup& s);
+                                      DirectDepartureSetup s);
 
 }  // namespace bnf::qemu

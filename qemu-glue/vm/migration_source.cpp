@@ -26,6 +26,7 @@
 #include "vm/qemu_migration.hpp"
 #include "vm/return_path.hpp"
 #include "vm/vm_manager.hpp"
+#include "write_tracker/uffd_write_tracker.hpp"
 
 namespace bnf::qemu {
 
@@ -317,6 +318,20 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   return d;
 }
 
+// QEMU's writes to the VM's RAM from now on, so that the switchover check
+// hashes ahead of the stop (null, and why not in `why_not`, where it cannot).
+std::unique_ptr<WriteTracker> track_qemu_writes(const TripContext& x, std::string& why_not) {
+  Result<UniqueFd> fd = open_file(x.ram_file, O_RDONLY);
+  Result<std::unique_ptr<UffdWriteTracker>> t =
+      fd.is_ok() ? UffdWriteTracker::start(x.qemu_pid, fd->get(), x.def.memory_bytes / 4096)
+                 : Result<std::unique_ptr<UffdWriteTracker>>(fd.status());
+  if (t.is_ok()) return std::move(*t);
+  why_not = t.status().message();
+  x.log.info("vm {}: the switchover check hashes all its RAM in the downtime: QEMU's writes cannot be tracked: {}",
+             x.def.name, why_not);
+  return nullptr;
+}
+
 // Direct trip (full, over TCP): QEMU streams to the destination itself; this
 // daemon watches, re-hashes the stopped VM and settles the destination's image.
 Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_timeout_ms) {
@@ -328,16 +343,21 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   // trip's first pass can be CPU-bound (faulting during it cost ~3% of the time
   // at 1 GiB, 10 Gbit/s).
   BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
+  const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
+  std::string no_tracker;
+  if (!x.opt.track_writes) no_tracker = "off (--write-tracker off)";
+  std::unique_ptr<WriteTracker> tracker = check && x.opt.track_writes ? track_qemu_writes(x, no_tracker) : nullptr;
+  const bool tracked = tracker != nullptr;
   const auto t_stream = Clock::now();
-  BNF_ASSIGN_OR_RETURN(DirectDeparture dd,
-                       depart_direct(x.qmp, x.c, h,
-                                     {.destination = to.to_string(),
-                                      .downtime_limit_ms = x.opt.downtime_limit_ms,
-                                      .peer_timeout_ms = peer_timeout_ms,
-                                      .ram = ram.bytes,
-                                      .qemu_pid = x.qemu_pid,
-                                      .switchover_check = x.opt.switchover_check.value_or(x.def.accel == "tcg"),
-                                      .progress = x.progress}));
+  BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
+                                                         {.destination = to.to_string(),
+                                                          .downtime_limit_ms = x.opt.downtime_limit_ms,
+                                                          .peer_timeout_ms = peer_timeout_ms,
+                                                          .ram = ram.bytes,
+                                                          .qemu_pid = x.qemu_pid,
+                                                          .switchover_check = check,
+                                                          .write_tracker = std::move(tracker),
+                                                          .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
   rep.phases["stop_seen_s"] = dd.stop_seen_s;
@@ -352,6 +372,15 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.first_pass_held_back_by = dd.held_back_by;
   rep.qemu_cpu_wait = dd.qemu_cpu_wait;
   rep.phases["rehash_s"] = dd.rehash_s;
+  if (check) {
+    const LiveDigestCounts& n = dd.rehash_counts;
+    rep.pages_hashed_at_stop = n.hashed_at_stop;
+    rep.write_tracker = !tracked                  ? "none: " + no_tracker
+                        : n.tracker_error.empty() ? "uffd-wp"
+                                                  : "uffd-wp failed at the stop: " + n.tracker_error;
+    if (!n.tracker_error.empty())
+      x.log.warn("vm {}: the switchover check hashed all its RAM in the downtime: {}", x.def.name, n.tracker_error);
+  }
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
   rep.pages_total = x.def.memory_bytes / 4096;

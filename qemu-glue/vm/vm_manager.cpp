@@ -176,6 +176,8 @@ json MigrationReport::to_json() const {
             {"phases", phases},
             {"rounds", rounds},
             {"direct", direct}});
+  if (!write_tracker.empty())
+    j.update({{"pages_hashed_at_stop", pages_hashed_at_stop}, {"write_tracker", write_tracker}});
   if (!first_pass_held_back_by.empty())
     j.update({{"first_pass_held_back_by", first_pass_held_back_by}, {"qemu_cpu_wait", qemu_cpu_wait}});
   return j;

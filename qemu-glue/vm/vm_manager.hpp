@@ -24,6 +24,8 @@ namespace bnf::qemu {
 struct MigrationReport : TripReport {
   uint64_t pages_superseded = 0;           // held back, then replaced by a newer version: never sent
   uint64_t pages_fixed_at_switchover = 0;  // changed pages QEMU did not resend, sent by the switchover check
+  uint64_t pages_hashed_at_stop = 0;       // ... pages it hashed in the downtime
+  std::string write_tracker;               // ... how it knew the others had not changed ("": check off)
   uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
   uint64_t return_path_bytes = 0;  // relayed trips: the destination QEMU's return path, relayed to ours
   // seconds: the whole command, retained snapshot committed
@@ -50,6 +52,9 @@ struct MigrateOptions {
   // Re-hash the stopped VM's RAM at switchover and resend what QEMU missed
   // (see DeparturePagesOptions::switchover_check). Unset: on for TCG VMs.
   std::optional<bool> switchover_check;
+  // Let the check hash ahead of the stop, tracking QEMU's writes meanwhile
+  // (UffdWriteTracker); false: it hashes all RAM in the downtime.
+  bool track_writes = true;
 };
 
 class VmManager {

@@ -62,6 +62,7 @@ out=$(vm A migrate web1 "$URI_B" --json)
 echo "first trip: $out"
 check "A -> B is a full trip" test "$(field "$out" mode)" = full
 check "... direct: A's QEMU streamed to B's daemon itself" test "$(field "$out" direct)" = True
+check "... the switchover check tracked QEMU's writes (uffd-wp)" test "$(field "$out" write_tracker)" = uffd-wp
 after_trip A B
 check "A shows the VM away" test "$(state_on A)" = away
 

@@ -50,6 +50,8 @@ TEST(PageBitmap, RunsMatchASlowModel) {
   }
   bm.set_range(100, 300);
   for (uint64_t p = 100; p < 400; ++p) model.insert(p);
+  bm.clear_range(3, 200);  // a partial word, whole words, a partial word
+  for (uint64_t p = 3; p < 203; ++p) model.erase(p);
   uint64_t total = 0;
   uint64_t prev_end = 0;
   for (const PageRun& r : bm.runs()) {

@@ -1,0 +1,102 @@
+// LiveDigestTable with a tracker that reports what this test wrote: the table
+// it finishes is the memory's table at the finish, whatever was hashed ahead.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "digest/live_digest_table.hpp"
+#include "test_util.hpp"
+
+namespace bnf {
+namespace {
+
+constexpr uint64_t kPages = 4096;
+constexpr uint64_t kPage = 4096;
+
+// Names the pages the test says it wrote; or fails, if told to.
+class ListedWrites final : public WriteTracker {
+ public:
+  explicit ListedWrites(PageBitmap& written, bool fail = false) : written_(written), fail_(fail) {}
+  Result<PageBitmap> changed_since_start() override {
+    if (fail_) return Status(Errc::io, "scan failed");
+    return written_;
+  }
+
+ private:
+  PageBitmap& written_;
+  bool fail_;
+};
+
+struct Memory {
+  std::vector<std::byte> bytes = test::random_image(kPages, 7, 5);
+  PageBitmap written{kPages};
+  void write(uint64_t p, uint64_t seed) {
+    test::fill_page(bytes.data() + p * kPage, seed);
+    written.set(p);
+  }
+  [[nodiscard]] std::span<const std::byte> span() const { return bytes; }
+};
+
+void wait_reached(const LiveDigestTable& t) {
+  while (t.pages_not_reached() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+TEST(LiveDigestTable, HashesOnlyWhatChangedSinceItsHashesAtTheFinish) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  LiveDigestTable live(h, m.span(), std::make_unique<ListedWrites>(m.written), {.when_idle = false, .step_pages = 256});
+  wait_reached(live);
+  for (uint64_t p : {0, 5, 4095}) m.write(p, p + 100);
+  const DigestTable t = live.finish(2);
+  EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
+  EXPECT_EQ(live.counts().hashed_ahead, kPages);
+  EXPECT_EQ(live.counts().hashed_at_stop, 3U);
+}
+
+TEST(LiveDigestTable, WithoutATrackerEveryPageIsHashedAtTheFinish) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  LiveDigestTable live(h, m.span(), nullptr);
+  EXPECT_FALSE(live.hashes_ahead());
+  m.write(9, 1);
+  const DigestTable t = live.finish(2);
+  EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
+  EXPECT_EQ(live.counts().hashed_at_stop, kPages);
+}
+
+TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  // Waits for idle CPU that this test keeps busy: reaches little or nothing.
+  std::atomic<bool> busy{true};
+  std::vector<std::thread> spinners;
+  for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i)
+    spinners.emplace_back([&] {
+      while (busy) {
+      }
+    });
+  LiveDigestTable live(h, m.span(), std::make_unique<ListedWrites>(m.written), {.when_idle = true, .step_pages = 256});
+  m.write(4000, 3);
+  const DigestTable t = live.finish(2);
+  busy = false;
+  for (auto& s : spinners) s.join();
+  EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
+  EXPECT_GE(live.counts().hashed_ahead + live.counts().hashed_at_stop, kPages);  // every page once at least
+}
+
+TEST(LiveDigestTable, ATrackerThatFailsAtTheFinishMeansEveryPageIsHashedAgain) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  LiveDigestTable live(h, m.span(), std::make_unique<ListedWrites>(m.written, true),
+                       {.when_idle = false, .step_pages = 256});
+  wait_reached(live);
+  m.write(1, 1);
+  const DigestTable t = live.finish(2);
+  EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
+  EXPECT_EQ(live.counts().hashed_at_stop, kPages);
+  EXPECT_EQ(live.counts().tracker_error, "scan failed");
+}
+
+}  // namespace
+}  // namespace bnf
