@@ -2,12 +2,13 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <linux/userfaultfd.h>
 #include <liburing.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 
 #include "common/unique_fd.hpp"
 #include "numa_placement.hpp"
+#include "write_tracker/uffd_write_tracker.hpp"
 
 namespace bnf {
 
@@ -68,6 +70,41 @@ Check uffd_wp_check() {
   }
   c.ok = true;
   c.detail = "available";
+  return c;
+}
+
+// What a departure's switchover check needs to hash ahead of the stop: the
+// real tracker on a child process that maps a tmpfs page, as QEMU maps RAM.
+Check write_tracking_check() {
+  Check c{"QEMU write tracking", false, ""};
+  UniqueFd file(::memfd_create("bnf-doctor", MFD_CLOEXEC));
+  int ready[2];
+  if (!file.valid() || ::ftruncate(file.get(), 4096) != 0 || ::pipe2(ready, O_CLOEXEC) != 0) {
+    c.detail = fmt::format("cannot set up the probe: {}", std::strerror(errno));
+    return c;
+  }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, file.get(), 0);
+    if (m != MAP_FAILED) static_cast<volatile char*>(m)[0] = 1;
+    (void)::write(ready[1], "r", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char r = 0;
+  const bool mapped = child > 0 && ::read(ready[0], &r, 1) == 1;
+  ::close(ready[0]);
+  auto tracker = mapped ? UffdWriteTracker::start(child, file.get(), 1)
+                        : Result<std::unique_ptr<UffdWriteTracker>>(Status(Errc::io, "the probe process failed"));
+  if (child > 0) {
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+  }
+  c.ok = tracker.is_ok();
+  c.detail = c.ok ? "userfaultfd async write-protect + PAGEMAP_SCAN through ptrace: the switchover check hashes "
+                    "ahead of the stop"
+                  : tracker.status().message() + " (the switchover check hashes all RAM in the downtime)";
   return c;
 }
 
@@ -162,8 +199,9 @@ Check shm_check() {
 }  // namespace
 
 std::vector<Check> run_doctor() {
-  return {io_uring_check(), send_zc_check(), uffd_wp_check(), soft_dirty_check(), hugepages_check(),
-          numa_check(),     rdma_check(),    dpdk_check(),    kvm_check(),        shm_check()};
+  return {io_uring_check(),   send_zc_check(),   uffd_wp_check(), write_tracking_check(),
+          soft_dirty_check(), hugepages_check(), numa_check(),    rdma_check(),
+          dpdk_check(),       kvm_check(),       shm_check()};
 }
 
 nlohmann::json doctor_json(const std::vector<Check>& checks) {

@@ -29,7 +29,7 @@ class Stopwatch {
 
 DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base,
                                uint64_t pages, DeparturePagesOptions opt)
-    : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)), opt_(opt) {
+    : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)), opt_(std::move(opt)), seen_(pages) {
   if (!base)
     for (uint64_t p = 0; p < pages; ++p) held_[p] = h_.zero_digest();
 }
@@ -65,8 +65,25 @@ Status DeparturePages::on_final_ram_section() {
   if (opt_.switchover_check.size() != held_.size() * kPage)
     return {Errc::mismatch, "switchover check: the RAM file's size is not the main block's"};
   // On a thread of its own, while the final section's pages are handled here.
-  rehash_thread_ = std::thread([this] { rehash_ = DigestTable::compute(h_, opt_.switchover_check, kPage, 2); });
+  rehash_thread_ = std::thread([this] { rehash_at_stop(); });
   return Status::ok();
+}
+
+// The pages that may differ from the version QEMU sent, hashed again.
+void DeparturePages::rehash_at_stop() {
+  rehashed_ = PageBitmap(held_.size());
+  rehashed_.set_all();
+  if (opt_.write_tracker) {
+    Result<PageBitmap> changed = opt_.write_tracker->changed_since_start();
+    PageBitmap unseen(held_.size());
+    unseen.set_all();
+    if (changed.is_ok() && unseen.subtract(seen_).is_ok() && changed->unite(unseen).is_ok())
+      rehashed_ = std::move(*changed);
+    else if (!changed.is_ok())
+      tracker_error_ = changed.status().message();
+  }
+  rehash_ = DigestTable(held_.size());
+  rehashed_count_ = rehash_->rehash(h_, opt_.switchover_check, rehashed_, 2);
 }
 
 Status DeparturePages::before_device_state() {
@@ -87,7 +104,9 @@ Status DeparturePages::fix_up_from_rehash() {
     Stopwatch sw(n_.rehash_wait_s);
     rehash_thread_.join();
   }
-  for (uint64_t p = 0; p < held_.size(); ++p) {
+  n_.hashed_at_stop = rehashed_count_;
+  n_.tracker_error = tracker_error_;
+  for (uint64_t p = rehashed_.find_next_set(0); p != PageBitmap::npos; p = rehashed_.find_next_set(p + 1)) {
     if ((*rehash_)[p] == held_[p]) continue;
     held_[p] = (*rehash_)[p];
     ++n_.fixed_at_switchover;
@@ -106,6 +125,7 @@ Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data
     BNF_TRY(send_cooled());
   }
   BNF_TRY(scan_reached(p));
+  seen_.set(p);
   const bool is_zero = d == h_.zero_digest();
   if (is_zero) ++n_.zero;
   // Rewritten again: still hot.

@@ -26,11 +26,14 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "bitmap/write_tracker.hpp"
 #include "digest/page_digest.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "transport/transport.hpp"
@@ -53,6 +56,11 @@ struct DeparturePagesOptions {
   // 7.2 under TCG was measured to lose guest writes made shortly before the
   // stop (the destination then resumes with stale pages; native QEMU too).
   std::span<const std::byte> switchover_check;
+  // QEMU's writes since before it read the RAM for this trip (started before
+  // `migrate`): at the stop only the pages it names, and any QEMU did not
+  // send in this trip, are re-hashed; every other page still holds the bytes
+  // of the version QEMU sent. Null: every page is re-hashed.
+  std::unique_ptr<WriteTracker> write_tracker;
 };
 
 struct DeparturePageCounts {
@@ -66,6 +74,8 @@ struct DeparturePageCounts {
   double send_s = 0;                 // time spent posting pages (copies, transport back-pressure)
   double final_section_s = 0;        // VM stopped: final RAM section start -> device state may go
   double rehash_wait_s = 0;          // ... of it waiting for the switchover check's re-hash
+  uint64_t hashed_at_stop = 0;       // pages the switchover check re-hashed
+  std::string tracker_error;         // why the write tracker was not used at the stop ("" if it was)
 };
 
 class DeparturePages final : public PageHandler {
@@ -102,6 +112,7 @@ class DeparturePages final : public PageHandler {
   Status release(Held::node_type node);  // clean for a pass: sent, or cooling until the window passed
   Status send_cooled();
   [[nodiscard]] bool still_hot(const HeldPage& h, std::chrono::steady_clock::time_point now) const;
+  void rehash_at_stop();  // on rehash_thread_
   Status fix_up_from_rehash();
   [[nodiscard]] bool may_hold() const;
 
@@ -122,7 +133,11 @@ class DeparturePages final : public PageHandler {
   uint64_t batch_first_ = 0;
   std::thread rehash_thread_;  // switchover check: hashes the stopped VM's RAM
   std::optional<std::chrono::steady_clock::time_point> final_section_at_;
-  std::optional<DigestTable> rehash_;
+  std::optional<DigestTable> rehash_;  // the pages `rehashed_` names
+  PageBitmap rehashed_;
+  uint64_t rehashed_count_ = 0;
+  std::string tracker_error_;
+  PageBitmap seen_;  // pages QEMU sent in this trip
   std::function<void(const DeparturePageCounts&)> tick_;
   uint64_t records_ = 0;
 };

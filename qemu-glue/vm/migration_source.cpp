@@ -230,6 +230,10 @@ struct TripContext {
   const Logger& log;
   Clock::time_point t0;
   bool return_path = false;  // relayed trips: QEMU's return path is on and relayed
+  // The switchover check's write tracker (track_qemu_writes), null if none
+  // (`no_tracker` says why); the trip takes it.
+  std::unique_ptr<WriteTracker> tracker;
+  std::string no_tracker;
 };
 
 // The VM's RAM as the switchover check reads it: the warm mapping kept while
@@ -247,6 +251,17 @@ Result<RamView> view_ram(const TripContext& x) {
   return RamView{std::move(map), bytes};
 }
 
+// What the switchover check reports: how it knew which pages to hash again.
+void report_check(MigrationReport& rep, const TripContext& x, bool tracked, uint64_t hashed_at_stop,
+                  const std::string& tracker_error) {
+  rep.pages_hashed_at_stop = hashed_at_stop;
+  rep.write_tracker = !tracked                ? "none: " + x.no_tracker
+                      : tracker_error.empty() ? "uffd-wp"
+                                              : "uffd-wp failed at the stop: " + tracker_error;
+  if (tracked && !tracker_error.empty())
+    x.log.warn("vm {}: the switchover check hashed all its RAM in the downtime: {}", x.def.name, tracker_error);
+}
+
 // Relayed trip: QEMU's stream through this daemon's codec and page filter.
 Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_stream) {
   Departed d;
@@ -256,17 +271,21 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   const PageDigester h(x.g.key);
   const uint64_t pages_total = x.def.memory_bytes / 4096;
   std::optional<RamView> ram_view;  // the switchover check reads the VM's RAM file
-  if (x.opt.switchover_check.value_or(x.def.accel == "tcg")) {
+  const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
+  if (check) {
     BNF_ASSIGN_OR_RETURN(ram_view, view_ram(x));
   }
-  // Page faults belong in the first pass, not in the downtime: the re-hash at
-  // the stop would otherwise fault in what the warm mapping has not (~60 ms per GiB here).
-  Prefault prefault(ram_view ? ram_view->bytes : std::span<const std::byte>());
+  const bool tracked = x.tracker != nullptr;
+  // Page faults belong in the first pass, not in the downtime: the re-hash of
+  // the whole RAM at the stop would otherwise fault in what the warm mapping
+  // has not (~60 ms per GiB here). With QEMU's writes tracked, it reads few pages.
+  Prefault prefault(ram_view && !tracked ? ram_view->bytes : std::span<const std::byte>());
   DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
                        {.incremental = incremental,
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
                         .hot_window = kQemuHotWindow,
-                        .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>()});
+                        .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>(),
+                        .write_tracker = std::move(x.tracker)});
   FdSource src(qfd.get());
   uint64_t return_path_bytes = 0;
   if (x.return_path)
@@ -308,6 +327,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   rep.phases["page_send_s"] = pages.counts().send_s;
   rep.phases["final_section_s"] = pages.counts().final_section_s;
   rep.phases["rehash_wait_s"] = pages.counts().rehash_wait_s;
+  if (check) report_check(rep, x, tracked, pages.counts().hashed_at_stop, pages.counts().tracker_error);
   rep.pages_total = pages_total;
   fill_counts(rep, pages.counts());
   rep.stream_bytes_in = rw.stats().bytes_in;
@@ -316,20 +336,6 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   d.table = pages.departure();
   d.stream = std::string(sink.kept());
   return d;
-}
-
-// QEMU's writes to the VM's RAM from now on, so that the switchover check
-// hashes ahead of the stop (null, and why not in `why_not`, where it cannot).
-std::unique_ptr<WriteTracker> track_qemu_writes(const TripContext& x, std::string& why_not) {
-  Result<UniqueFd> fd = open_file(x.ram_file, O_RDONLY);
-  Result<std::unique_ptr<UffdWriteTracker>> t =
-      fd.is_ok() ? UffdWriteTracker::start(x.qemu_pid, fd->get(), x.def.memory_bytes / 4096)
-                 : Result<std::unique_ptr<UffdWriteTracker>>(fd.status());
-  if (t.is_ok()) return std::move(*t);
-  why_not = t.status().message();
-  x.log.info("vm {}: the switchover check hashes all its RAM in the downtime: QEMU's writes cannot be tracked: {}",
-             x.def.name, why_not);
-  return nullptr;
 }
 
 // Direct trip (full, over TCP): QEMU streams to the destination itself; this
@@ -344,10 +350,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   // at 1 GiB, 10 Gbit/s).
   BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
   const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
-  std::string no_tracker;
-  if (!x.opt.track_writes) no_tracker = "off (--write-tracker off)";
-  std::unique_ptr<WriteTracker> tracker = check && x.opt.track_writes ? track_qemu_writes(x, no_tracker) : nullptr;
-  const bool tracked = tracker != nullptr;
+  const bool tracked = x.tracker != nullptr;
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
                                                          {.destination = to.to_string(),
@@ -356,7 +359,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                                           .ram = ram.bytes,
                                                           .qemu_pid = x.qemu_pid,
                                                           .switchover_check = check,
-                                                          .write_tracker = std::move(tracker),
+                                                          .write_tracker = std::move(x.tracker),
                                                           .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
@@ -372,15 +375,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.first_pass_held_back_by = dd.held_back_by;
   rep.qemu_cpu_wait = dd.qemu_cpu_wait;
   rep.phases["rehash_s"] = dd.rehash_s;
-  if (check) {
-    const LiveDigestCounts& n = dd.rehash_counts;
-    rep.pages_hashed_at_stop = n.hashed_at_stop;
-    rep.write_tracker = !tracked                  ? "none: " + no_tracker
-                        : n.tracker_error.empty() ? "uffd-wp"
-                                                  : "uffd-wp failed at the stop: " + n.tracker_error;
-    if (!n.tracker_error.empty())
-      x.log.warn("vm {}: the switchover check hashed all its RAM in the downtime: {}", x.def.name, n.tracker_error);
-  }
+  if (check) report_check(rep, x, tracked, dd.rehash_counts.hashed_at_stop, dd.rehash_counts.tracker_error);
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
   rep.pages_total = x.def.memory_bytes / 4096;
@@ -401,6 +396,21 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   d.done = std::move(dd.done);
   d.stop_event = std::move(dd.stop_event);
   return d;
+}
+
+// QEMU's writes to the VM's RAM from now on (null, and why not in
+// `why_not`, where they cannot be tracked).
+std::unique_ptr<WriteTracker> track_qemu_writes(const std::string& ram_file, int qemu_pid, const VmDefinition& def,
+                                                const Logger& log, std::string& why_not) {
+  Result<UniqueFd> fd = open_file(ram_file, O_RDONLY);
+  Result<std::unique_ptr<UffdWriteTracker>> t =
+      fd.is_ok() ? UffdWriteTracker::start(qemu_pid, fd->get(), def.memory_bytes / 4096)
+                 : Result<std::unique_ptr<UffdWriteTracker>>(fd.status());
+  if (t.is_ok()) return std::move(*t);
+  why_not = t.status().message();
+  log.info("vm {}: the switchover check hashes all its RAM in the downtime: QEMU's writes cannot be tracked: {}",
+           def.name, why_not);
+  return nullptr;
 }
 
 }  // namespace
@@ -476,7 +486,20 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // The return path is relayed where both daemons can wait on the bnf
   // connection's socket beside QEMU's (return_path.hpp).
   const bool return_path = transport_.name() == "uring-tcp";
+  // The switchover check learns from QEMU's writes which pages it need not
+  // hash again at the stop (UffdWriteTracker). A relayed trip starts tracking
+  // before `migrate`: every version QEMU then sends of a page nothing wrote
+  // since is the page's bytes at the stop. A direct trip hashes the RAM itself
+  // once tracking runs, so it starts after `migrate`, off QEMU's way.
+  const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
+  std::unique_ptr<WriteTracker> tracker;
+  std::string no_tracker = "off (--write-tracker off)";
+  auto track_writes = [&] {
+    if (check && opt.track_writes)
+      tracker = track_qemu_writes(vm->ram_file, vm->proc->pid(), vm->def, log_, no_tracker);
+  };
   auto start_relay = [&]() -> Status {
+    track_writes();
     BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock", return_path));
     return Status::ok();
   };
@@ -485,10 +508,12 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
     return start_direct_migration(qmp, s);
   };
+  if (!offer_direct) early = std::async(std::launch::async, handshake);  // beside the tracker's start and `migrate`
   Status started = offer_direct ? start_direct() : start_relay();
   const double migrate_issued_s = since(t0);
+  if (offer_direct && started.is_ok()) track_writes();
   if (!started.is_ok()) return fail_here(started);  // `early` is waited for as it goes
-  Result<Handshake> shaken = offer_direct ? early.get() : handshake();
+  Result<Handshake> shaken = early.get();
   if (!shaken.is_ok()) return fail_here(shaken.status());
   std::unique_ptr<transport::Connection> c = std::move(shaken->c);
   Agreement& agreed = shaken->g;
@@ -507,7 +532,9 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                 progress,
                 log_,
                 t0,
-                return_path && c->socket_fd() >= 0};
+                return_path && c->socket_fd() >= 0,
+                std::move(tracker),
+                no_tracker};
   Result<Departed> trip =
       offer_direct ? direct_trip(x, to, peer_timeout_ms_) : relay_trip(x, std::move(*qfd), t_stream);
   if (!trip.is_ok()) {

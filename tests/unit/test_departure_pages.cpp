@@ -241,6 +241,39 @@ TEST_F(DeparturePagesTest, SwitchoverCheckResendsWhatQemuMissed) {
   EXPECT_EQ(d.departure()[9], h_.page(ram.data() + 9 * 4096, 4096));
 }
 
+// Names the pages the test wrote since the trip began.
+class ListedWrites final : public WriteTracker {
+ public:
+  explicit ListedWrites(PageBitmap written) : written_(std::move(written)) {}
+  Result<PageBitmap> changed_since_start() override { return written_; }
+
+ private:
+  PageBitmap written_;
+};
+
+TEST_F(DeparturePagesTest, WithQemusWritesTrackedOnlyWrittenAndUnsentPagesAreHashedAgain) {
+  std::vector<std::byte> ram(kPages * 4096);
+  for (uint64_t p = 0; p < kPages; ++p) std::memset(ram.data() + p * 4096, static_cast<int>(p & 0xFF), 4096);
+  PageBitmap written(kPages);
+  written.set(9);
+  auto d = DeparturePages(conn_, h_, base_, kPages,
+                          {.incremental = true,
+                           .hold_budget_bytes = 1 << 20,
+                           .switchover_check = ram,
+                           .write_tracker = std::make_unique<ListedWrites>(written)});
+  std::vector<std::pair<uint64_t, uint8_t>> first_pass;
+  for (uint64_t p = 0; p < kPages; ++p)
+    if (p != 20) first_pass.emplace_back(p, static_cast<uint8_t>(p));  // page 20 never sent
+  pass(d, first_pass);
+  std::memset(ram.data() + 9 * 4096, 0x77, 4096);  // written after QEMU sent it; QEMU misses it
+  ASSERT_TRUE(d.on_final_ram_section().is_ok());
+  ASSERT_TRUE(d.before_device_state().is_ok());
+  EXPECT_EQ(d.counts().hashed_at_stop, 2U);  // page 9 (written) and page 20 (not sent)
+  EXPECT_EQ(d.counts().fixed_at_switchover, 1U);
+  EXPECT_EQ(sends_of(9), 1U);
+  EXPECT_EQ(d.departure()[9], h_.page(ram.data() + 9 * 4096, 4096));
+}
+
 TEST_F(DeparturePagesTest, OffsetPastTheBlockIsAnError) {
   auto d = make(true, 1 << 20);
   auto bytes = page_of(1);
