@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -53,6 +54,8 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kRegionsPerScan = 4096;
+constexpr uint64_t kMergeGap = 512 * kPage;  // 2 MiB
+constexpr size_t kMaxRuns = 256;             // each becomes a VMA of QEMU's
 
 Status uffd_ioctl(int uffd, unsigned long req, void* arg, const char* what) {
   if (::ioctl(uffd, req, arg) == 0) return Status::ok();
@@ -60,6 +63,56 @@ Status uffd_ioctl(int uffd, unsigned long req, void* arg, const char* what) {
   if (req == UFFDIO_API && err == EINVAL)
     return {Errc::not_found, "this kernel has no asynchronous userfaultfd write-protect (Linux 6.7 or later)"};
   return errno_status(what, err);
+}
+
+// Calls `fn(start, end)` for each run of pages in [from, to) whose categories,
+// flipped by `inverted`, all have `mask` set (PAGEMAP_SCAN).
+template <typename Fn>
+Status scan(int pagemap, uint64_t from, uint64_t to, uint64_t inverted, uint64_t mask, Fn fn) {
+  std::vector<page_region> regions(kRegionsPerScan);
+  while (from < to) {
+    pm_scan_arg a{};
+    a.size = sizeof a;
+    a.start = from;
+    a.end = to;
+    a.vec = reinterpret_cast<uint64_t>(regions.data());
+    a.vec_len = regions.size();
+    a.category_inverted = inverted;
+    a.category_mask = mask;
+    a.return_mask = mask;
+    const long n = ::ioctl(pagemap, PAGEMAP_SCAN, &a);
+    if (n < 0) return errno_status("scan QEMU's page tables (PAGEMAP_SCAN)", errno);
+    for (long i = 0; i < n; ++i) fn(regions[i].start, regions[i].end);
+    if (a.walk_end <= from) return {Errc::internal, "PAGEMAP_SCAN made no progress"};
+    from = a.walk_end;
+  }
+  return Status::ok();
+}
+
+// The parts of `mappings` the process has in its page tables, as a few long
+// runs: gaps under 2 MiB are bridged, at most kMaxRuns (the longest) kept. Only those are tracked: registering a range
+// turns off the kernel's fault-around there, so the pass of a QEMU whose
+// page tables are still empty (a VM that just arrived) would take one fault
+// per page instead of per 16 (measured 230 against 60 ms per GiB read).
+// Pages outside them count as changed.
+Result<std::vector<UffdWriteTracker::Range>> mapped_runs(int pagemap,
+                                                         const std::vector<UffdWriteTracker::Range>& mappings) {
+  std::vector<UffdWriteTracker::Range> runs;
+  for (const auto& m : mappings) {
+    const size_t first = runs.size();
+    BNF_TRY(scan(pagemap, m.start, m.end, 0, PAGE_IS_PRESENT, [&](uint64_t s, uint64_t e) {
+      if (runs.size() > first && s - runs.back().end < kMergeGap) {
+        runs.back().end = e;
+        return;
+      }
+      runs.push_back({s, e, m.file_page + (s - m.start) / kPage});
+    }));
+  }
+  if (runs.size() > kMaxRuns) {
+    std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.end - a.start > b.end - b.start; });
+    runs.resize(kMaxRuns);
+  }
+  return runs;
 }
 
 // A userfaultfd of process `pid`'s address space, held here.
@@ -103,9 +156,10 @@ Result<std::vector<UffdWriteTracker::Range>> shared_writable_mappings(int pid, i
 }
 
 Result<std::unique_ptr<UffdWriteTracker>> UffdWriteTracker::start(int pid, int file_fd, uint64_t pages) {
-  BNF_ASSIGN_OR_RETURN(std::vector<Range> ranges, shared_writable_mappings(pid, file_fd));
+  BNF_ASSIGN_OR_RETURN(std::vector<Range> mappings, shared_writable_mappings(pid, file_fd));
   UniqueFd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap.valid()) return errno_status(fmt::format("open /proc/{}/pagemap", pid), errno);
+  BNF_ASSIGN_OR_RETURN(std::vector<Range> ranges, mapped_runs(pagemap.get(), mappings));
   BNF_ASSIGN_OR_RETURN(UniqueFd uffd, userfaultfd_of(pid));
   uffdio_api api{};
   api.api = UFFD_API;
@@ -139,28 +193,12 @@ Result<PageBitmap> UffdWriteTracker::changed_since_start() {
 // wrote them since start(). A page the process no longer maps may have been
 // discarded (its bytes are then zero, without a write): it stays set.
 Status UffdWriteTracker::clear_unchanged(const Range& r, PageBitmap& changed) const {
-  std::vector<page_region> regions(kRegionsPerScan);
-  for (uint64_t from = r.start; from < r.end;) {
-    pm_scan_arg a{};
-    a.size = sizeof a;
-    a.start = from;
-    a.end = r.end;
-    a.vec = reinterpret_cast<uint64_t>(regions.data());
-    a.vec_len = regions.size();
-    a.category_inverted = PAGE_IS_WRITTEN;
-    a.category_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT;  // present and not written
-    a.return_mask = PAGE_IS_PRESENT;
-    const long n = ::ioctl(pagemap_.get(), PAGEMAP_SCAN, &a);
-    if (n < 0) return errno_status("scan QEMU's page tables (PAGEMAP_SCAN)", errno);
-    for (long i = 0; i < n; ++i) {
-      const uint64_t first = r.file_page + (regions[i].start - r.start) / kPage;
-      const uint64_t last = std::min(pages_, r.file_page + (regions[i].end - r.start) / kPage);
-      if (first < last) changed.clear_range(first, last - first);
-    }
-    if (a.walk_end <= from) return {Errc::internal, "PAGEMAP_SCAN made no progress"};
-    from = a.walk_end;
-  }
-  return Status::ok();
+  return scan(pagemap_.get(), r.start, r.end, PAGE_IS_WRITTEN, PAGE_IS_WRITTEN | PAGE_IS_PRESENT,
+              [&](uint64_t s, uint64_t e) {  // present and not written
+                const uint64_t first = r.file_page + (s - r.start) / kPage;
+                const uint64_t last = std::min(pages_, r.file_page + (e - r.start) / kPage);
+                if (first < last) changed.clear_range(first, last - first);
+              });
 }
 
 }  // namespace bnf

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "common/cpu_wait.hpp"
 #include "common/files.hpp"
-#include "common/prefault.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
 #include "transport/plain/plain_connection.hpp"
@@ -58,6 +58,15 @@ constexpr double kRehashMsPerGiB = 120;
 //
 // With QEMU's writes tracked, what is left to hash at the stop is what the
 // table made ahead has not reached (and the few pages written since).
+//
+// QEMU applies a new downtime limit only at its next bandwidth update, every
+// 100 ms (BUFFER_DELAY in QEMU's migration.c). A limit set less than that
+// (plus a poll) before the first pass ends can come after it: QEMU then
+// resends what the guest dirtied in a live second pass (measured with a 40 ms
+// tail: 11 MB and 1% more time at 1 GiB, 1% hot, 1 Gbit/s). Where the guest
+// wrote little since the trip began, that costs nothing and the tail stays small.
+constexpr double kQemuLimitDelayMs = 100 + 2 * kPollMs;
+
 double tail_ms(const DirectDepartureSetup& s, uint64_t bytes_to_rehash, bool cpu_bound) {
   const double rehash_ms = kRehashMsPerGiB * static_cast<double>(bytes_to_rehash) / (1ULL << 30);
   return cpu_bound ? std::max(rehash_ms, 0.8 * s.downtime_limit_ms) : rehash_ms;
@@ -100,16 +109,27 @@ bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
   return bytes_per_ms > 0 && static_cast<double>(main_left) < std::max<double>(2 * kPollMs, tail_ms) * bytes_per_ms;
 }
 
+// Whether a live second pass would resend enough to matter (what the guest
+// wrote since the trip began, at the pass's rate, over two polls). Without a
+// tracker, the tail stays the re-hash's (at 1 GiB and above it exceeds
+// kQemuLimitDelayMs anyway).
+bool guest_writes_much(LiveDigestTable& live, const json& ram) {
+  if (!live.tracking()) return false;
+  const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
+  Result<uint64_t> written = live.pages_written();
+  return !written.is_ok() || static_cast<double>(*written * kPage) > 2 * kPollMs * bytes_per_ms;
+}
+
 // Watches QEMU's migration until it stops the VM for its final pass: the
 // operator's downtime limit from its second pass, progress reports, and a
 // stream that stops moving (a cut link: QEMU itself would wait for minutes).
-Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, const LiveDigestTable& live,
-                        DirectDeparture& d) {
+Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDigestTable& live, DirectDeparture& d) {
   auto last_move = Clock::now();
   auto last_report = Clock::now() - std::chrono::seconds(1);
   const auto t0 = Clock::now();
   uint64_t last_sent = UINT64_MAX;
   bool limit_set = false;
+  std::optional<double> min_tail;  // decided once, near the first pass's end (kQemuLimitDelayMs)
   CpuBoundGauge gauge(s.qemu_pid);
   while (true) {
     auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
@@ -128,7 +148,9 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, const Liv
     const uint64_t sent = ram.value("transferred", 0ULL);
     const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
     const uint64_t to_rehash = s.switchover_check ? live.pages_not_reached() * kPage : s.ram.size();
-    const double tail = tail_ms(s, to_rehash, cpu_bound);
+    if (!min_tail && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
+      min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;
+    const double tail = std::max(min_tail.value_or(0), tail_ms(s, to_rehash, cpu_bound));
     if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail))) {
       d.tail_ms = tail;
       d.held_back_by = cpu_bound ? "cpu" : "link";
@@ -280,14 +302,12 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
                                       DirectDepartureSetup s) {
   DirectDeparture d;
   // Where the first pass leaves CPU idle (a slow link), the check's table is
-  // hashed ahead if QEMU's writes are tracked, or else the re-hash's page
+  // hashed ahead if QEMU's writes can be tracked, or else the re-hash's page
   // faults are taken now, not in the downtime (~35 ms per GiB here).
-  LiveDigestTable live(h, s.ram, s.switchover_check ? std::move(s.write_tracker) : nullptr, {.when_idle = true});
-  Prefault prefault(s.switchover_check && !live.hashes_ahead() ? s.ram : std::span<const std::byte>(),
-                    {.when_idle = true});
+  auto no_tracker = [] { return Result<std::unique_ptr<WriteTracker>>(Status(Errc::cancelled, "off")); };
+  LiveDigestTable live(h, s.switchover_check ? s.ram : std::span<const std::byte>(),
+                       s.start_write_tracker ? std::move(s.start_write_tracker) : no_tracker, {.when_idle = true});
   auto stop = await_stop(qmp, s, live, d);
-  prefault.stop();
-  d.prefaulted_bytes = prefault.done();
   if (!stop.is_ok())
     return peer_reason(c, stop.status(), true);  // QEMU's failure: the destination's reason if it gave one
   d.stop_event = std::move(*stop);
@@ -296,7 +316,6 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     const auto t = Clock::now();
     d.table = live.finish(2);
     d.rehash_s = since(t);
-    d.rehash_counts = live.counts();
     const auto t_settle = Clock::now();
     BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, d.table, s.ram));
     d.settle_s = since(t_settle);
@@ -307,6 +326,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
                                 unused));
     BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", ""}}));
   }
+  d.rehash_counts = live.counts();
+  d.prefaulted_bytes = live.counts().faulted_in * kPage;
   BNF_TRY(collect_done(c, d));
   auto roots_differ = [&] { return d.done.value("root", std::string()) != digest_hex(d.table.root(h)); };
   if (s.switchover_check && roots_differ())

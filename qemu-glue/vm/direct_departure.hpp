@@ -10,7 +10,6 @@
 #include <span>
 #include <string>
 
-#include "bitmap/write_tracker.hpp"
 #include "common/unique_fd.hpp"
 #include "common/uri.hpp"
 #include "digest/live_digest_table.hpp"
@@ -30,9 +29,10 @@ struct DirectDepartureSetup {
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
-  // QEMU's writes to `ram` since before the trip: the check's table is then
-  // hashed ahead and only what changed is hashed in the downtime (null: all).
-  std::unique_ptr<WriteTracker> write_tracker;
+  // Starts tracking QEMU's writes to `ram`: the check's table is then hashed
+  // ahead and only what changed is hashed in the downtime (null: all is).
+  // Called on another thread, once the first pass leaves CPU idle.
+  StartWriteTracker start_write_tracker;
   std::function<void(const nlohmann::json&)> progress;
 };
 
@@ -44,7 +44,7 @@ struct DirectDeparture {
   nlohmann::json qemu_stats;       // query-migrate at the end
   uint64_t pages_resent = 0;       // pages that differed at the settle
   bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
-  uint64_t prefaulted_bytes = 0;   // of the RAM mapping, faulted in before the stop
+  uint64_t prefaulted_bytes = 0;   // of the RAM mapping, faulted in during the trip before the stop
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM
   LiveDigestCounts rehash_counts;  // ... how many pages ahead of the stop and in it

@@ -230,7 +230,7 @@ struct TripContext {
   const Logger& log;
   Clock::time_point t0;
   bool return_path = false;  // relayed trips: QEMU's return path is on and relayed
-  // The switchover check's write tracker (track_qemu_writes), null if none
+  // Relayed trips: the switchover check's write tracker, null if none
   // (`no_tracker` says why); the trip takes it.
   std::unique_ptr<WriteTracker> tracker;
   std::string no_tracker;
@@ -251,15 +251,23 @@ Result<RamView> view_ram(const TripContext& x) {
   return RamView{std::move(map), bytes};
 }
 
+// Tracks QEMU's writes to the VM's RAM from now on.
+Result<std::unique_ptr<WriteTracker>> start_write_tracker(const std::string& ram_file, int qemu_pid,
+                                                          const VmDefinition& def) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(ram_file, O_RDONLY));
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<UffdWriteTracker> t,
+                       UffdWriteTracker::start(qemu_pid, fd.get(), def.memory_bytes / 4096));
+  return std::unique_ptr<WriteTracker>(std::move(t));
+}
+
 // What the switchover check reports: how it knew which pages to hash again.
-void report_check(MigrationReport& rep, const TripContext& x, bool tracked, uint64_t hashed_at_stop,
-                  const std::string& tracker_error) {
+void report_check(MigrationReport& rep, const TripContext& x, uint64_t hashed_at_stop, bool tracked,
+                  const std::string& why_not) {
   rep.pages_hashed_at_stop = hashed_at_stop;
-  rep.write_tracker = !tracked                ? "none: " + x.no_tracker
-                      : tracker_error.empty() ? "uffd-wp"
-                                              : "uffd-wp failed at the stop: " + tracker_error;
-  if (tracked && !tracker_error.empty())
-    x.log.warn("vm {}: the switchover check hashed all its RAM in the downtime: {}", x.def.name, tracker_error);
+  rep.write_tracker = tracked ? "uffd-wp" : "none: " + why_not;
+  if (!tracked)
+    x.log.info("vm {}: the switchover check hashed {} pages in the downtime: QEMU's writes were not tracked: {}",
+               x.def.name, hashed_at_stop, why_not);
 }
 
 // Relayed trip: QEMU's stream through this daemon's codec and page filter.
@@ -327,7 +335,11 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   rep.phases["page_send_s"] = pages.counts().send_s;
   rep.phases["final_section_s"] = pages.counts().final_section_s;
   rep.phases["rehash_wait_s"] = pages.counts().rehash_wait_s;
-  if (check) report_check(rep, x, tracked, pages.counts().hashed_at_stop, pages.counts().tracker_error);
+  if (check) {
+    const DeparturePageCounts& n = pages.counts();
+    report_check(rep, x, n.hashed_at_stop, tracked && n.tracker_error.empty(),
+                 !tracked ? x.no_tracker : "the write tracker failed at the stop: " + n.tracker_error);
+  }
   rep.pages_total = pages_total;
   fill_counts(rep, pages.counts());
   rep.stream_bytes_in = rw.stats().bytes_in;
@@ -350,7 +362,11 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   // at 1 GiB, 10 Gbit/s).
   BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
   const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
-  const bool tracked = x.tracker != nullptr;
+  // Started by depart_direct's hashing thread once the pass leaves CPU idle.
+  StartWriteTracker start_tracker = [&x]() -> Result<std::unique_ptr<WriteTracker>> {
+    if (!x.opt.track_writes) return Status(Errc::cancelled, "off (--write-tracker off)");
+    return start_write_tracker(x.ram_file, x.qemu_pid, x.def);
+  };
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
                                                          {.destination = to.to_string(),
@@ -359,7 +375,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                                           .ram = ram.bytes,
                                                           .qemu_pid = x.qemu_pid,
                                                           .switchover_check = check,
-                                                          .write_tracker = std::move(x.tracker),
+                                                          .start_write_tracker = std::move(start_tracker),
                                                           .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
@@ -375,7 +391,10 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.first_pass_held_back_by = dd.held_back_by;
   rep.qemu_cpu_wait = dd.qemu_cpu_wait;
   rep.phases["rehash_s"] = dd.rehash_s;
-  if (check) report_check(rep, x, tracked, dd.rehash_counts.hashed_at_stop, dd.rehash_counts.tracker_error);
+  if (check) {
+    const LiveDigestCounts& n = dd.rehash_counts;
+    report_check(rep, x, n.hashed_at_stop, n.tracked, n.not_tracked_because);
+  }
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
   rep.pages_total = x.def.memory_bytes / 4096;
@@ -396,21 +415,6 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   d.done = std::move(dd.done);
   d.stop_event = std::move(dd.stop_event);
   return d;
-}
-
-// QEMU's writes to the VM's RAM from now on (null, and why not in
-// `why_not`, where they cannot be tracked).
-std::unique_ptr<WriteTracker> track_qemu_writes(const std::string& ram_file, int qemu_pid, const VmDefinition& def,
-                                                const Logger& log, std::string& why_not) {
-  Result<UniqueFd> fd = open_file(ram_file, O_RDONLY);
-  Result<std::unique_ptr<UffdWriteTracker>> t =
-      fd.is_ok() ? UffdWriteTracker::start(qemu_pid, fd->get(), def.memory_bytes / 4096)
-                 : Result<std::unique_ptr<UffdWriteTracker>>(fd.status());
-  if (t.is_ok()) return std::move(*t);
-  why_not = t.status().message();
-  log.info("vm {}: the switchover check hashes all its RAM in the downtime: QEMU's writes cannot be tracked: {}",
-           def.name, why_not);
-  return nullptr;
 }
 
 }  // namespace
@@ -490,13 +494,20 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // hash again at the stop (UffdWriteTracker). A relayed trip starts tracking
   // before `migrate`: every version QEMU then sends of a page nothing wrote
   // since is the page's bytes at the stop. A direct trip hashes the RAM itself
-  // once tracking runs, so it starts after `migrate`, off QEMU's way.
+  // and starts tracking when it can (direct_trip).
   const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
   std::unique_ptr<WriteTracker> tracker;
   std::string no_tracker = "off (--write-tracker off)";
+  double tracker_start_s = 0;
   auto track_writes = [&] {
-    if (check && opt.track_writes)
-      tracker = track_qemu_writes(vm->ram_file, vm->proc->pid(), vm->def, log_, no_tracker);
+    if (!check || !opt.track_writes) return;
+    const auto t_track = Clock::now();
+    Result<std::unique_ptr<WriteTracker>> t = start_write_tracker(vm->ram_file, vm->proc->pid(), vm->def);
+    tracker_start_s = since(t_track);
+    if (t.is_ok())
+      tracker = std::move(*t);
+    else
+      no_tracker = t.status().message();
   };
   auto start_relay = [&]() -> Status {
     track_writes();
@@ -511,7 +522,6 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   if (!offer_direct) early = std::async(std::launch::async, handshake);  // beside the tracker's start and `migrate`
   Status started = offer_direct ? start_direct() : start_relay();
   const double migrate_issued_s = since(t0);
-  if (offer_direct && started.is_ok()) track_writes();
   if (!started.is_ok()) return fail_here(started);  // `early` is waited for as it goes
   Result<Handshake> shaken = early.get();
   if (!shaken.is_ok()) return fail_here(shaken.status());
@@ -519,6 +529,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   Agreement& agreed = shaken->g;
   agreed.rep.phases["handshake_s"] = since(t0);
   agreed.rep.phases["migrate_issued_s"] = migrate_issued_s;
+  if (tracker_start_s > 0) agreed.rep.phases["write_tracker_start_s"] = tracker_start_s;
   if (offer_direct && !agreed.direct)
     return fail_here(Status(Errc::protocol, "the destination did not take QEMU's direct stream"));
   TripContext x{qmp,

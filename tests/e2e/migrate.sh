@@ -66,8 +66,11 @@ check "... direct: A's QEMU streamed to B's daemon itself" test "$(field "$out" 
 # the check must have used the tracker; elsewhere it must say why not.
 tracking=$("$BNF" doctor --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["QEMU write tracking"]["ok"])')
 expected_tracker() { if [ "$tracking" = True ]; then test "$1" = uffd-wp; else case "$1" in "none: "?*) ;; *) false ;; esac; fi; }
-check "... the switchover check tracked QEMU's writes where this host can (doctor: $tracking)" \
-  expected_tracker "$(field "$out" write_tracker)"
+# A direct trip starts tracking only once its pass leaves CPU idle (this small
+# guest's pass may be over before): it either tracked or says it had no time.
+first_tracker=$(field "$out" write_tracker)
+check "... the switchover check tracked QEMU's writes where this host can, or had no idle CPU to (doctor: $tracking)" \
+  eval 'expected_tracker "$first_tracker" || test "$first_tracker" = "none: the first pass left no idle CPU to hash ahead"'
 after_trip A B
 check "A shows the VM away" test "$(state_on A)" = away
 

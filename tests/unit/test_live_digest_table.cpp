@@ -1,8 +1,10 @@
 // LiveDigestTable with a tracker that reports what this test wrote: the table
 // it finishes is the memory's table at the finish, whatever was hashed ahead.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "digest/live_digest_table.hpp"
@@ -28,8 +30,25 @@ class ListedWrites final : public WriteTracker {
   bool fail_;
 };
 
+// Starts a ListedWrites over `written` (or fails to, if told to).
+StartWriteTracker listed(PageBitmap& written, bool fail_at_stop = false) {
+  return [&written, fail_at_stop]() -> Result<std::unique_ptr<WriteTracker>> {
+    return std::unique_ptr<WriteTracker>(std::make_unique<ListedWrites>(written, fail_at_stop));
+  };
+}
+
+// A page-aligned mapping, as a VM's RAM is (madvise needs that).
 struct Memory {
-  std::vector<std::byte> bytes = test::random_image(kPages, 7, 5);
+  Memory() {
+    void* p = ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bytes = std::span(static_cast<std::byte*>(p), kPages * kPage);
+    const std::vector<std::byte> image = test::random_image(kPages, 7, 5);
+    std::memcpy(bytes.data(), image.data(), image.size());
+  }
+  ~Memory() { ::munmap(bytes.data(), bytes.size()); }
+  Memory(const Memory&) = delete;
+  Memory& operator=(const Memory&) = delete;
+  std::span<std::byte> bytes;
   PageBitmap written{kPages};
   void write(uint64_t p, uint64_t seed) {
     test::fill_page(bytes.data() + p * kPage, seed);
@@ -45,7 +64,7 @@ void wait_reached(const LiveDigestTable& t) {
 TEST(LiveDigestTable, HashesOnlyWhatChangedSinceItsHashesAtTheFinish) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(), std::make_unique<ListedWrites>(m.written), {.when_idle = false, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), listed(m.written), {.when_idle = false, .step_pages = 256});
   wait_reached(live);
   for (uint64_t p : {0, 5, 4095}) m.write(p, p + 100);
   const DigestTable t = live.finish(2);
@@ -54,11 +73,39 @@ TEST(LiveDigestTable, HashesOnlyWhatChangedSinceItsHashesAtTheFinish) {
   EXPECT_EQ(live.counts().hashed_at_stop, 3U);
 }
 
+TEST(LiveDigestTable, CountsThePagesWrittenSinceTrackingStarted) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  LiveDigestTable live(h, m.span(), listed(m.written), {.when_idle = false});
+  wait_reached(live);  // tracking started with the first step
+  m.write(1, 1);
+  m.write(2, 2);
+  ASSERT_TRUE(live.pages_written().is_ok());
+  EXPECT_EQ(*live.pages_written(), 2U);
+  LiveDigestTable untracked(h, m.span(), nullptr);
+  EXPECT_FALSE(untracked.pages_written().is_ok());
+}
+
+TEST(LiveDigestTable, ATrackerThatCannotStartLeavesTheStepsToFaultTheMappingIn) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  LiveDigestTable live(h, m.span(),
+                       [] { return Result<std::unique_ptr<WriteTracker>>(Status(Errc::denied, "not allowed")); },
+                       {.when_idle = false, .step_pages = 256});
+  while (live.counts().faulted_in < kPages) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(live.tracking());
+  m.write(7, 7);
+  const DigestTable t = live.finish(2);
+  EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
+  EXPECT_EQ(live.counts().hashed_at_stop, kPages);
+  EXPECT_EQ(live.counts().not_tracked_because, "not allowed");
+}
+
 TEST(LiveDigestTable, WithoutATrackerEveryPageIsHashedAtTheFinish) {
   const PageDigester h(random_digest_key());
   Memory m;
   LiveDigestTable live(h, m.span(), nullptr);
-  EXPECT_FALSE(live.hashes_ahead());
+  EXPECT_FALSE(live.tracking());
   m.write(9, 1);
   const DigestTable t = live.finish(2);
   EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
@@ -76,7 +123,7 @@ TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
       while (busy) {
       }
     });
-  LiveDigestTable live(h, m.span(), std::make_unique<ListedWrites>(m.written), {.when_idle = true, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), listed(m.written), {.when_idle = true, .step_pages = 256});
   m.write(4000, 3);
   const DigestTable t = live.finish(2);
   busy = false;
@@ -88,14 +135,14 @@ TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
 TEST(LiveDigestTable, ATrackerThatFailsAtTheFinishMeansEveryPageIsHashedAgain) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(), std::make_unique<ListedWrites>(m.written, true),
-                       {.when_idle = false, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), listed(m.written, true), {.when_idle = false, .step_pages = 256});
   wait_reached(live);
   m.write(1, 1);
   const DigestTable t = live.finish(2);
   EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
   EXPECT_EQ(live.counts().hashed_at_stop, kPages);
-  EXPECT_EQ(live.counts().tracker_error, "scan failed");
+  EXPECT_FALSE(live.counts().tracked);
+  EXPECT_EQ(live.counts().not_tracked_because, "the write tracker failed at the stop: scan failed");
 }
 
 }  // namespace
