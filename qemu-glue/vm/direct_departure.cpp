@@ -120,6 +120,24 @@ bool guest_writes_much(LiveDigestTable& live, const json& ram) {
   return !written.is_ok() || static_cast<double>(*written * kPage) > 2 * kPollMs * bytes_per_ms;
 }
 
+// A tracked, link-bound trip knows how much the guest dirtied during the pass,
+// so it can give QEMU a limit that stops it as the pass ends: QEMU stops once
+// what it has left (unsent plus dirtied) fits in limit x its bandwidth,
+// checked at every step, so with a limit of the dirtied pages' link time plus
+// `tail` it stops with about `tail` unsent, not wherever its next 100 ms
+// update falls after the operator's limit went on (up to 100 ms more to send
+// in the downtime). Set kQemuLimitDelayMs early, so that an update applies it
+// in time. Not where that limit would reach the operator's.
+std::optional<int> stop_limit_ms(LiveDigestTable& live, const json& ram, double tail, int operator_limit_ms) {
+  const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
+  if (!live.tracking() || bytes_per_ms <= 0) return std::nullopt;
+  Result<uint64_t> written = live.pages_written();
+  if (!written.is_ok()) return std::nullopt;
+  const double limit = static_cast<double>(*written * kPage) / bytes_per_ms + tail;
+  if (limit >= operator_limit_ms) return std::nullopt;
+  return static_cast<int>(limit) + 1;
+}
+
 // Watches QEMU's migration until it stops the VM for its final pass: the
 // operator's downtime limit from its second pass, progress reports, and a
 // stream that stops moving (a cut link: QEMU itself would wait for minutes).
@@ -129,7 +147,8 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
   const auto t0 = Clock::now();
   uint64_t last_sent = UINT64_MAX;
   bool limit_set = false;
-  std::optional<double> min_tail;  // decided once, near the first pass's end (kQemuLimitDelayMs)
+  std::optional<double> min_tail;                  // decided once, near the first pass's end (kQemuLimitDelayMs)
+  std::optional<Clock::time_point> stop_limit_by;  // a stop limit is on: QEMU should have stopped by then
   CpuBoundGauge gauge(s.qemu_pid);
   while (true) {
     auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
@@ -150,11 +169,35 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
     const uint64_t to_rehash = s.switchover_check ? live.pages_not_reached() * kPage : s.ram.size();
     if (!min_tail && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
       min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;
-    const double tail = std::max(min_tail.value_or(0), tail_ms(s, to_rehash, cpu_bound));
-    if (!limit_set && (ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail))) {
-      d.tail_ms = tail;
-      d.held_back_by = cpu_bound ? "cpu" : "link";
-      d.qemu_cpu_wait = gauge.wait_share().value_or(-1);
+    const double own_tail = tail_ms(s, to_rehash, cpu_bound);
+    if (!limit_set && !stop_limit_by && !cpu_bound &&
+        first_pass_ending(ram, s.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs)) {
+      const double tail = std::max<double>(2 * kPollMs, own_tail);
+      if (std::optional<int> limit = stop_limit_ms(live, ram, tail, s.downtime_limit_ms)) {
+        BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", *limit}}).status());
+        stop_limit_by =
+            Clock::now() + std::chrono::milliseconds(static_cast<int>(2 * (tail + kQemuLimitDelayMs)) + 100);
+        d.tail_ms = tail;
+        d.held_back_by = "link";
+        d.qemu_cpu_wait = gauge.wait_share().value_or(-1);
+        d.stop_limit_ms = *limit;
+      }
+    }
+    if (!min_tail && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
+      min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;
+    const double tail = std::max(min_tail.value_or(0), own_tail);
+    // With a stop limit on, the operator's limit only if QEMU did not stop by
+    // itself in time (the guest dirtied more than it had): the pass syncs its
+    // dirty bitmap on its way to that stop, so its sync count says nothing.
+    const bool operator_limit_due =
+        stop_limit_by ? Clock::now() > *stop_limit_by
+                      : ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail);
+    if (!limit_set && operator_limit_due) {
+      if (!stop_limit_by) {
+        d.tail_ms = tail;
+        d.held_back_by = cpu_bound ? "cpu" : "link";
+        d.qemu_cpu_wait = gauge.wait_share().value_or(-1);
+      }
       BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
       limit_set = true;
     }

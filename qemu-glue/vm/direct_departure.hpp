@@ -51,6 +51,7 @@ struct DirectDeparture {
   double settle_s = 0;             // VM_LANDED -> VM_END sent
   double tail_ms = 0;              // what QEMU was left to send once stopped, in first-pass time
   std::string held_back_by;        // why that tail: "cpu" (QEMU waited for CPUs) or "link"
+  int stop_limit_ms = 0;           // the downtime limit that stopped QEMU as its pass ended (0: none)
   double qemu_cpu_wait = -1;       // share of the pass QEMU's migration thread waited for a CPU (-1: unknown)
 };
 

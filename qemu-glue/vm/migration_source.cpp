@@ -383,7 +383,12 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   const size_t warm_bytes = x.warm ? x.warm->faulted_in() : 0;
   x.log.info("vm {}: RAM ({} MiB) faulted in before the stop: {} MiB while it ran here, {} MiB during the trip",
              x.def.name, x.def.memory_bytes >> 20, warm_bytes >> 20, dd.prefaulted_bytes >> 20);
-  if (!dd.held_back_by.empty())
+  if (dd.stop_limit_ms > 0)
+    x.log.info(
+        "vm {}: QEMU's first pass was held back by the link; a downtime limit of {} ms (what the guest "
+        "dirtied, at the link's rate, plus {:.0f} ms) stopped it as the pass ended",
+        x.def.name, dd.stop_limit_ms, dd.tail_ms);
+  else if (!dd.held_back_by.empty())
     x.log.info(
         "vm {}: QEMU's first pass was held back by the {} (its migration thread waited for a CPU {:.0f}% "
         "of the time): it stopped with {:.0f} ms of it left",
