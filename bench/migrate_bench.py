@@ -30,7 +30,7 @@ def parse_args():
     ap.add_argument("--only", default="", help="run scenarios whose id contains this text")
     ap.add_argument("--bnf", default=os.path.join(guest.BUILD, "bnf"), help="the bnf binary")
     ap.add_argument("--strategies", default="", help="comma-separated subset (qemu-floor,native,native-default,bnf,"
-                    "bnf-check-off, bnf-relay, bnf-untracked: run only when named); with --keep, the other strategies' runs in --out are kept")
+                    "bnf-check-off, bnf-relay, bnf-untracked, bnf-tracked: run only when named); with --keep, the other strategies' runs in --out are kept")
     ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies and scenarios not run now")
     ap.add_argument("--report", metavar="DIR", help="only rebuild the report from DIR/runs.json")
     return ap.parse_args()
@@ -94,6 +94,8 @@ def main():
             strategies.append(Bnf(a.bnf, relay=True))
         if "bnf-untracked" in chosen:  # only when asked for: the switchover check without QEMU's writes tracked
             strategies.append(Bnf(a.bnf, write_tracker="off"))
+        if "bnf-tracked" in chosen:  # only when asked for: relayed (back) trips track QEMU's writes too
+            strategies.append(Bnf(a.bnf, write_tracker="on"))
         if chosen:
             strategies = [s for s in strategies if s.name in chosen]
         for rep in range(a.repeat):

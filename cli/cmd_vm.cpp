@@ -136,10 +136,10 @@ void add_vm_commands(CLI::App& app, int& rc) {
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   mig->add_option("--write-tracker", ma->write_tracker,
-                  "how the switchover check learns what QEMU wrote while it hashed ahead: auto (userfaultfd "
+                  "let the switchover check re-hash only the pages QEMU wrote during the trip (userfaultfd "
                   "write-protect on QEMU's RAM mapping, set up through ptrace, where the kernel and permissions "
-                  "allow), off (hash all RAM in the downtime)")
-      ->check(CLI::IsMember({"auto", "off"}))
+                  "allow): auto (full trips over TCP), on (relayed trips too), off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   mig->add_flag("--relay", ma->relay,
                 "full trips too go through this daemon (by default QEMU streams a full trip to the destination "

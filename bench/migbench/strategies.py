@@ -206,8 +206,9 @@ class Bnf(Strategy):
         self.bnf = bnf_path
         self.switchover_check = switchover_check
         self.relay = relay  # full trips through the source daemon too (bnf migrate --relay)
-        self.write_tracker = write_tracker  # "off": the check hashes all RAM in the downtime
+        self.write_tracker = write_tracker  # "off": the check hashes all RAM in the downtime; "on": relayed trips too
         self.name = ("bnf-relay" if relay else "bnf-untracked" if write_tracker == "off"
+                     else "bnf-tracked" if write_tracker == "on"
                      else "bnf" if switchover_check == "auto" else f"bnf-check-{switchover_check}")
 
     def run(self, sc, link, work):

@@ -11,7 +11,10 @@ MigrateOptions migrate_options(const json& req) {
   const std::string check = req.value("switchover_check", std::string("auto"));
   if (check != "auto") o.switchover_check = check == "on";
   o.direct = !req.value("relay", false);
-  o.track_writes = req.value("write_tracker", std::string("auto")) != "off";
+  const std::string track = req.value("write_tracker", std::string("auto"));
+  o.track_writes = track == "on"    ? MigrateOptions::TrackWrites::on
+                   : track == "off" ? MigrateOptions::TrackWrites::off
+                                    : MigrateOptions::TrackWrites::automatic;
   return o;
 }
 }  // namespace

@@ -364,7 +364,8 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
   // Started by depart_direct's hashing thread once the pass leaves CPU idle.
   StartWriteTracker start_tracker = [&x]() -> Result<std::unique_ptr<WriteTracker>> {
-    if (!x.opt.track_writes) return Status(Errc::cancelled, "off (--write-tracker off)");
+    if (x.opt.track_writes == MigrateOptions::TrackWrites::off)
+      return Status(Errc::cancelled, "off (--write-tracker off)");
     return start_write_tracker(x.ram_file, x.qemu_pid, x.def);
   };
   const auto t_stream = Clock::now();
@@ -496,16 +497,19 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // connection's socket beside QEMU's (return_path.hpp).
   const bool return_path = transport_.name() == "uring-tcp";
   // The switchover check learns from QEMU's writes which pages it need not
-  // hash again at the stop (UffdWriteTracker). A relayed trip starts tracking
-  // before `migrate`: every version QEMU then sends of a page nothing wrote
-  // since is the page's bytes at the stop. A direct trip hashes the RAM itself
-  // and starts tracking when it can (direct_trip).
+  // hash again at the stop (UffdWriteTracker). A relayed trip (with
+  // --write-tracker on) starts tracking before `migrate`: every version QEMU
+  // then sends of a page nothing wrote since is the page's bytes at the stop.
+  // A direct trip hashes the RAM itself and starts tracking when it can
+  // (direct_trip).
   const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
   std::unique_ptr<WriteTracker> tracker;
-  std::string no_tracker = "off (--write-tracker off)";
+  std::string no_tracker = opt.track_writes == MigrateOptions::TrackWrites::off
+                               ? "off (--write-tracker off)"
+                               : "not in relayed trips unless asked (--write-tracker on)";
   double tracker_start_s = 0;
   auto track_writes = [&] {
-    if (!check || !opt.track_writes) return;
+    if (!check || opt.track_writes != MigrateOptions::TrackWrites::on) return;
     const auto t_track = Clock::now();
     Result<std::unique_ptr<WriteTracker>> t = start_write_tracker(vm->ram_file, vm->proc->pid(), vm->def);
     tracker_start_s = since(t_track);

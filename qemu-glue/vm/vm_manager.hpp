@@ -52,9 +52,13 @@ struct MigrateOptions {
   // Re-hash the stopped VM's RAM at switchover and resend what QEMU missed
   // (see DeparturePagesOptions::switchover_check). Unset: on for TCG VMs.
   std::optional<bool> switchover_check;
-  // Let the check hash ahead of the stop, tracking QEMU's writes meanwhile
-  // (UffdWriteTracker); false: it hashes all RAM in the downtime.
-  bool track_writes = true;
+  // Let the check learn which pages QEMU wrote during the trip, so that it
+  // re-hashes only those at the stop (UffdWriteTracker). auto: in direct
+  // trips (there it takes the re-hash out of the downtime; in relayed trips
+  // it cost more total time than it saved downtime, measured); on: in
+  // relayed trips too; off: never.
+  enum class TrackWrites { automatic, on, off };
+  TrackWrites track_writes = TrackWrites::automatic;
 };
 
 class VmManager {
