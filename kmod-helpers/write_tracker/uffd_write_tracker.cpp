@@ -81,6 +81,7 @@ Status scan(int pagemap, uint64_t from, uint64_t to, uint64_t inverted, uint64_t
     a.category_mask = mask;
     a.return_mask = mask;
     const long n = ::ioctl(pagemap, PAGEMAP_SCAN, &a);
+    if (n < 0 && errno == ENOTTY) return {Errc::not_found, "this kernel has no PAGEMAP_SCAN (Linux 6.7 or later)"};
     if (n < 0) return errno_status("scan QEMU's page tables (PAGEMAP_SCAN)", errno);
     for (long i = 0; i < n; ++i) fn(regions[i].start, regions[i].end);
     if (a.walk_end <= from) return {Errc::internal, "PAGEMAP_SCAN made no progress"};
