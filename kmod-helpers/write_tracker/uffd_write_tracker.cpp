@@ -91,11 +91,11 @@ Status scan(int pagemap, uint64_t from, uint64_t to, uint64_t inverted, uint64_t
 }
 
 // The parts of `mappings` the process has in its page tables, as a few long
-// runs: gaps under 2 MiB are bridged, at most kMaxRuns (the longest) kept. Only those are tracked: registering a range
-// turns off the kernel's fault-around there, so the pass of a QEMU whose
-// page tables are still empty (a VM that just arrived) would take one fault
-// per page instead of per 16 (measured 230 against 60 ms per GiB read).
-// Pages outside them count as changed.
+// runs: gaps under 2 MiB are bridged, at most kMaxRuns (the longest) kept.
+// Only those are tracked: registering a range turns off the kernel's
+// fault-around there, so the pass of a QEMU whose page tables are still empty
+// (a VM that just arrived) would take one fault per page instead of per 16
+// (measured 230 against 60 ms per GiB read). Pages outside count as changed.
 Result<std::vector<UffdWriteTracker::Range>> mapped_runs(int pagemap,
                                                          const std::vector<UffdWriteTracker::Range>& mappings) {
   std::vector<UffdWriteTracker::Range> runs;

@@ -100,13 +100,16 @@ class CpuBoundGauge {
   Clock::time_point last_ = Clock::now();
 };
 
+// The pass's rate as QEMU last measured it (query-migrate's ram.mbps).
+double bytes_per_ms(const json& ram) { return ram.value("mbps", 0.0) * 1e6 / 8 / 1000; }
+
 bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
-  const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
+  const double rate = bytes_per_ms(ram);
   const uint64_t total = ram.value("total", uint64_t{0});
   const uint64_t small_blocks = total - std::min(total, main_bytes);
   const uint64_t remaining = ram.value("remaining", uint64_t{0});
   const uint64_t main_left = remaining - std::min(remaining, small_blocks);
-  return bytes_per_ms > 0 && static_cast<double>(main_left) < std::max<double>(2 * kPollMs, tail_ms) * bytes_per_ms;
+  return rate > 0 && static_cast<double>(main_left) < std::max<double>(2 * kPollMs, tail_ms) * rate;
 }
 
 // Whether a live second pass would resend enough to matter (what the guest
@@ -115,9 +118,8 @@ bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
 // kQemuLimitDelayMs anyway).
 bool guest_writes_much(LiveDigestTable& live, const json& ram) {
   if (!live.tracking()) return false;
-  const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
   Result<uint64_t> written = live.pages_written();
-  return !written.is_ok() || static_cast<double>(*written * kPage) > 2 * kPollMs * bytes_per_ms;
+  return !written.is_ok() || static_cast<double>(*written * kPage) > 2 * kPollMs * bytes_per_ms(ram);
 }
 
 // A tracked, link-bound trip knows how much the guest dirtied during the pass,
@@ -129,11 +131,11 @@ bool guest_writes_much(LiveDigestTable& live, const json& ram) {
 // in the downtime). Set kQemuLimitDelayMs early, so that an update applies it
 // in time. Not where that limit would reach the operator's.
 std::optional<int> stop_limit_ms(LiveDigestTable& live, const json& ram, double tail, int operator_limit_ms) {
-  const double bytes_per_ms = ram.value("mbps", 0.0) * 1e6 / 8 / 1000;
-  if (!live.tracking() || bytes_per_ms <= 0) return std::nullopt;
+  const double rate = bytes_per_ms(ram);
+  if (!live.tracking() || rate <= 0) return std::nullopt;
   Result<uint64_t> written = live.pages_written();
   if (!written.is_ok()) return std::nullopt;
-  const double limit = static_cast<double>(*written * kPage) / bytes_per_ms + tail;
+  const double limit = static_cast<double>(*written * kPage) / rate + tail;
   if (limit >= operator_limit_ms) return std::nullopt;
   return static_cast<int>(limit) + 1;
 }
@@ -167,8 +169,6 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
     const uint64_t sent = ram.value("transferred", 0ULL);
     const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
     const uint64_t to_rehash = s.switchover_check ? live.pages_not_reached() * kPage : s.ram.size();
-    if (!min_tail && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
-      min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;
     const double own_tail = tail_ms(s, to_rehash, cpu_bound);
     if (!limit_set && !stop_limit_by && !cpu_bound &&
         first_pass_ending(ram, s.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs)) {
@@ -183,8 +183,8 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
         d.stop_limit_ms = *limit;
       }
     }
-    if (!min_tail && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
-      min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;
+    if (!min_tail && !stop_limit_by && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
+      min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;  // a stop limit needs no tail of its own
     const double tail = std::max(min_tail.value_or(0), own_tail);
     // With a stop limit on, the operator's limit only if QEMU did not stop by
     // itself in time (the guest dirtied more than it had): the pass syncs its
@@ -370,7 +370,6 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", ""}}));
   }
   d.rehash_counts = live.counts();
-  d.prefaulted_bytes = live.counts().faulted_in * kPage;
   BNF_TRY(collect_done(c, d));
   auto roots_differ = [&] { return d.done.value("root", std::string()) != digest_hex(d.table.root(h)); };
   if (s.switchover_check && roots_differ())

@@ -44,10 +44,9 @@ struct DirectDeparture {
   nlohmann::json qemu_stats;       // query-migrate at the end
   uint64_t pages_resent = 0;       // pages that differed at the settle
   bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
-  uint64_t prefaulted_bytes = 0;   // of the RAM mapping, faulted in during the trip before the stop
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM
-  LiveDigestCounts rehash_counts;  // ... how many pages ahead of the stop and in it
+  LiveDigestCounts rehash_counts;  // ... pages hashed ahead of the stop and in it, faulted in before it
   double settle_s = 0;             // VM_LANDED -> VM_END sent
   double tail_ms = 0;              // what QEMU was left to send once stopped, in first-pass time
   std::string held_back_by;        // why that tail: "cpu" (QEMU waited for CPUs) or "link"

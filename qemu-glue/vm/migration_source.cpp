@@ -230,6 +230,7 @@ struct TripContext {
   const Logger& log;
   Clock::time_point t0;
   bool return_path = false;  // relayed trips: QEMU's return path is on and relayed
+  bool check = false;        // the switchover check is on (MigrateOptions::switchover_check; auto: TCG VMs)
   // Relayed trips: the switchover check's write tracker, null if none
   // (`no_tracker` says why); the trip takes it.
   std::unique_ptr<WriteTracker> tracker;
@@ -279,7 +280,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   const PageDigester h(x.g.key);
   const uint64_t pages_total = x.def.memory_bytes / 4096;
   std::optional<RamView> ram_view;  // the switchover check reads the VM's RAM file
-  const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
+  const bool check = x.check;
   if (check) {
     BNF_ASSIGN_OR_RETURN(ram_view, view_ram(x));
   }
@@ -361,7 +362,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   // trip's first pass can be CPU-bound (faulting during it cost ~3% of the time
   // at 1 GiB, 10 Gbit/s).
   BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
-  const bool check = x.opt.switchover_check.value_or(x.def.accel == "tcg");
+  const bool check = x.check;
   // Started by depart_direct's hashing thread once the pass leaves CPU idle.
   StartWriteTracker start_tracker = [&x]() -> Result<std::unique_ptr<WriteTracker>> {
     if (x.opt.track_writes == MigrateOptions::TrackWrites::off)
@@ -383,7 +384,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.phases["stop_seen_s"] = dd.stop_seen_s;
   const size_t warm_bytes = x.warm ? x.warm->faulted_in() : 0;
   x.log.info("vm {}: RAM ({} MiB) faulted in before the stop: {} MiB while it ran here, {} MiB during the trip",
-             x.def.name, x.def.memory_bytes >> 20, warm_bytes >> 20, dd.prefaulted_bytes >> 20);
+             x.def.name, x.def.memory_bytes >> 20, warm_bytes >> 20, (dd.rehash_counts.faulted_in * 4096) >> 20);
   if (dd.stop_limit_ms > 0)
     x.log.info(
         "vm {}: QEMU's first pass was held back by the link; a downtime limit of {} ms (what the guest "
@@ -553,6 +554,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                 log_,
                 t0,
                 return_path && c->socket_fd() >= 0,
+                check,
                 std::move(tracker),
                 no_tracker};
   Result<Departed> trip =
