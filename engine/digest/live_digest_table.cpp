@@ -8,15 +8,11 @@
 
 namespace bnf {
 
-LiveDigestTable::LiveDigestTable(const PageDigester& h, std::span<const std::byte> ram, StartWriteTracker start_tracker,
-                                 LiveDigestOptions opt)
-    : h_(h), ram_(ram), start_tracker_(std::move(start_tracker)), opt_(opt), table_(ram.size() / kPageSize) {
-  if (start_tracker_) {
-    n_.not_tracked_because = "the first pass left no idle CPU to hash ahead";
-    thread_ = std::thread([this] { run(); });
-  } else {
-    n_.not_tracked_because = "off";
-  }
+LiveDigestTable::LiveDigestTable(const PageDigester& h, std::span<const std::byte> ram,
+                                 std::unique_ptr<WriteTracker> tracker, std::string why_not, LiveDigestOptions opt)
+    : h_(h), ram_(ram), tracker_(std::move(tracker)), opt_(opt), table_(ram.size() / kPageSize) {
+  if (!tracker_) n_.not_tracked_because = std::move(why_not);
+  if (pages() > 0) thread_ = std::thread([this] { run(); });
 }
 
 LiveDigestTable::~LiveDigestTable() { stop(); }
@@ -24,20 +20,9 @@ LiveDigestTable::~LiveDigestTable() { stop(); }
 void LiveDigestTable::run() {
   IdleCores idle;
   const uint64_t total = pages();
-  bool started = false;
   for (uint64_t p = 0; p < total;) {
     if (!pause(opt_.when_idle ? std::chrono::milliseconds(100) : std::chrono::milliseconds(0))) return;
     if (opt_.when_idle && idle.sample() < 0.5) continue;
-    if (!started) {
-      started = true;
-      Result<std::unique_ptr<WriteTracker>> t = start_tracker_();
-      if (t.is_ok()) {
-        tracker_ = std::move(*t);
-        tracking_.store(true, std::memory_order_release);
-      } else {
-        n_.not_tracked_because = t.status().message();
-      }
-    }
     const uint64_t end = std::min(total, p + opt_.step_pages);
     step(p, end);
     p = end;
@@ -75,19 +60,48 @@ Result<uint64_t> LiveDigestTable::pages_written() {
   return changed.count();
 }
 
+std::optional<PageBitmap> LiveDigestTable::written_at_stop() {
+  if (!tracking()) return std::nullopt;
+  Result<PageBitmap> changed = tracker_->changed_since_start();
+  if (!changed.is_ok()) {
+    n_.not_tracked_because = "the write tracker failed at the stop: " + changed.status().message();
+    return std::nullopt;
+  }
+  n_.tracked = true;
+  return std::move(*changed);
+}
+
+PageBitmap LiveDigestTable::finish_written(unsigned threads) {
+  stop();
+  PageBitmap now(pages());
+  PageBitmap final_pages(pages());
+  if (std::optional<PageBitmap> written = written_at_stop()) {
+    now = std::move(*written);
+    final_pages = now;
+    final_pages.set_range(0, reached_);
+  } else {
+    now.set_all();
+    final_pages.set_all();
+  }
+  n_.hashed_at_stop = table_.rehash(h_, ram_, now, threads);
+  final_ = final_pages;
+  return final_pages;
+}
+
 DigestTable LiveDigestTable::finish(unsigned threads) {
   stop();
+  if (final_) {
+    PageBitmap rest(pages());
+    rest.set_all();
+    (void)rest.subtract(*final_);  // same size
+    n_.hashed_after = table_.rehash(h_, ram_, rest, threads);
+    return std::move(table_);
+  }
   PageBitmap todo(pages());
   todo.set_all();
-  if (tracking() && reached_ > 0) {
-    Result<PageBitmap> changed = tracker_->changed_since_start();
-    if (changed.is_ok()) {
-      todo = std::move(*changed);
-      todo.set_range(reached_, pages() - reached_);
-      n_.tracked = true;
-    } else {
-      n_.not_tracked_because = "the write tracker failed at the stop: " + changed.status().message();
-    }
+  if (std::optional<PageBitmap> written = written_at_stop()) {
+    todo = std::move(*written);
+    todo.set_range(reached_, pages() - reached_);
   }
   n_.hashed_at_stop = table_.rehash(h_, ram_, todo, threads);
   return std::move(table_);

@@ -3,18 +3,21 @@
 // the pages the write tracker names (and those not reached) are hashed again.
 // This is the switchover check's table; hashed whole at the stop, it costs the
 // stopped VM's downtime ~70-200 ms per GiB here (memory bandwidth).
-// The tracker is started by the thread's first step, so a trip that never
-// leaves idle CPU (a CPU-bound pass) pays nothing for it; where it cannot
-// start, the steps only fault the mapping in (as Prefault would) and finish()
-// hashes every page.
+//
+// The tracker was started before QEMU's pass began, so a page it does not
+// name kept its bytes through the whole pass: QEMU read them as they are at
+// the stop. The check can therefore compare the written and hashed-ahead
+// pages in the downtime (finish_written) and hash the rest once the VM runs
+// on (finish). Without a tracker, the steps only fault the mapping in (as
+// Prefault would) and every page is hashed at the stop.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -34,30 +37,37 @@ struct LiveDigestOptions {
 struct LiveDigestCounts {
   uint64_t hashed_ahead = 0;  // pages hashed while the VM ran
   uint64_t hashed_at_stop = 0;
-  uint64_t faulted_in = 0;  // pages of the mapping faulted in before the stop
-  bool tracked = false;     // the pages hashed ahead were used at the stop
+  uint64_t hashed_after = 0;  // by finish() after finish_written(): neither written nor reached
+  uint64_t faulted_in = 0;    // pages of the mapping faulted in before the stop
+  bool tracked = false;       // the tracker's pages were used at the stop
   std::string not_tracked_because;
 };
 
-using StartWriteTracker = std::function<Result<std::unique_ptr<WriteTracker>>()>;
-
 class LiveDigestTable {
  public:
-  // `start_tracker` starts tracking the writes to `ram` (null: no hashing ahead).
-  LiveDigestTable(const PageDigester& h, std::span<const std::byte> ram, StartWriteTracker start_tracker,
-                  LiveDigestOptions opt = {});
+  // `tracker` names the pages written to `ram` since before QEMU's pass
+  // began; null if there is none (`why_not` says why).
+  LiveDigestTable(const PageDigester& h, std::span<const std::byte> ram, std::unique_ptr<WriteTracker> tracker,
+                  std::string why_not, LiveDigestOptions opt = {});
   ~LiveDigestTable();
   LiveDigestTable(const LiveDigestTable&) = delete;
   LiveDigestTable& operator=(const LiveDigestTable&) = delete;
 
   // Pages a stop now would leave to hash (not reached yet).
   [[nodiscard]] uint64_t pages_not_reached() const { return pages() - reached_; }
-  // Whether writes are tracked (the first step started the tracker).
-  [[nodiscard]] bool tracking() const { return tracking_.load(std::memory_order_acquire); }
+  [[nodiscard]] bool tracking() const { return tracker_ != nullptr; }
   // How many pages were written since tracking started.
   Result<uint64_t> pages_written();
-  // The VM has stopped: the table of its memory now, hashed on `threads` threads.
+  // The VM has stopped: hashes the pages written since tracking began (all
+  // not hashed ahead, without a tracker) on `threads` threads, and returns
+  // the pages whose digests in table() are now the stopped VM's. The others
+  // were neither written nor reached: their bytes are the ones QEMU read.
+  PageBitmap finish_written(unsigned threads);
+  // The table of the stopped VM's memory: hashes what finish_written left
+  // (or, without it, what was written or not reached).
   DigestTable finish(unsigned threads);
+  // The table so far (after finish_written: final where it said so).
+  [[nodiscard]] const DigestTable& table() const { return table_; }
   [[nodiscard]] const LiveDigestCounts& counts() const { return n_; }
 
  private:
@@ -66,16 +76,17 @@ class LiveDigestTable {
   void step(uint64_t from, uint64_t to);
   bool pause(std::chrono::milliseconds d);  // false once stopped
   void stop();
+  // The pages the tracker names (nullopt: untracked, or it failed now).
+  std::optional<PageBitmap> written_at_stop();
 
   static constexpr uint64_t kPageSize = 4096;
   const PageDigester& h_;
   std::span<const std::byte> ram_;
-  StartWriteTracker start_tracker_;
-  std::unique_ptr<WriteTracker> tracker_;  // set by the thread before tracking_
-  std::atomic<bool> tracking_{false};
+  std::unique_ptr<WriteTracker> tracker_;
   LiveDigestOptions opt_;
   DigestTable table_;
   std::atomic<uint64_t> reached_{0};  // pages [0, reached_) hashed ahead
+  std::optional<PageBitmap> final_;   // set by finish_written: digests final there
   LiveDigestCounts n_;
   std::mutex mu_;
   std::condition_variable wake_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <optional>
 #include <thread>
 
@@ -168,7 +169,11 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
     const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
-    const uint64_t to_rehash = s.switchover_check ? live.pages_not_reached() * kPage : s.ram.size();
+    // Tracked, the downtime hashes only what the guest wrote (little, where a
+    // stop limit applies); untracked, what hashing ahead did not reach.
+    const uint64_t to_rehash = !s.switchover_check ? s.ram.size()
+                               : live.tracking()   ? 0
+                                                   : live.pages_not_reached() * kPage;
     const double own_tail = tail_ms(s, to_rehash, cpu_bound);
     if (!limit_set && !stop_limit_by && !cpu_bound &&
         first_pass_ending(ram, s.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs)) {
@@ -228,21 +233,26 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
 }
 
 // Sends the pages of `chunks` whose digests differ from the destination's
-// (`theirs`, the chunks' pages in order): consecutive ones in one frame.
-Result<uint64_t> send_differing(transport::Connection& c, const DigestTable& table, std::span<const std::byte> ram,
-                                const std::vector<uint64_t>& chunks, const std::vector<Digest>& theirs) {
+// (`theirs`, the chunks' pages in order) where ours are final: consecutive
+// ones in one frame.
+Result<uint64_t> send_differing(transport::Connection& c, const DigestTable& table, const PageBitmap* final_pages,
+                                std::span<const std::byte> ram, const std::vector<uint64_t>& chunks,
+                                const std::vector<Digest>& theirs) {
   uint64_t sent = 0;
   size_t k = 0;
   for (uint64_t chunk : chunks) {
     const uint64_t first = chunk * kSettleChunkPages;
     const uint64_t end = std::min(table.size(), first + kSettleChunkPages);
+    auto differs = [&](uint64_t p) {
+      return (final_pages == nullptr || final_pages->test(p)) && !(table[p] == theirs[k + p - first]);
+    };
     for (uint64_t p = first; p < end;) {
-      if (table[p] == theirs[k + p - first]) {
+      if (!differs(p)) {
         ++p;
         continue;
       }
       uint64_t q = p + 1;
-      while (q < end && q - p < kFramePages && !(table[q] == theirs[k + q - first])) ++q;
+      while (q < end && q - p < kFramePages && differs(q)) ++q;
       const PageRun run{p, q - p};
       const transport::ConstBuffer bytes{ram.data() + p * kPage, run.count * kPage};
       BNF_TRY(proto::post_run_frame(c, proto::FrameType::pages, std::span(&run, 1), std::span(&bytes, 1)));
@@ -252,6 +262,16 @@ Result<uint64_t> send_differing(transport::Connection& c, const DigestTable& tab
     k += end - first;
   }
   return sent;
+}
+
+// Whether the settle compares a chunk by its digest (all its pages' digests
+// are final), page by page (some are), or not at all.
+enum class ChunkCompare { by_digest, by_page, no };
+
+ChunkCompare chunk_compare(const PageBitmap* final_pages, uint64_t first, uint64_t end) {
+  if (final_pages == nullptr) return ChunkCompare::by_digest;
+  if (final_pages->find_next_set(first) >= end) return ChunkCompare::no;
+  return final_pages->find_next_clear(first) >= end ? ChunkCompare::by_digest : ChunkCompare::by_page;
 }
 
 // The stream the destination QEMU got (STREAM frames), then VM_DONE.
@@ -311,7 +331,7 @@ Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream) {
 // stop) VM_CHUNKS fetches the page digests, and the pages that differ go
 // again; then VM_END with the root of the stopped VM's table.
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
-                                         std::span<const std::byte> ram) {
+                                         const PageBitmap* final_pages, std::span<const std::byte> ram) {
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
   BNF_ASSIGN_OR_RETURN(uint64_t chunk_pages, proto::field<uint64_t>(j, "chunk_pages"));
@@ -322,11 +342,15 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
   BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(theirs)), f.header.payload_crc));
   std::vector<uint64_t> chunks;
   uint64_t pages_in_chunks = 0;
-  for (uint64_t i = 0; i < mine.size(); ++i)
-    if (!(mine[i] == theirs[i])) {
+  for (uint64_t i = 0; i < mine.size(); ++i) {
+    const uint64_t first = i * kSettleChunkPages;
+    const uint64_t end = std::min(table.size(), first + kSettleChunkPages);
+    const ChunkCompare how = chunk_compare(final_pages, first, end);
+    if (how == ChunkCompare::by_page || (how == ChunkCompare::by_digest && !(mine[i] == theirs[i]))) {
       chunks.push_back(i);
-      pages_in_chunks += std::min(table.size(), (i + 1) * kSettleChunkPages) - i * kSettleChunkPages;
+      pages_in_chunks += end - first;
     }
+  }
   uint64_t sent = 0;
   if (!chunks.empty()) {
     BNF_TRY(proto::send_control(c, proto::FrameType::vm_chunks, {{"chunks", chunks}}));
@@ -335,9 +359,10 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
       return Status(Errc::protocol, "bad frame: VM_CHUNKS answer does not match the chunks asked for");
     std::vector<Digest> pages(pages_in_chunks);
     BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(pages)), a.header.payload_crc));
-    BNF_ASSIGN_OR_RETURN(sent, send_differing(c, table, ram, chunks, pages));
+    BNF_ASSIGN_OR_RETURN(sent, send_differing(c, table, final_pages, ram, chunks, pages));
   }
-  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", digest_hex(table.root(h))}}));
+  const bool whole = final_pages == nullptr || final_pages->count() == table.size();
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", whole ? digest_hex(table.root(h)) : ""}}));
   return sent;
 }
 
@@ -345,23 +370,34 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
                                       DirectDepartureSetup s) {
   DirectDeparture d;
   // Where the first pass leaves CPU idle (a slow link), the check's table is
-  // hashed ahead if QEMU's writes can be tracked, or else the re-hash's page
+  // hashed ahead if QEMU's writes are tracked, or else the re-hash's page
   // faults are taken now, not in the downtime (~35 ms per GiB here).
-  auto no_tracker = [] { return Result<std::unique_ptr<WriteTracker>>(Status(Errc::cancelled, "off")); };
-  LiveDigestTable live(h, s.switchover_check ? s.ram : std::span<const std::byte>(),
-                       s.start_write_tracker ? std::move(s.start_write_tracker) : no_tracker, {.when_idle = true});
+  LiveDigestTable live(h, s.switchover_check ? s.ram : std::span<const std::byte>(), std::move(s.tracker), s.no_tracker,
+                       {.when_idle = true});
   auto stop = await_stop(qmp, s, live, d);
   if (!stop.is_ok())
     return peer_reason(c, stop.status(), true);  // QEMU's failure: the destination's reason if it gave one
   d.stop_event = std::move(*stop);
   d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
+  // What the downtime did not compare (pages never written and not hashed
+  // ahead: their bytes are the ones QEMU sent) is hashed while the VM
+  // resumes there, and compared by the roots after VM_DONE.
+  std::future<DigestTable> rest;
+  bool whole = true;         // the destination checked our whole table before it resumed
   if (s.switchover_check) {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
-    d.table = live.finish(2);
+    const PageBitmap final_pages = live.finish_written(2);
     d.rehash_s = since(t);
+    whole = final_pages.count() == final_pages.size();
     const auto t_settle = Clock::now();
-    BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, d.table, s.ram));
+    BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, live.table(), &final_pages, s.ram));
     d.settle_s = since(t_settle);
+    rest = std::async(std::launch::async, [&live, &d] {
+      const auto t_rest = Clock::now();
+      DigestTable table = live.finish(2);
+      d.rehash_after_s = since(t_rest);
+      return table;
+    });
   } else {  // the destination keeps what landed; our table is made once the VM runs there
     BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
     std::vector<std::byte> unused;
@@ -369,18 +405,20 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
                                 unused));
     BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", ""}}));
   }
-  d.rehash_counts = live.counts();
   BNF_TRY(collect_done(c, d));
-  auto roots_differ = [&] { return d.done.value("root", std::string()) != digest_hex(d.table.root(h)); };
-  if (s.switchover_check && roots_differ())
-    return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   d.qemu_stats = await_completed(qmp);
-  if (!s.switchover_check) {
+  if (s.switchover_check) {
+    d.table = rest.get();
+  } else {
     const auto t = Clock::now();
     d.table = DigestTable::compute(h, s.ram, kPage, 2);
     d.rehash_s = since(t);
-    d.unchecked_differs = roots_differ();
   }
+  d.rehash_counts = live.counts();
+  const bool roots_differ = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
+  if (s.switchover_check && whole && roots_differ)
+    return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
+  d.unchecked_differs = roots_differ;
   return d;
 }
 

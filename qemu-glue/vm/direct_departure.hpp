@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
@@ -29,10 +30,12 @@ struct DirectDepartureSetup {
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
-  // Starts tracking QEMU's writes to `ram`: the check's table is then hashed
-  // ahead and only what changed is hashed in the downtime (null: all is).
-  // Called on another thread, once the first pass leaves CPU idle.
-  StartWriteTracker start_write_tracker;
+  // QEMU's writes to `ram` since before `migrate` (null: untracked, and
+  // `no_tracker` says why): the check's table is then hashed ahead while the
+  // pass leaves CPU idle, the downtime compares only what the guest wrote or
+  // what was hashed ahead, and the rest is compared once the VM runs there.
+  std::unique_ptr<WriteTracker> tracker;
+  std::string no_tracker;
   std::function<void(const nlohmann::json&)> progress;
 };
 
@@ -41,11 +44,14 @@ struct DirectDeparture {
   std::string stream_kept;  // the stream the destination QEMU got (device state)
   nlohmann::json done;      // VM_DONE
   nlohmann::json stop_event;
-  nlohmann::json qemu_stats;       // query-migrate at the end
-  uint64_t pages_resent = 0;       // pages that differed at the settle
-  bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
+  nlohmann::json qemu_stats;  // query-migrate at the end
+  uint64_t pages_resent = 0;  // pages that differed at the settle
+  // The destination's image is not the stopped VM, found once it ran there
+  // (check off, or in pages the check left for after the downtime).
+  bool unchecked_differs = false;
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
-  double rehash_s = 0;             // re-hashing the stopped VM
+  double rehash_s = 0;             // re-hashing the stopped VM in the downtime (check off: after it)
+  double rehash_after_s = 0;       // hashing what the downtime left, while the VM resumed there
   LiveDigestCounts rehash_counts;  // ... pages hashed ahead of the stop and in it, faulted in before it
   double settle_s = 0;             // VM_LANDED -> VM_END sent
   double tail_ms = 0;              // what QEMU was left to send once stopped, in first-pass time
@@ -54,11 +60,13 @@ struct DirectDeparture {
   double qemu_cpu_wait = -1;       // share of the pass QEMU's migration thread waited for a CPU (-1: unknown)
 };
 
-// The source's half of the settle: `table` is the stopped VM's memory, `ram`
-// its bytes. Answers VM_LANDED, sends the pages that differ and VM_END; returns
-// how many pages it sent.
+// The source's half of the settle: `table` is the stopped VM's memory where
+// `final_pages` says (null: everywhere), `ram` its bytes. Answers VM_LANDED,
+// sends the pages that differ and VM_END (with the root if the whole table is
+// final; else empty: the destination keeps what it holds then, and the rest
+// is compared after VM_DONE); returns how many pages it sent.
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
-                                         std::span<const std::byte> ram);
+                                         const PageBitmap* final_pages, std::span<const std::byte> ram);
 
 // Opens QEMU's stream connection to the destination daemon at `to` and names
 // it by `token` (VM_STREAM; the handshake's VM_HELLO names it too), after

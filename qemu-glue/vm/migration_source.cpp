@@ -231,8 +231,8 @@ struct TripContext {
   Clock::time_point t0;
   bool return_path = false;  // relayed trips: QEMU's return path is on and relayed
   bool check = false;        // the switchover check is on (MigrateOptions::switchover_check; auto: TCG VMs)
-  // Relayed trips: the switchover check's write tracker, null if none
-  // (`no_tracker` says why); the trip takes it.
+  // The switchover check's write tracker, started before `migrate`; null if
+  // none (`no_tracker` says why). The trip takes it.
   std::unique_ptr<WriteTracker> tracker;
   std::string no_tracker;
 };
@@ -363,12 +363,6 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   // at 1 GiB, 10 Gbit/s).
   BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
   const bool check = x.check;
-  // Started by depart_direct's hashing thread once the pass leaves CPU idle.
-  StartWriteTracker start_tracker = [&x]() -> Result<std::unique_ptr<WriteTracker>> {
-    if (x.opt.track_writes == MigrateOptions::TrackWrites::off)
-      return Status(Errc::cancelled, "off (--write-tracker off)");
-    return start_write_tracker(x.ram_file, x.qemu_pid, x.def);
-  };
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
                                                          {.destination = to.to_string(),
@@ -377,7 +371,8 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                                           .ram = ram.bytes,
                                                           .qemu_pid = x.qemu_pid,
                                                           .switchover_check = check,
-                                                          .start_write_tracker = std::move(start_tracker),
+                                                          .tracker = std::move(x.tracker),
+                                                          .no_tracker = x.no_tracker,
                                                           .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
@@ -401,6 +396,8 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   if (check) {
     const LiveDigestCounts& n = dd.rehash_counts;
     report_check(rep, x, n.hashed_at_stop, n.tracked, n.not_tracked_because);
+    rep.pages_hashed_after_settle = n.hashed_after;
+    rep.phases["rehash_after_settle_s"] = dd.rehash_after_s;
   }
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
@@ -412,7 +409,12 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.stream_bytes_in = ram_stats.value("transferred", 0ULL);
   rep.source_downtime_ms = dd.qemu_stats.value("downtime", 0.0);
   rep.direct = true;
-  if (dd.unchecked_differs)
+  if (dd.unchecked_differs && check)
+    x.log.error(
+        "vm {}: the destination resumed with an image that is not the stopped VM, in pages the guest did not "
+        "write during the trip (compared after the downtime); its trip back will be full",
+        x.def.name);
+  else if (dd.unchecked_differs)
     x.log.warn(
         "vm {}: the destination resumed with an image that is not the stopped VM (QEMU lost writes; the "
         "switchover check was off); its trip back will be full",
@@ -498,19 +500,20 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // connection's socket beside QEMU's (return_path.hpp).
   const bool return_path = transport_.name() == "uring-tcp";
   // The switchover check learns from QEMU's writes which pages it need not
-  // hash again at the stop (UffdWriteTracker). A relayed trip (with
-  // --write-tracker on) starts tracking before `migrate`: every version QEMU
-  // then sends of a page nothing wrote since is the page's bytes at the stop.
-  // A direct trip hashes the RAM itself and starts tracking when it can
-  // (direct_trip).
+  // hash again at the stop (UffdWriteTracker), tracked from before `migrate`:
+  // every page nothing wrote since kept its bytes through QEMU's whole pass.
+  // Direct trips track by default (their check hashes the RAM itself);
+  // relayed ones only if asked (measured slower, see stream-mode-design).
   const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
+  using TrackWrites = MigrateOptions::TrackWrites;
   std::unique_ptr<WriteTracker> tracker;
-  std::string no_tracker = opt.track_writes == MigrateOptions::TrackWrites::off
+  std::string no_tracker = opt.track_writes == TrackWrites::off
                                ? "off (--write-tracker off)"
                                : "not in relayed trips unless asked (--write-tracker on)";
   double tracker_start_s = 0;
   auto track_writes = [&] {
-    if (!check || opt.track_writes != MigrateOptions::TrackWrites::on) return;
+    if (!check || opt.track_writes == TrackWrites::off || (!offer_direct && opt.track_writes != TrackWrites::on))
+      return;
     const auto t_track = Clock::now();
     Result<std::unique_ptr<WriteTracker>> t = start_write_tracker(vm->ram_file, vm->proc->pid(), vm->def);
     tracker_start_s = since(t_track);
@@ -525,7 +528,10 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     return Status::ok();
   };
   auto start_direct = [&]() -> Status {
-    BNF_TRY(prepare_qemu_migration(qmp, true));
+    auto tracking = std::async(std::launch::async, track_writes);  // beside QMP's preparation
+    Status prepared = prepare_qemu_migration(qmp, true);
+    tracking.get();
+    BNF_TRY(prepared);
     BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
     return start_direct_migration(qmp, s);
   };

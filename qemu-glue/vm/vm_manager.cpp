@@ -177,7 +177,9 @@ json MigrationReport::to_json() const {
             {"rounds", rounds},
             {"direct", direct}});
   if (!write_tracker.empty())
-    j.update({{"pages_hashed_at_stop", pages_hashed_at_stop}, {"write_tracker", write_tracker}});
+    j.update({{"pages_hashed_at_stop", pages_hashed_at_stop},
+              {"pages_hashed_after_settle", pages_hashed_after_settle},
+              {"write_tracker", write_tracker}});
   if (!first_pass_held_back_by.empty())
     j.update({{"first_pass_held_back_by", first_pass_held_back_by}, {"qemu_cpu_wait", qemu_cpu_wait}});
   return j;

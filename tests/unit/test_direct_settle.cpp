@@ -50,14 +50,14 @@ class DirectSettle : public ::testing::Test {
   }
 
   // Runs both halves; the destination's on a thread.
-  void run(Result<Digest>& dest, Result<uint64_t>& src) {
+  void run(Result<Digest>& dest, Result<uint64_t>& src, const PageBitmap* final_pages = nullptr) {
     std::thread d([&] {
       auto c = (**listener_)->accept();
       dest = c.is_ok() ? settle_with_source(**c, *writer_, h_) : Result<Digest>(c.status());
     });
     auto c = transport_->connect(*parse_endpoint("bnf+mem:dest"));
     const DigestTable table = DigestTable::compute(h_, stopped_, 4096, 1);
-    src = c.is_ok() ? settle_with_destination(**c, h_, table, stopped_) : Result<uint64_t>(c.status());
+    src = c.is_ok() ? settle_with_destination(**c, h_, table, final_pages, stopped_) : Result<uint64_t>(c.status());
     if (!src.is_ok() && c.is_ok()) (*c)->shutdown();
     d.join();
   }
@@ -84,6 +84,30 @@ TEST_F(DirectSettle, OnlyThePagesThatDifferTravelAndTheImageIsTheStoppedVm) {
   EXPECT_EQ(*src, 5U);  // pages 5, 300-301, 600 (now zero), 999
   EXPECT_EQ(*dest, DigestTable::compute(h_, stopped_, 4096, 1).root(h_));
   EXPECT_EQ(std::memcmp(writer_->page_addr(0), stopped_.data(), stopped_.size()), 0);
+}
+
+// Where the source's digests are final only for some pages (the guest wrote
+// them, or they were hashed ahead), only those are compared and fixed: by
+// chunk digest where a whole chunk is final, page by page where part of one
+// is; the destination keeps what it holds elsewhere (VM_END without a root).
+TEST_F(DirectSettle, OnlyPagesWithFinalDigestsAreComparedInTheDowntime) {
+  PageBitmap final_pages(kPages);
+  final_pages.set_range(0, kSettleChunkPages);  // chunk 0, whole: page 5 differs there
+  final_pages.set(300);                         // in chunk 1 with 301, which is not final
+  final_pages.set(600);                         // chunk 2; chunk 3 (999) has none
+  Result<Digest> dest = Status(Errc::internal, "not run");
+  Result<uint64_t> src = Status(Errc::internal, "not run");
+  run(dest, src, &final_pages);
+  ASSERT_TRUE(src.is_ok()) << src.status().message();
+  ASSERT_TRUE(dest.is_ok()) << dest.status().message();
+  EXPECT_EQ(*src, 3U);  // 5, 300, 600
+  auto page = [&](const std::vector<std::byte>& image, uint64_t p) {
+    return std::memcmp(writer_->page_addr(p), image.data() + p * 4096, 4096) == 0;
+  };
+  for (uint64_t p : {5, 300, 600}) EXPECT_TRUE(page(stopped_, p)) << p;
+  for (uint64_t p : {301, 999}) EXPECT_TRUE(page(landed_, p)) << p;
+  EXPECT_EQ(*dest, writer_->table().root(h_));  // what it holds stands
+  EXPECT_NE(*dest, DigestTable::compute(h_, stopped_, 4096, 1).root(h_));
 }
 
 TEST_F(DirectSettle, NothingTravelsWhenQemuDeliveredEverything) {
@@ -155,7 +179,7 @@ TEST_F(DirectSettle, DeviceStateBiggerThanTheSocketBuffersIsReadWhileTheImageSet
     stopped_ = landed_;
     std::memset(stopped_.data(), 'x', 4096);
     const DigestTable table = DigestTable::compute(h_, stopped_, 4096, 1);
-    src = c.is_ok() ? settle_with_destination(**c, h_, table, stopped_) : Result<uint64_t>(c.status());
+    src = c.is_ok() ? settle_with_destination(**c, h_, table, nullptr, stopped_) : Result<uint64_t>(c.status());
     ::shutdown(qemu_stream[0], SHUT_WR);  // QEMU ends its stream once ours loaded it
   });
   auto c = (**listener_)->accept();

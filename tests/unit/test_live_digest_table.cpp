@@ -30,11 +30,9 @@ class ListedWrites final : public WriteTracker {
   bool fail_;
 };
 
-// Starts a ListedWrites over `written` (or fails to, if told to).
-StartWriteTracker listed(PageBitmap& written, bool fail_at_stop = false) {
-  return [&written, fail_at_stop]() -> Result<std::unique_ptr<WriteTracker>> {
-    return std::unique_ptr<WriteTracker>(std::make_unique<ListedWrites>(written, fail_at_stop));
-  };
+// A ListedWrites over `written`, failing at the stop if told to.
+std::unique_ptr<WriteTracker> listed(PageBitmap& written, bool fail_at_stop = false) {
+  return std::make_unique<ListedWrites>(written, fail_at_stop);
 }
 
 // A page-aligned mapping, as a VM's RAM is (madvise needs that).
@@ -64,7 +62,7 @@ void wait_reached(const LiveDigestTable& t) {
 TEST(LiveDigestTable, HashesOnlyWhatChangedSinceItsHashesAtTheFinish) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(), listed(m.written), {.when_idle = false, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), listed(m.written), "", {.when_idle = false, .step_pages = 256});
   wait_reached(live);
   for (uint64_t p : {0, 5, 4095}) m.write(p, p + 100);
   const DigestTable t = live.finish(2);
@@ -76,24 +74,22 @@ TEST(LiveDigestTable, HashesOnlyWhatChangedSinceItsHashesAtTheFinish) {
 TEST(LiveDigestTable, CountsThePagesWrittenSinceTrackingStarted) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(), listed(m.written), {.when_idle = false});
-  wait_reached(live);  // tracking started with the first step
+  LiveDigestTable live(h, m.span(), listed(m.written), "", {.when_idle = false});
   m.write(1, 1);
   m.write(2, 2);
   ASSERT_TRUE(live.pages_written().is_ok());
   EXPECT_EQ(*live.pages_written(), 2U);
-  LiveDigestTable untracked(h, m.span(), nullptr);
+  LiveDigestTable untracked(h, m.span(), nullptr, "none here");
   EXPECT_FALSE(untracked.pages_written().is_ok());
 }
 
-TEST(LiveDigestTable, ATrackerThatCannotStartLeavesTheStepsToFaultTheMappingIn) {
+TEST(LiveDigestTable, WithoutATrackerTheStepsOnlyFaultTheMappingIn) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(),
-                       [] { return Result<std::unique_ptr<WriteTracker>>(Status(Errc::denied, "not allowed")); },
-                       {.when_idle = false, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), nullptr, "not allowed", {.when_idle = false, .step_pages = 256});
   while (live.counts().faulted_in < kPages) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_FALSE(live.tracking());
+  EXPECT_EQ(live.counts().hashed_ahead, 0U);
   m.write(7, 7);
   const DigestTable t = live.finish(2);
   EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
@@ -104,12 +100,41 @@ TEST(LiveDigestTable, ATrackerThatCannotStartLeavesTheStepsToFaultTheMappingIn) 
 TEST(LiveDigestTable, WithoutATrackerEveryPageIsHashedAtTheFinish) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(), nullptr);
+  LiveDigestTable live(h, m.span(), nullptr, "off");
   EXPECT_FALSE(live.tracking());
   m.write(9, 1);
+  const PageBitmap final_pages = live.finish_written(2);
+  EXPECT_EQ(final_pages.count(), kPages);  // all hashed in the downtime
   const DigestTable t = live.finish(2);
   EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
   EXPECT_EQ(live.counts().hashed_at_stop, kPages);
+  EXPECT_EQ(live.counts().hashed_after, 0U);
+}
+
+// Tracked since before the pass, the downtime hashes only what was written;
+// the pages neither written nor reached are left for finish(), and the table
+// it gives is the memory's.
+TEST(LiveDigestTable, TheDowntimeHashesOnlyTheWrittenPagesAndTheRestFollows) {
+  const PageDigester h(random_digest_key());
+  Memory m;
+  LiveDigestTable live(h, m.span(), listed(m.written), "", {.when_idle = false, .step_pages = 1024});
+  while (live.pages_not_reached() == kPages) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  m.write(3, 1);     // reached (or not): written, so hashed in the downtime
+  m.write(4090, 2);  // likewise
+  const PageBitmap final_pages = live.finish_written(2);
+  const uint64_t reached = kPages - live.pages_not_reached();
+  EXPECT_EQ(live.counts().hashed_at_stop, 2U);
+  EXPECT_EQ(final_pages.count(), reached + (4090 >= reached ? 1 : 0) + (3 >= reached ? 1 : 0));
+  EXPECT_TRUE(final_pages.test(3) && final_pages.test(4090));
+  const DigestTable whole = DigestTable::compute(h, m.span(), kPage, 1);
+  for (uint64_t p = 0; p < kPages; ++p) {
+    if (final_pages.test(p)) {
+      ASSERT_EQ(live.table()[p], whole[p]) << p;
+    }
+  }
+  const DigestTable t = live.finish(2);
+  EXPECT_EQ(t.root(h), whole.root(h));
+  EXPECT_EQ(live.counts().hashed_after, kPages - final_pages.count());
 }
 
 TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
@@ -123,7 +148,7 @@ TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
       while (busy) {
       }
     });
-  LiveDigestTable live(h, m.span(), listed(m.written), {.when_idle = true, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), listed(m.written), "", {.when_idle = true, .step_pages = 256});
   m.write(4000, 3);
   const DigestTable t = live.finish(2);
   busy = false;
@@ -135,7 +160,7 @@ TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
 TEST(LiveDigestTable, ATrackerThatFailsAtTheFinishMeansEveryPageIsHashedAgain) {
   const PageDigester h(random_digest_key());
   Memory m;
-  LiveDigestTable live(h, m.span(), listed(m.written, true), {.when_idle = false, .step_pages = 256});
+  LiveDigestTable live(h, m.span(), listed(m.written, true), "", {.when_idle = false, .step_pages = 256});
   wait_reached(live);
   m.write(1, 1);
   const DigestTable t = live.finish(2);

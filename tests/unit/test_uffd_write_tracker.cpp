@@ -182,10 +182,7 @@ TEST_F(UffdWriteTrackerTest, ALiveTableFinishedAtTheStopIsTheStoppedMemorysTable
   ASSERT_NE(mem, MAP_FAILED);
   const std::span<const std::byte> ram(mem, kPages * kPage);
   const PageDigester h(random_digest_key());
-  LiveDigestTable live(
-      h, ram,
-      [&]() -> Result<std::unique_ptr<WriteTracker>> { return std::unique_ptr<WriteTracker>(std::move(tracker)); },
-      {.when_idle = false, .step_pages = 64});
+  LiveDigestTable live(h, ram, std::move(tracker), "", {.when_idle = false, .step_pages = 64});
   while (live.pages_not_reached() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // more writes after the hashes
   child.stop();
@@ -195,6 +192,31 @@ TEST_F(UffdWriteTrackerTest, ALiveTableFinishedAtTheStopIsTheStoppedMemorysTable
   EXPECT_EQ(live.counts().hashed_ahead, kPages);
   EXPECT_TRUE(live.counts().tracked);
   EXPECT_GT(live.counts().hashed_at_stop, 0U);  // the writer reached pages after they were hashed
+  ::munmap(const_cast<std::byte*>(mem), kPages * kPage);
+}
+
+// A trip that could not hash ahead (a CPU-bound pass): the downtime hashes
+// only what the child wrote, and the rest, hashed after it, completes the
+// stopped memory's table.
+TEST_F(UffdWriteTrackerTest, WhatTheDowntimeLeavesCompletesTheStoppedMemorysTable) {
+  Child child(file_);
+  child.run(command(kTouch, kPages));
+  START_OR_SKIP(tracker, child);
+  for (uint64_t p : {3, 77, 200}) child.run(command(kWrite, p));
+  auto* mem = static_cast<const std::byte*>(::mmap(nullptr, kPages * kPage, PROT_READ, MAP_SHARED, file_, 0));
+  ASSERT_NE(mem, MAP_FAILED);
+  const std::span<const std::byte> ram(mem, kPages * kPage);
+  const PageDigester h(random_digest_key());
+  // Hashes ahead only after 100 ms with idle CPU: not before the finish here.
+  LiveDigestTable live(h, ram, std::move(tracker), "", {.when_idle = true});
+  child.stop();
+  const PageBitmap final_pages = live.finish_written(2);
+  EXPECT_EQ(final_pages.count(), 3U);
+  EXPECT_TRUE(final_pages.test(3) && final_pages.test(77) && final_pages.test(200));
+  const DigestTable whole = DigestTable::compute(h, ram, kPage, 1);
+  for (uint64_t p : {3, 77, 200}) EXPECT_EQ(live.table()[p], whole[p]) << p;
+  EXPECT_EQ(live.finish(2).root(h), whole.root(h));
+  EXPECT_EQ(live.counts().hashed_after, kPages - 3);
   ::munmap(const_cast<std::byte*>(mem), kPages * kPage);
 }
 
