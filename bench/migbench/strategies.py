@@ -270,7 +270,7 @@ class Bnf(Strategy):
             rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped", "pages_zero",
                                           "pages_superseded", "pages_fixed_at_switchover", "rounds", "phases",
                                           "fallback", "direct", "first_pass_held_back_by", "qemu_cpu_wait",
-                                          "write_tracker", "pages_hashed_at_stop")}
+                                          "write_tracker", "pages_hashed_at_stop", "pages_hashed_after_settle")}
             # Migration time, as for native: until the VM runs on the destination.
             rec["seconds"] = round(r.get("running_after_s") or r["seconds"], 3)
             rec["command_seconds"] = round(r["seconds"], 3)

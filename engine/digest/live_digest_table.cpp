@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "bitmap/file_holes.hpp"
 #include "common/prefault.hpp"
 
 namespace bnf {
@@ -71,18 +72,35 @@ std::optional<PageBitmap> LiveDigestTable::written_at_stop() {
   return std::move(*changed);
 }
 
+void LiveDigestTable::settle_holes(PageBitmap& todo, PageBitmap* final_pages) {
+  if (opt_.ram_file < 0) return;
+  Result<PageBitmap> holes = file_holes(opt_.ram_file, pages());
+  if (!holes.is_ok()) return;  // read then, as any page
+  const Digest zero = h_.zero_digest();
+  for (uint64_t p = holes->find_next_set(0); p < pages(); p = holes->find_next_set(p + 1)) table_[p] = zero;
+  n_.holes = holes->count();
+  (void)todo.subtract(*holes);  // same size
+  if (final_pages != nullptr) (void)final_pages->unite(*holes);
+}
+
 PageBitmap LiveDigestTable::finish_written(unsigned threads) {
   stop();
   PageBitmap now(pages());
   PageBitmap final_pages(pages());
   if (std::optional<PageBitmap> written = written_at_stop()) {
+    // Hashed ahead and not written since: final. Read by QEMU before the
+    // tracker started and not hashed ahead: compared now too.
+    const uint64_t reached = reached_;
+    const uint64_t read_before = std::min(pages(), opt_.read_before_tracking);
     now = std::move(*written);
+    if (read_before > reached) now.set_range(reached, read_before - reached);
     final_pages = now;
-    final_pages.set_range(0, reached_);
+    final_pages.set_range(0, reached);
   } else {
     now.set_all();
     final_pages.set_all();
   }
+  settle_holes(now, &final_pages);
   n_.hashed_at_stop = table_.rehash(h_, ram_, now, threads);
   final_ = final_pages;
   return final_pages;
@@ -103,6 +121,7 @@ DigestTable LiveDigestTable::finish(unsigned threads) {
     todo = std::move(*written);
     todo.set_range(reached_, pages() - reached_);
   }
+  settle_holes(todo, nullptr);
   n_.hashed_at_stop = table_.rehash(h_, ram_, todo, threads);
   return std::move(table_);
 }

@@ -4,12 +4,11 @@
 // This is the switchover check's table; hashed whole at the stop, it costs the
 // stopped VM's downtime ~70-200 ms per GiB here (memory bandwidth).
 //
-// The tracker was started before QEMU's pass began, so a page it does not
-// name kept its bytes through the whole pass: QEMU read them as they are at
-// the stop. The check can therefore compare the written and hashed-ahead
-// pages in the downtime (finish_written) and hash the rest once the VM runs
-// on (finish). Without a tracker, the steps only fault the mapping in (as
-// Prefault would) and every page is hashed at the stop.
+// The tracker was started before QEMU's pass read the page (all pages past
+// `read_before_tracking`), so a page it does not name kept its bytes since
+// before QEMU read it: QEMU read them as they are at the stop. The check can therefore compare the written and
+// hashed-ahead pages in the downtime (finish_written) and hash the rest once the VM runs on (finish). Without a
+// tracker, the steps only fault the mapping in (as Prefault would) and every page is hashed at the stop.
 #pragma once
 
 #include <atomic>
@@ -32,12 +31,19 @@ struct LiveDigestOptions {
   // (see Prefault): a CPU-bound migration would only be slowed.
   bool when_idle = true;
   uint64_t step_pages = 16384;  // 64 MiB: faulted in, then hashed
+  // Pages [0, read_before_tracking) QEMU may have read before the tracker
+  // started: compared in the downtime whatever the tracker says.
+  uint64_t read_before_tracking = 0;
+  // The file `ram` maps: its holes at the stop are zero pages, whose digest
+  // is known without reading them (which on tmpfs would allocate them).
+  int ram_file = -1;
 };
 
 struct LiveDigestCounts {
   uint64_t hashed_ahead = 0;  // pages hashed while the VM ran
   uint64_t hashed_at_stop = 0;
   uint64_t hashed_after = 0;  // by finish() after finish_written(): neither written nor reached
+  uint64_t holes = 0;         // zero pages known from the file's holes at the stop, not read
   uint64_t faulted_in = 0;    // pages of the mapping faulted in before the stop
   bool tracked = false;       // the tracker's pages were used at the stop
   std::string not_tracked_because;
@@ -78,6 +84,9 @@ class LiveDigestTable {
   void stop();
   // The pages the tracker names (nullopt: untracked, or it failed now).
   std::optional<PageBitmap> written_at_stop();
+  // Takes the file's holes out of `todo` (their digests set to the zero
+  // page's) and adds them to `final_pages`.
+  void settle_holes(PageBitmap& todo, PageBitmap* final_pages);
 
   static constexpr uint64_t kPageSize = 4096;
   const PageDigester& h_;

@@ -373,7 +373,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   // hashed ahead if QEMU's writes are tracked, or else the re-hash's page
   // faults are taken now, not in the downtime (~35 ms per GiB here).
   LiveDigestTable live(h, s.switchover_check ? s.ram : std::span<const std::byte>(), std::move(s.tracker), s.no_tracker,
-                       {.when_idle = true});
+                       {.when_idle = true, .read_before_tracking = s.read_before_tracking, .ram_file = s.ram_file});
   auto stop = await_stop(qmp, s, live, d);
   if (!stop.is_ok())
     return peer_reason(c, stop.status(), true);  // QEMU's failure: the destination's reason if it gave one

@@ -26,16 +26,19 @@ struct DirectDepartureSetup {
   int downtime_limit_ms = 300;
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
   std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only
+  int ram_file = -1;                 // ... and open (its holes are zero pages: not read)
   int qemu_pid = 0;                  // its migration thread's CPU wait sizes the tail (direct_departure.cpp)
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
-  // QEMU's writes to `ram` since before `migrate` (null: untracked, and
+  // QEMU's writes to `ram` since the tracker started (null: untracked, and
   // `no_tracker` says why): the check's table is then hashed ahead while the
-  // pass leaves CPU idle, the downtime compares only what the guest wrote or
-  // what was hashed ahead, and the rest is compared once the VM runs there.
+  // pass leaves CPU idle, the downtime compares only what the guest wrote,
+  // what was hashed ahead and what QEMU read before the tracker started, and
+  // the rest once the VM runs there.
   std::unique_ptr<WriteTracker> tracker;
   std::string no_tracker;
+  uint64_t read_before_tracking = 0;  // pages [0, this) QEMU may have read before the tracker started
   std::function<void(const nlohmann::json&)> progress;
 };
 

@@ -231,25 +231,40 @@ struct TripContext {
   Clock::time_point t0;
   bool return_path = false;  // relayed trips: QEMU's return path is on and relayed
   bool check = false;        // the switchover check is on (MigrateOptions::switchover_check; auto: TCG VMs)
-  // The switchover check's write tracker, started before `migrate`; null if
-  // none (`no_tracker` says why). The trip takes it.
+  // The switchover check's write tracker; null if none (`no_tracker` says
+  // why). The trip takes it.
   std::unique_ptr<WriteTracker> tracker;
   std::string no_tracker;
+  uint64_t read_before_tracking = 0;  // pages [0, this) QEMU may have read before the tracker started
 };
 
+// Pages [0, N) include every page of the VM's RAM QEMU has read so far: its
+// first pass walks each RAM block from its first page up, and counts a page
+// (normal or zero) as it takes it, before or as it reads it (a normal page's
+// bytes go out later, from a queue), so N is QEMU's count plus the page in
+// hand; the margin is generous. Unknown (or the VM already stopped): all.
+uint64_t pages_read_so_far(QmpClient& qmp) {
+  constexpr uint64_t kMargin = 1024;
+  auto m = qmp.execute_unless_event("query-migrate", nullptr, "STOP");
+  if (!m.is_ok() || !*m) return UINT64_MAX;
+  const json ram = (*m)->value("ram", json::object());
+  return ram.value("normal", uint64_t{0}) + ram.value("duplicate", uint64_t{0}) + kMargin;
+}
+
 // The VM's RAM as the switchover check reads it: the warm mapping kept while
-// it ran here, or one of its own.
+// it ran here, or one of its own; and the file (its holes are zero pages).
 struct RamView {
   Mapping own;  // empty when the warm mapping serves
   std::span<const std::byte> bytes;
+  UniqueFd file;
 };
 
 Result<RamView> view_ram(const TripContext& x) {
-  if (x.warm != nullptr) return RamView{Mapping(), x.warm->bytes()};
   BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(x.ram_file, O_RDONLY));
+  if (x.warm != nullptr) return RamView{Mapping(), x.warm->bytes(), std::move(fd)};
   BNF_ASSIGN_OR_RETURN(Mapping map, map_file(fd.get(), x.def.memory_bytes, false));
   const std::span<const std::byte> bytes = map.bytes();
-  return RamView{std::move(map), bytes};
+  return RamView{std::move(map), bytes, std::move(fd)};
 }
 
 // Tracks QEMU's writes to the VM's RAM from now on.
@@ -369,10 +384,12 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                                           .downtime_limit_ms = x.opt.downtime_limit_ms,
                                                           .peer_timeout_ms = peer_timeout_ms,
                                                           .ram = ram.bytes,
+                                                          .ram_file = ram.file.get(),
                                                           .qemu_pid = x.qemu_pid,
                                                           .switchover_check = check,
                                                           .tracker = std::move(x.tracker),
                                                           .no_tracker = x.no_tracker,
+                                                          .read_before_tracking = x.read_before_tracking,
                                                           .progress = x.progress}));
   MigrationReport& rep = d.rep;
   rep.phases["qemu_stream_s"] = since(t_stream);
@@ -397,6 +414,11 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
     const LiveDigestCounts& n = dd.rehash_counts;
     report_check(rep, x, n.hashed_at_stop, n.tracked, n.not_tracked_because);
     rep.pages_hashed_after_settle = n.hashed_after;
+    if (n.tracked)
+      x.log.info(
+          "vm {}: the switchover check hashed {} pages in the downtime (written, or read by QEMU before the "
+          "tracker started) and {} after it; {} were holes in the RAM file",
+          x.def.name, n.hashed_at_stop, n.hashed_after, n.holes);
     rep.phases["rehash_after_settle_s"] = dd.rehash_after_s;
   }
   rep.phases["settle_s"] = dd.settle_s;
@@ -481,29 +503,13 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     BNF_ASSIGN_OR_RETURN(Agreement g, agree(*conn, store_, vm->def, force_full, stream_token));
     return Handshake{std::move(conn), std::move(g)};
   };
-  std::future<Result<Handshake>> early;
-  std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
-  if (offer_direct) {
-    early = std::async(std::launch::async, handshake);
-    stream = std::async(std::launch::async, open_direct_stream, to, stream_token, transport_.key(), peer_timeout_ms_);
-  }
-  auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
-  if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
-  QmpClient qmp = std::move(*qmp_connected);
-  auto fail_here = [&](Status st) {
-    keep_running_here(qmp, log_, name);
-    return st.context("migration of " + name + " failed, the VM keeps running here");
-  };
-  const auto t_stream = Clock::now();
-  std::optional<UniqueFd> qfd;
-  // The return path is relayed where both daemons can wait on the bnf
-  // connection's socket beside QEMU's (return_path.hpp).
-  const bool return_path = transport_.name() == "uring-tcp";
   // The switchover check learns from QEMU's writes which pages it need not
-  // hash again at the stop (UffdWriteTracker), tracked from before `migrate`:
-  // every page nothing wrote since kept its bytes through QEMU's whole pass.
-  // Direct trips track by default (their check hashes the RAM itself);
-  // relayed ones only if asked (measured slower, see stream-mode-design).
+  // hash again at the stop (UffdWriteTracker): a page nothing wrote since the
+  // tracker started and QEMU read after that is as QEMU read it. Direct trips
+  // track by default (their check hashes the RAM itself), armed beside the
+  // handshake, QMP's preparation and the pass's start (read_before_tracking);
+  // relayed ones only if asked (measured slower, see stream-mode-design),
+  // before `migrate`.
   const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
   using TrackWrites = MigrateOptions::TrackWrites;
   std::unique_ptr<WriteTracker> tracker;
@@ -522,16 +528,33 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
     else
       no_tracker = t.status().message();
   };
+  std::future<Result<Handshake>> early;
+  std::future<void> tracking;            // a direct trip's tracker, armed beside the rest
+  std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
+  if (offer_direct) {
+    tracking = std::async(std::launch::async, track_writes);
+    early = std::async(std::launch::async, handshake);
+    stream = std::async(std::launch::async, open_direct_stream, to, stream_token, transport_.key(), peer_timeout_ms_);
+  }
+  auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
+  if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
+  QmpClient qmp = std::move(*qmp_connected);
+  auto fail_here = [&](Status st) {
+    keep_running_here(qmp, log_, name);
+    return st.context("migration of " + name + " failed, the VM keeps running here");
+  };
+  const auto t_stream = Clock::now();
+  std::optional<UniqueFd> qfd;
+  // The return path is relayed where both daemons can wait on the bnf
+  // connection's socket beside QEMU's (return_path.hpp).
+  const bool return_path = transport_.name() == "uring-tcp";
   auto start_relay = [&]() -> Status {
     track_writes();
     BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock", return_path));
     return Status::ok();
   };
   auto start_direct = [&]() -> Status {
-    auto tracking = std::async(std::launch::async, track_writes);  // beside QMP's preparation
-    Status prepared = prepare_qemu_migration(qmp, true);
-    tracking.get();
-    BNF_TRY(prepared);
+    BNF_TRY(prepare_qemu_migration(qmp, true));
     BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
     return start_direct_migration(qmp, s);
   };
@@ -548,6 +571,14 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   if (tracker_start_s > 0) agreed.rep.phases["write_tracker_start_s"] = tracker_start_s;
   if (offer_direct && !agreed.direct)
     return fail_here(Status(Errc::protocol, "the destination did not take QEMU's direct stream"));
+  // A direct trip's tracker may start after QEMU's pass began (arming takes
+  // ~20 ms per GiB, and `migrate` does not wait for it): what QEMU read by then
+  // is compared at the stop whatever the tracker says.
+  uint64_t read_before_tracking = 0;
+  if (tracking.valid()) {
+    tracking.get();
+    if (tracker) read_before_tracking = pages_read_so_far(qmp);
+  }
   TripContext x{qmp,
                 *c,
                 agreed,
@@ -562,7 +593,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                 return_path && c->socket_fd() >= 0,
                 check,
                 std::move(tracker),
-                no_tracker};
+                no_tracker,
+                read_before_tracking};
   Result<Departed> trip =
       offer_direct ? direct_trip(x, to, peer_timeout_ms_) : relay_trip(x, std::move(*qfd), t_stream);
   if (!trip.is_ok()) {

@@ -2,11 +2,13 @@
 // it finishes is the memory's table at the finish, whatever was hashed ahead.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
 #include <thread>
 
+#include "bitmap/file_holes.hpp"
 #include "digest/live_digest_table.hpp"
 #include "test_util.hpp"
 
@@ -135,6 +137,47 @@ TEST(LiveDigestTable, TheDowntimeHashesOnlyTheWrittenPagesAndTheRestFollows) {
   const DigestTable t = live.finish(2);
   EXPECT_EQ(t.root(h), whole.root(h));
   EXPECT_EQ(live.counts().hashed_after, kPages - final_pages.count());
+}
+
+// A tracker started after QEMU's pass began: the pages QEMU may have read
+// before are compared in the downtime though nothing wrote them; and the RAM
+// file's holes are zero pages, known without reading them (reading one on
+// tmpfs would allocate it).
+TEST(LiveDigestTable, PagesReadBeforeTrackingAndHolesAreFinalAtTheStop) {
+  const PageDigester h(random_digest_key());
+  const int fd = ::memfd_create("ram", 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, kPages * kPage), 0);
+  const std::vector<std::byte> data = test::random_image(kPages / 2, 9, 0);                 // no zero pages
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));  // second half: a hole
+  auto* map = static_cast<std::byte*>(::mmap(nullptr, kPages * kPage, PROT_READ, MAP_SHARED, fd, 0));
+  ASSERT_NE(map, MAP_FAILED);
+  const std::span<const std::byte> ram(map, kPages * kPage);
+  PageBitmap written(kPages);
+  written.set(10);
+  {
+    // Hashes ahead only after 100 ms with idle CPU: not before the finish here.
+    LiveDigestTable live(h, ram, listed(written), "", {.when_idle = true, .read_before_tracking = 100, .ram_file = fd});
+    const PageBitmap final_pages = live.finish_written(2);
+    EXPECT_EQ(live.counts().hashed_at_stop, 100U);  // [0, 100), page 10 among them
+    EXPECT_EQ(live.counts().holes, kPages / 2);
+    EXPECT_EQ(final_pages.count(), 100 + kPages / 2);
+    const DigestTable t = live.finish(2);
+    EXPECT_EQ(live.counts().hashed_after, kPages / 2 - 100);
+    EXPECT_EQ(file_holes(fd, kPages)->count(), kPages / 2);  // not read, so not allocated
+    EXPECT_EQ(t.root(h), DigestTable::compute(h, std::span(map, kPages * kPage), kPage, 1).root(h));
+  }
+  ::munmap(map, kPages * kPage);
+  // compute() above read the holes; a fresh file shows file_holes itself.
+  const int fresh = ::memfd_create("ram2", 0);
+  ASSERT_EQ(::ftruncate(fresh, kPages * kPage), 0);
+  ASSERT_EQ(::pwrite(fresh, data.data(), kPage, 7 * kPage), static_cast<ssize_t>(kPage));
+  Result<PageBitmap> holes = file_holes(fresh, kPages);
+  ASSERT_TRUE(holes.is_ok()) << holes.status().message();
+  EXPECT_EQ(holes->count(), kPages - 1);
+  EXPECT_FALSE(holes->test(7));
+  ::close(fresh);
+  ::close(fd);
 }
 
 TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
