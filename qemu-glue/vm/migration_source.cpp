@@ -506,8 +506,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // The switchover check learns from QEMU's writes which pages it need not
   // hash again at the stop (UffdWriteTracker): a page nothing wrote since the
   // tracker started and QEMU read after that is as QEMU read it. Direct trips
-  // track by default (their check hashes the RAM itself), armed beside the
-  // handshake, QMP's preparation and the pass's start (read_before_tracking);
+  // track by default (their check hashes the RAM itself), armed as the pass
+  // begins, beside the handshake (read_before_tracking);
   // relayed ones only if asked (measured slower, see stream-mode-design),
   // before `migrate`.
   const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
@@ -532,7 +532,6 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   std::future<void> tracking;            // a direct trip's tracker, armed beside the rest
   std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
   if (offer_direct) {
-    tracking = std::async(std::launch::async, track_writes);
     early = std::async(std::launch::async, handshake);
     stream = std::async(std::launch::async, open_direct_stream, to, stream_token, transport_.key(), peer_timeout_ms_);
   }
@@ -556,7 +555,12 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   auto start_direct = [&]() -> Status {
     BNF_TRY(prepare_qemu_migration(qmp, true));
     BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
-    return start_direct_migration(qmp, s);
+    BNF_TRY(start_direct_migration(qmp, s));
+    // Arming holds QEMU's mmap lock for ~20 ms per GiB, which stalled QMP's
+    // preparation beside it (`migrate` 48-66 ms after the command instead of
+    // 10-25): it goes once QEMU has `migrate`.
+    tracking = std::async(std::launch::async, track_writes);
+    return Status::ok();
   };
   if (!offer_direct) early = std::async(std::launch::async, handshake);  // beside the tracker's start and `migrate`
   Status started = offer_direct ? start_direct() : start_relay();
@@ -568,17 +572,17 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   Agreement& agreed = shaken->g;
   agreed.rep.phases["handshake_s"] = since(t0);
   agreed.rep.phases["migrate_issued_s"] = migrate_issued_s;
-  if (tracker_start_s > 0) agreed.rep.phases["write_tracker_start_s"] = tracker_start_s;
   if (offer_direct && !agreed.direct)
     return fail_here(Status(Errc::protocol, "the destination did not take QEMU's direct stream"));
-  // A direct trip's tracker may start after QEMU's pass began (arming takes
-  // ~20 ms per GiB, and `migrate` does not wait for it): what QEMU read by then
-  // is compared at the stop whatever the tracker says.
+  // A direct trip's tracker starts after QEMU's pass began (arming takes ~20
+  // ms per GiB): what QEMU read by then is compared at the stop whatever the
+  // tracker says.
   uint64_t read_before_tracking = 0;
   if (tracking.valid()) {
     tracking.get();
     if (tracker) read_before_tracking = pages_read_so_far(qmp);
   }
+  if (tracker_start_s > 0) agreed.rep.phases["write_tracker_start_s"] = tracker_start_s;
   TripContext x{qmp,
                 *c,
                 agreed,

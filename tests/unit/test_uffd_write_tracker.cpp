@@ -21,7 +21,7 @@ namespace {
 constexpr uint64_t kPages = 512;
 constexpr uint64_t kPage = 4096;
 
-enum Op : uint64_t { kWrite = 1, kPunch = 2, kTouch = 3, kWriteNonstop = 4 };
+enum Op : uint64_t { kWrite = 1, kPunch = 2, kTouch = 3, kWriteNonstop = 4, kReadFrom = 5 };
 uint64_t command(Op op, uint64_t arg = 0) { return (static_cast<uint64_t>(op) << 56) | arg; }
 
 // Only system calls and memory writes: it runs in a fork of a threaded process.
@@ -39,6 +39,13 @@ uint64_t command(Op op, uint64_t arg = 0) { return (static_cast<uint64_t>(op) <<
       case kTouch:
         for (uint64_t p = 0; p < arg; ++p) mem[p * kPage] = std::byte{1};
         break;
+      case kReadFrom: {
+        uint8_t sum = 0;
+        for (uint64_t p = arg; p < kPages; ++p)
+          sum += static_cast<uint8_t>(*static_cast<volatile std::byte*>(mem + p * kPage));
+        (void)sum;
+        break;
+      }
       case kWriteNonstop:
         (void)::write(ack, &c, sizeof c);
         for (uint64_t x = 88172645463325252ULL;;) {  // xorshift: pages in no order
@@ -151,6 +158,20 @@ TEST_F(UffdWriteTrackerTest, PagesTheProcessNeverMappedAreNamed) {
   ASSERT_TRUE(changed.is_ok());
   EXPECT_EQ(changed->count(), kPages / 2);
   EXPECT_EQ(changed->find_next_set(0), kPages / 2);
+}
+
+// Holes in the file are tracked too: reading one (as QEMU's pass does the
+// memory a guest never touched) is no write, writing one is.
+TEST_F(UffdWriteTrackerTest, HolesReadAfterTheStartAreNotNamedButAHoleWrittenIs) {
+  Child child(file_);
+  child.run(command(kTouch, kPages / 2));  // the rest: holes
+  START_OR_SKIP(tracker, child);
+  child.run(command(kReadFrom, kPages / 2));
+  child.run(command(kWrite, kPages / 2 + 5));
+  auto changed = tracker->changed_since_start();
+  ASSERT_TRUE(changed.is_ok());
+  EXPECT_EQ(changed->count(), 1U);
+  EXPECT_TRUE(changed->test(kPages / 2 + 5));
 }
 
 TEST_F(UffdWriteTrackerTest, AProcessThatDoesNotMapTheFileIsRefusedWithTheCause) {
