@@ -30,14 +30,21 @@ void LiveDigestTable::run() {
   }
 }
 
-// Faults the step in (one call, not page by page) and, with writes tracked, hashes it.
+// Faults the step in and, with writes tracked, hashes it, 4 MiB at a time:
+// the stop waits for the piece in hand (a whole 64 MiB step took tens of ms).
 void LiveDigestTable::step(uint64_t from, uint64_t to) {
-  auto* at = const_cast<std::byte*>(ram_.data() + from * kPageSize);
-  if (::madvise(at, (to - from) * kPageSize, MADV_POPULATE_READ) == 0) n_.faulted_in += to - from;
-  if (!tracking()) return;
-  for (uint64_t p = from; p < to; ++p) table_[p] = h_.page(ram_.data() + p * kPageSize, kPageSize);
-  reached_ = to;
-  n_.hashed_ahead = to;
+  constexpr uint64_t kPiece = 1024;
+  for (uint64_t p = from; p < to && !stopping_.load(std::memory_order_relaxed);) {
+    const uint64_t end = std::min(to, p + kPiece);
+    auto* at = const_cast<std::byte*>(ram_.data() + p * kPageSize);
+    if (::madvise(at, (end - p) * kPageSize, MADV_POPULATE_READ) == 0) n_.faulted_in += end - p;
+    if (tracking()) {
+      for (uint64_t q = p; q < end; ++q) table_[q] = h_.page(ram_.data() + q * kPageSize, kPageSize);
+      reached_ = end;
+      n_.hashed_ahead = end;
+    }
+    p = end;
+  }
 }
 
 bool LiveDigestTable::pause(std::chrono::milliseconds d) {
@@ -51,6 +58,7 @@ void LiveDigestTable::stop() {
     std::lock_guard lk(mu_);
     stop_ = true;
   }
+  stopping_ = true;
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
 }

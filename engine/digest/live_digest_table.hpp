@@ -100,6 +100,7 @@ class LiveDigestTable {
   std::mutex mu_;
   std::condition_variable wake_;
   bool stop_ = false;
+  std::atomic<bool> stopping_{false};  // stop_, read by a step without the lock
   std::thread thread_;
 };
 
