@@ -431,6 +431,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.stream_bytes_in = ram_stats.value("transferred", 0ULL);
   rep.source_downtime_ms = dd.qemu_stats.value("downtime", 0.0);
   rep.direct = true;
+  rep.destination_differs = dd.unchecked_differs;
   if (dd.unchecked_differs && check)
     x.log.error(
         "vm {}: the destination resumed with an image that is not the stopped VM, in pages the guest did not "

@@ -175,7 +175,8 @@ json MigrationReport::to_json() const {
             {"source_downtime_ms", source_downtime_ms},
             {"phases", phases},
             {"rounds", rounds},
-            {"direct", direct}});
+            {"direct", direct},
+            {"destination_differs", destination_differs}});
   if (!write_tracker.empty())
     j.update({{"pages_hashed_at_stop", pages_hashed_at_stop},
               {"pages_hashed_after_settle", pages_hashed_after_settle},

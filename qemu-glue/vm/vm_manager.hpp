@@ -26,6 +26,9 @@ struct MigrationReport : TripReport {
   uint64_t pages_fixed_at_switchover = 0;  // changed pages QEMU did not resend, sent by the switchover check
   uint64_t pages_hashed_at_stop = 0;       // ... pages it hashed in the downtime
   uint64_t pages_hashed_after_settle = 0;  // ... direct trips: never written nor hashed ahead, compared after it
+  // The destination resumed with an image that is not the stopped VM, found
+  // only after it resumed (check off, or in pages compared after the settle).
+  bool destination_differs = false;
   std::string write_tracker;               // ... how it knew the others had not changed ("": check off)
   uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
   uint64_t return_path_bytes = 0;  // relayed trips: the destination QEMU's return path, relayed to ours

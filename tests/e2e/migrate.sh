@@ -72,6 +72,7 @@ check "... the switchover check tracked QEMU's writes where this host can, else 
   expected_tracker "$(field "$out" write_tracker)"
 check "... and hashed only the written pages in the downtime, where it tracked" \
   test "$tracking" != True -o "$(field "$out" pages_hashed_at_stop)" -lt "$(field "$out" pages_total)"
+check "... and what it compared after the downtime matched" test "$(field "$out" destination_differs)" = False
 after_trip A B
 check "A shows the VM away" test "$(state_on A)" = away
 
