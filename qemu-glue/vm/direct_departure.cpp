@@ -328,8 +328,9 @@ Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream) {
 
 // VM_LANDED says what the destination holds, by chunks; for the chunks where
 // the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
-// stop) VM_CHUNKS fetches the page digests, and the pages that differ go
-// again; then VM_END with the root of the stopped VM's table.
+// stop), and those where only some of our digests are final, VM_CHUNKS
+// fetches the page digests, and the pages that differ go again; then VM_END
+// with the root of the stopped VM's table, or none if it is not all final.
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
                                          const PageBitmap* final_pages, std::span<const std::byte> ram) {
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
