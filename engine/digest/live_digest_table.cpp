@@ -120,7 +120,9 @@ DigestTable LiveDigestTable::finish(unsigned threads) {
     PageBitmap rest(pages());
     rest.set_all();
     (void)rest.subtract(*final_);  // same size
+    const auto t = std::chrono::steady_clock::now();
     n_.hashed_after = table_.rehash(h_, ram_, rest, threads);
+    n_.hashed_after_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     return std::move(table_);
   }
   PageBitmap todo(pages());

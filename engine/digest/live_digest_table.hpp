@@ -43,6 +43,7 @@ struct LiveDigestCounts {
   uint64_t hashed_ahead = 0;  // pages hashed while the VM ran
   uint64_t hashed_at_stop = 0;
   uint64_t hashed_after = 0;  // by finish() after finish_written(): neither written nor reached
+  double hashed_after_s = 0;  // ... how long that took
   uint64_t holes = 0;         // zero pages known from the file's holes at the stop, not read
   uint64_t faulted_in = 0;    // pages of the mapping faulted in before the stop
   bool tracked = false;       // the tracker's pages were used at the stop

@@ -367,38 +367,36 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
   return sent;
 }
 
+DepartureTableRest::DepartureTableRest(std::unique_ptr<LiveDigestTable> live, unsigned threads)
+    : live_(std::move(live)),
+      done_(std::async(std::launch::async, [t = live_.get(), threads] { return t->finish(threads); })) {}
+
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
                                       DirectDepartureSetup s) {
   DirectDeparture d;
   // Where the first pass leaves CPU idle (a slow link), the check's table is
   // hashed ahead if QEMU's writes are tracked, or else the re-hash's page
   // faults are taken now, not in the downtime (~35 ms per GiB here).
-  LiveDigestTable live(h, s.switchover_check ? s.ram : std::span<const std::byte>(), std::move(s.tracker), s.no_tracker,
-                       {.when_idle = true, .read_before_tracking = s.read_before_tracking, .ram_file = s.ram_file});
-  auto stop = await_stop(qmp, s, live, d);
+  auto live = std::make_unique<LiveDigestTable>(
+      h, s.switchover_check ? s.ram : std::span<const std::byte>(), std::move(s.tracker), s.no_tracker,
+      LiveDigestOptions{.when_idle = true, .read_before_tracking = s.read_before_tracking, .ram_file = s.ram_file});
+  auto stop = await_stop(qmp, s, *live, d);
   if (!stop.is_ok())
     return peer_reason(c, stop.status(), true);  // QEMU's failure: the destination's reason if it gave one
   d.stop_event = std::move(*stop);
   d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
-  // What the downtime did not compare (pages never written and not hashed
-  // ahead: their bytes are the ones QEMU sent) is hashed while the VM
-  // resumes there, and compared by the roots after VM_DONE.
-  std::future<DigestTable> rest;
-  bool whole = true;         // the destination checked our whole table before it resumed
   if (s.switchover_check) {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
-    const PageBitmap final_pages = live.finish_written(2);
+    const PageBitmap final_pages = live->finish_written(2);
     d.rehash_s = since(t);
-    whole = final_pages.count() == final_pages.size();
     const auto t_settle = Clock::now();
-    BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, live.table(), &final_pages, s.ram));
+    BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, live->table(), &final_pages, s.ram));
     d.settle_s = since(t_settle);
-    rest = std::async(std::launch::async, [&live, &d] {
-      const auto t_rest = Clock::now();
-      DigestTable table = live.finish(2);
-      d.rehash_after_s = since(t_rest);
-      return table;
-    });
+    d.rehash_counts = live->counts();
+    // What the downtime did not compare (pages never written and not hashed
+    // ahead: their bytes are the ones QEMU sent) is hashed while the VM
+    // resumes there; the caller compares the roots (VM_DONE's) after it.
+    if (final_pages.count() < final_pages.size()) d.rest = std::make_shared<DepartureTableRest>(std::move(live), 2);
   } else {  // the destination keeps what landed; our table is made once the VM runs there
     BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
     std::vector<std::byte> unused;
@@ -408,18 +406,18 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   }
   BNF_TRY(collect_done(c, d));
   d.qemu_stats = await_completed(qmp);
-  if (s.switchover_check) {
-    d.table = rest.get();
+  if (d.rest) return d;
+  if (s.switchover_check) {  // the destination checked our whole table before it resumed
+    d.table = live->finish(2);
+    if (d.done.value("root", std::string()) != digest_hex(d.table.root(h)))
+      return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   } else {
     const auto t = Clock::now();
     d.table = DigestTable::compute(h, s.ram, kPage, 2);
     d.rehash_s = since(t);
+    d.unchecked_differs = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
   }
-  d.rehash_counts = live.counts();
-  const bool roots_differ = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
-  if (s.switchover_check && whole && roots_differ)
-    return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
-  d.unchecked_differs = roots_differ;
+  d.rehash_counts = live->counts();
   return d;
 }
 

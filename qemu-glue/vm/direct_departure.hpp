@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -42,19 +43,32 @@ struct DirectDepartureSetup {
   std::function<void(const nlohmann::json&)> progress;
 };
 
+// The pages the downtime left (neither written nor hashed ahead), being
+// hashed while the VM resumes on the destination; table() waits for them.
+class DepartureTableRest {
+ public:
+  DepartureTableRest(std::unique_ptr<LiveDigestTable> live, unsigned threads);
+  DigestTable table() { return done_.get(); }
+  [[nodiscard]] const LiveDigestCounts& counts() const { return live_->counts(); }  // after table()
+
+ private:
+  std::unique_ptr<LiveDigestTable> live_;
+  std::future<DigestTable> done_;  // last: waited for before live_ goes
+};
+
 struct DirectDeparture {
-  DigestTable table;        // the VM's memory at the stop
+  // The VM's memory at the stop; when `rest` is set, the table is its
+  // table() and the roots are still to be compared (VM_DONE's, `done`).
+  DigestTable table;
+  std::shared_ptr<DepartureTableRest> rest;
   std::string stream_kept;  // the stream the destination QEMU got (device state)
   nlohmann::json done;      // VM_DONE
   nlohmann::json stop_event;
-  nlohmann::json qemu_stats;  // query-migrate at the end
-  uint64_t pages_resent = 0;  // pages that differed at the settle
-  // The destination's image is not the stopped VM, found once it ran there
-  // (check off, or in pages the check left for after the downtime).
-  bool unchecked_differs = false;
+  nlohmann::json qemu_stats;       // query-migrate at the end
+  uint64_t pages_resent = 0;       // pages that differed at the settle
+  bool unchecked_differs = false;  // check off: the destination's image is not the stopped VM
   double stop_seen_s = 0;          // QEMU's STOP event -> seen here (the re-hash starts)
   double rehash_s = 0;             // re-hashing the stopped VM in the downtime (check off: after it)
-  double rehash_after_s = 0;       // hashing what the downtime left, while the VM resumed there
   LiveDigestCounts rehash_counts;  // ... pages hashed ahead of the stop and in it, faulted in before it
   double settle_s = 0;             // VM_LANDED -> VM_END sent
   double tail_ms = 0;              // what QEMU was left to send once stopped, in first-pass time

@@ -205,7 +205,28 @@ struct Departed {
   std::string stream;  // the stream state kept for a restore (device state)
   json done;           // VM_DONE
   std::optional<json> stop_event;
+  // Set where `table` is still being made: run once the VM runs there and
+  // our QEMU is told to quit (the two overlap), before the commit.
+  std::function<void(Departed&)> complete;
 };
+
+// A direct trip's table, completed with what its check left for after the
+// downtime; the roots are compared then.
+std::function<void(Departed&)> complete_direct_table(std::shared_ptr<DepartureTableRest> rest, const PageDigester& h,
+                                                     const Logger& log, const std::string& name) {
+  return [rest = std::move(rest), h, &log, name](Departed& d) {
+    d.table = rest->table();
+    const LiveDigestCounts& n = rest->counts();
+    d.rep.pages_hashed_after_settle = n.hashed_after;
+    d.rep.phases["rehash_after_settle_s"] = n.hashed_after_s;
+    d.rep.destination_differs = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
+    if (d.rep.destination_differs)
+      log.error(
+          "vm {}: the destination resumed with an image that is not the stopped VM, in pages the guest did not "
+          "write during the trip (compared after the downtime); its trip back will be full",
+          name);
+  };
+}
 
 // Where the destination's figures go in the report.
 void report_arrival(Departed& d, double t0_wall) {
@@ -413,14 +434,13 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   if (check) {
     const LiveDigestCounts& n = dd.rehash_counts;
     report_check(rep, x, n.hashed_at_stop, n.tracked, n.not_tracked_because);
-    rep.pages_hashed_after_settle = n.hashed_after;
     if (n.tracked)
       x.log.info(
           "vm {}: the switchover check hashed {} pages in the downtime (written, or read by QEMU before the "
-          "tracker started) and {} after it; {} were holes in the RAM file",
-          x.def.name, n.hashed_at_stop, n.hashed_after, n.holes);
-    rep.phases["rehash_after_settle_s"] = dd.rehash_after_s;
+          "tracker started); {} were holes in the RAM file",
+          x.def.name, n.hashed_at_stop, n.holes);
   }
+  if (dd.rest) d.complete = complete_direct_table(dd.rest, h, x.log, x.def.name);
   rep.phases["settle_s"] = dd.settle_s;
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
   rep.pages_total = x.def.memory_bytes / 4096;
@@ -432,12 +452,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.source_downtime_ms = dd.qemu_stats.value("downtime", 0.0);
   rep.direct = true;
   rep.destination_differs = dd.unchecked_differs;
-  if (dd.unchecked_differs && check)
-    x.log.error(
-        "vm {}: the destination resumed with an image that is not the stopped VM, in pages the guest did not "
-        "write during the trip (compared after the downtime); its trip back will be full",
-        x.def.name);
-  else if (dd.unchecked_differs)
+  if (dd.unchecked_differs)
     x.log.warn(
         "vm {}: the destination resumed with an image that is not the stopped VM (QEMU lost writes; the "
         "switchover check was off); its trip back will be full",
@@ -612,6 +627,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   const auto t_commit = Clock::now();
   (void)qmp.execute("quit");
   if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
+  if (trip->complete) trip->complete(*trip);
   BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, agreed.key,
                                                              trip->table, to.to_string(), trip->stream));
   {
