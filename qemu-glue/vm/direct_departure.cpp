@@ -171,9 +171,9 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
     const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
     // Tracked, the downtime hashes only what the guest wrote (little, where a
     // stop limit applies); untracked, what hashing ahead did not reach.
-    const uint64_t to_rehash = !s.switchover_check ? s.ram.size()
-                               : live.tracking()   ? 0
-                                                   : live.pages_not_reached() * kPage;
+    const uint64_t to_rehash = !s.switchover_check                             ? s.ram.size()
+                               : live.tracking() && !s.check_all_before_resume ? 0
+                                                                               : live.pages_not_reached() * kPage;
     const double own_tail = tail_ms(s, to_rehash, cpu_bound);
     if (!limit_set && !stop_limit_by && !cpu_bound &&
         first_pass_ending(ram, s.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs)) {
@@ -387,10 +387,18 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
   if (s.switchover_check) {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
-    const PageBitmap final_pages = live->finish_written(2);
+    PageBitmap final_pages(s.ram.size() / kPage);
+    if (s.check_all_before_resume) {  // all of it in the downtime
+      d.table = live->finish(2);
+      final_pages.set_all();
+    } else {
+      final_pages = live->finish_written(2);
+    }
     d.rehash_s = since(t);
     const auto t_settle = Clock::now();
-    BNF_ASSIGN_OR_RETURN(d.pages_resent, settle_with_destination(c, h, live->table(), &final_pages, s.ram));
+    BNF_ASSIGN_OR_RETURN(
+        d.pages_resent,
+        settle_with_destination(c, h, s.check_all_before_resume ? d.table : live->table(), &final_pages, s.ram));
     d.settle_s = since(t_settle);
     d.rehash_counts = live->counts();
     // What the downtime did not compare (pages never written and not hashed
@@ -408,7 +416,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   d.qemu_stats = await_completed(qmp);
   if (d.rest) return d;
   if (s.switchover_check) {  // the destination checked our whole table before it resumed
-    d.table = live->finish(2);
+    if (!s.check_all_before_resume) d.table = live->finish(2);
     if (d.done.value("root", std::string()) != digest_hex(d.table.root(h)))
       return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   } else {

@@ -29,7 +29,7 @@ struct MigrationReport : TripReport {
   // The destination resumed with an image that is not the stopped VM, found
   // only after it resumed (check off, or in pages compared after the settle).
   bool destination_differs = false;
-  std::string write_tracker;               // ... how it knew the others had not changed ("": check off)
+  std::string write_tracker;  // ... how it knew the others had not changed ("": check off)
   uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
   uint64_t return_path_bytes = 0;  // relayed trips: the destination QEMU's return path, relayed to ours
   // seconds: the whole command, retained snapshot committed
@@ -56,6 +56,10 @@ struct MigrateOptions {
   // Re-hash the stopped VM's RAM at switchover and resend what QEMU missed
   // (see DeparturePagesOptions::switchover_check). Unset: on for TCG VMs.
   std::optional<bool> switchover_check;
+  // With the check on, compare every page before the VM resumes there. A
+  // direct trip otherwise compares the pages nothing wrote during it (their
+  // bytes are the ones QEMU read) and it did not hash ahead just after.
+  bool check_all_before_resume = false;
   // Let the check learn which pages QEMU wrote during the trip, so that it
   // re-hashes only those at the stop (UffdWriteTracker). auto: in direct
   // trips (there it takes the re-hash out of the downtime; in relayed trips

@@ -39,10 +39,13 @@ vm A vm start web1 >/dev/null
 for _ in $(seq 600); do grep -q "bnf-linux: ready" "$(serial_of A)" 2>/dev/null && break; sleep 0.1; done
 check "the Linux guest boots and fills 64 MiB" grep -q "bnf-linux: ready" "$(serial_of A)"
 out=$(vm A migrate web1 "$URI_B" --json)
+echo "first trip: $out"
 check "A -> B (full)" test "$(field "$out" mode)" = full
+check "... B resumed with the image A stopped with (digest roots)" test "$(field "$out" destination_differs)" = False
 check "the guest keeps working on B" keeps_ticking B
 sleep 2
 out=$(vm B migrate web1 "$URI_A" --json)
+echo "back trip: $out"
 echo "back trip: pages sent $(field "$out" pages_sent) of $(field "$out" pages_total), $(field "$out" wire_bytes) bytes"
 check "B -> A is incremental" test "$(field "$out" mode)" = incremental
 check "... and sends under a quarter of the pages" test "$(field "$out" pages_sent)" -lt 16384

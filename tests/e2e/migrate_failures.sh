@@ -106,8 +106,11 @@ check "its memory is intact" guest_intact A
 sleep 5
 
 echo "# after all that, the trip works"
-out=$(vm A migrate web1 "bnf+tcp:$ADDR_B:7070" --json)
+# --switchover-check full: every page compared before the VM resumes on B.
+out=$(vm A migrate web1 "bnf+tcp:$ADDR_B:7070" --json --switchover-check full)
 check "A -> B completes (full)" test "$(field "$out" mode)" = full
+check "... direct, every page compared in the downtime" \
+  test "$(field "$out" direct)" = True -a "$(field "$out" pages_hashed_after_settle)" = 0
 check "the guest's memory checks out on B" guest_intact B
 check "A's retained snapshot verifies" "$BNF" snapshot verify --state-dir "$WORK/A" web1
 
