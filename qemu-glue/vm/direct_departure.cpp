@@ -367,8 +367,10 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
   return sent;
 }
 
-DepartureTableRest::DepartureTableRest(std::unique_ptr<LiveDigestTable> live, unsigned threads)
-    : live_(std::move(live)),
+DepartureTableRest::DepartureTableRest(std::shared_ptr<const void> ram_owner, std::unique_ptr<LiveDigestTable> live,
+                                       unsigned threads)
+    : ram_owner_(std::move(ram_owner)),
+      live_(std::move(live)),
       done_(std::async(std::launch::async, [t = live_.get(), threads] { return t->finish(threads); })) {}
 
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,
@@ -404,7 +406,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     // What the downtime did not compare (pages never written and not hashed
     // ahead: their bytes are the ones QEMU sent) is hashed while the VM
     // resumes there; the caller compares the roots (VM_DONE's) after it.
-    if (final_pages.count() < final_pages.size()) d.rest = std::make_shared<DepartureTableRest>(std::move(live), 2);
+    if (final_pages.count() < final_pages.size())
+      d.rest = std::make_shared<DepartureTableRest>(s.ram_owner, std::move(live), 2);
   } else {  // the destination keeps what landed; our table is made once the VM runs there
     BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
     std::vector<std::byte> unused;

@@ -28,7 +28,10 @@ struct DirectDepartureSetup {
   unsigned peer_timeout_ms = 30000;  // no progress this long: the destination is out of reach
   std::span<const std::byte> ram;    // the VM's RAM file, mapped read-only
   int ram_file = -1;                 // ... and open (its holes are zero pages: not read)
-  int qemu_pid = 0;                  // its migration thread's CPU wait sizes the tail (direct_departure.cpp)
+  // Keeps `ram` mapped and `ram_file` open: what the check leaves for after
+  // the downtime is hashed after depart_direct returns (DepartureTableRest).
+  std::shared_ptr<const void> ram_owner;
+  int qemu_pid = 0;  // its migration thread's CPU wait sizes the tail (direct_departure.cpp)
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
@@ -48,11 +51,13 @@ struct DirectDepartureSetup {
 // hashed while the VM resumes on the destination; table() waits for them.
 class DepartureTableRest {
  public:
-  DepartureTableRest(std::unique_ptr<LiveDigestTable> live, unsigned threads);
+  // `ram_owner` keeps the memory `live` reads mapped until the hashing is done.
+  DepartureTableRest(std::shared_ptr<const void> ram_owner, std::unique_ptr<LiveDigestTable> live, unsigned threads);
   DigestTable table() { return done_.get(); }
   [[nodiscard]] const LiveDigestCounts& counts() const { return live_->counts(); }  // after table()
 
  private:
+  std::shared_ptr<const void> ram_owner_;  // first: goes last
   std::unique_ptr<LiveDigestTable> live_;
   std::future<DigestTable> done_;  // last: waited for before live_ goes
 };

@@ -399,15 +399,17 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   // reach, during the first pass only while CPU is idle (depart_direct): a full
   // trip's first pass can be CPU-bound (faulting during it cost ~3% of the time
   // at 1 GiB, 10 Gbit/s).
-  BNF_ASSIGN_OR_RETURN(RamView ram, view_ram(x));
+  BNF_ASSIGN_OR_RETURN(RamView view, view_ram(x));
+  const auto ram = std::make_shared<const RamView>(std::move(view));  // the table's rest may outlive this call
   const bool check = x.check;
   const auto t_stream = Clock::now();
   BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
                                                          {.destination = to.to_string(),
                                                           .downtime_limit_ms = x.opt.downtime_limit_ms,
                                                           .peer_timeout_ms = peer_timeout_ms,
-                                                          .ram = ram.bytes,
-                                                          .ram_file = ram.file.get(),
+                                                          .ram = ram->bytes,
+                                                          .ram_file = ram->file.get(),
+                                                          .ram_owner = ram,
                                                           .qemu_pid = x.qemu_pid,
                                                           .switchover_check = check,
                                                           .check_all_before_resume = x.opt.check_all_before_resume,
