@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -106,6 +108,20 @@ Status make_dirs(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec) return {Errc::io, "create directory " + path + ": " + ec.message()};
+  return Status::ok();
+}
+
+Status for_each_data_run(int fd, uint64_t from, uint64_t to, const std::function<void(uint64_t, uint64_t)>& fn) {
+  for (uint64_t at = from; at < to;) {
+    const off_t data = ::lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) return Status::ok();  // holes to the end of the file
+    if (data < 0) return errno_status("find the data in a file (SEEK_DATA)", errno);
+    if (static_cast<uint64_t>(data) >= to) return Status::ok();
+    const off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    const uint64_t end = hole < 0 ? to : std::min<uint64_t>(to, static_cast<uint64_t>(hole));
+    fn(static_cast<uint64_t>(data), end);
+    at = end;
+  }
   return Status::ok();
 }
 

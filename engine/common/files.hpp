@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/status.hpp"
@@ -19,6 +20,10 @@ Result<uint64_t> file_size(int fd);
 Result<Mapping> map_file(int fd, uint64_t len, bool writable);
 Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 Status pread_all(int fd, void* buf, size_t len, uint64_t off);
+// Calls fn(start, end) for each run of data (not a hole: SEEK_DATA /
+// SEEK_HOLE) of `fd` in [from, to), in order; a run whose end cannot be
+// found counts as data to `to`.
+Status for_each_data_run(int fd, uint64_t from, uint64_t to, const std::function<void(uint64_t, uint64_t)>& fn);
 // Sends every byte on a socket (no SIGPIPE); `what` names the socket in errors.
 Status send_all(int fd, std::string_view bytes, std::string_view what);
 bool path_exists(const std::string& path);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/files.hpp"
+
 namespace bnf {
 
 Prefault::Prefault(std::span<const std::byte> region, PrefaultOptions opt) {
@@ -54,16 +56,13 @@ bool Prefault::fault_in(std::span<const std::byte> region, size_t off, size_t n,
     return true;
   }
   bool whole = true;
-  for (size_t at = off; at < off + n;) {
-    const off_t data = ::lseek(file, static_cast<off_t>(at), SEEK_DATA);
-    if (data < 0 || static_cast<size_t>(data) >= off + n) return false;  // a hole to the step's end
-    if (static_cast<size_t>(data) > at) whole = false;
-    const off_t hole = ::lseek(file, data, SEEK_HOLE);
-    const size_t end = std::min(off + n, hole < 0 ? off + n : static_cast<size_t>(hole));
-    populate(static_cast<size_t>(data), end - static_cast<size_t>(data));
+  size_t at = off;  // where the data found so far ends
+  const Status st = for_each_data_run(file, off, off + n, [&](uint64_t start, uint64_t end) {
+    if (start > at) whole = false;
+    populate(start, end - start);
     at = end;
-  }
-  return whole;
+  });
+  return st.is_ok() && whole && at >= off + n;  // else a hole, maybe to the step's end
 }
 
 void Prefault::stop() {

@@ -34,7 +34,7 @@ void LiveDigestTable::run() {
 // the stop waits for the piece in hand (a whole 64 MiB step took tens of ms).
 void LiveDigestTable::step(uint64_t from, uint64_t to) {
   constexpr uint64_t kPiece = 1024;
-  for (uint64_t p = from; p < to && !stopping_.load(std::memory_order_relaxed);) {
+  for (uint64_t p = from; p < to && !stop_.load(std::memory_order_relaxed);) {
     const uint64_t end = std::min(to, p + kPiece);
     auto* at = const_cast<std::byte*>(ram_.data() + p * kPageSize);
     if (::madvise(at, (end - p) * kPageSize, MADV_POPULATE_READ) == 0) n_.faulted_in += end - p;
@@ -49,7 +49,7 @@ void LiveDigestTable::step(uint64_t from, uint64_t to) {
 
 bool LiveDigestTable::pause(std::chrono::milliseconds d) {
   std::unique_lock lk(mu_);
-  if (d.count() > 0) wake_.wait_for(lk, d, [this] { return stop_; });
+  if (d.count() > 0) wake_.wait_for(lk, d, [this] { return stop_.load(); });
   return !stop_;
 }
 
@@ -58,7 +58,6 @@ void LiveDigestTable::stop() {
     std::lock_guard lk(mu_);
     stop_ = true;
   }
-  stopping_ = true;
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
@@ -80,7 +79,7 @@ std::optional<PageBitmap> LiveDigestTable::written_at_stop() {
   return std::move(*changed);
 }
 
-void LiveDigestTable::settle_holes(PageBitmap& todo, PageBitmap* final_pages) {
+void LiveDigestTable::settle_holes(PageBitmap& todo, PageBitmap& final_pages) {
   if (opt_.ram_file < 0) return;
   Result<PageBitmap> holes = file_holes(opt_.ram_file, pages());
   if (!holes.is_ok()) return;  // read then, as any page
@@ -88,18 +87,18 @@ void LiveDigestTable::settle_holes(PageBitmap& todo, PageBitmap* final_pages) {
   for (uint64_t p = holes->find_next_set(0); p < pages(); p = holes->find_next_set(p + 1)) table_[p] = zero;
   n_.holes = holes->count();
   (void)todo.subtract(*holes);  // same size
-  if (final_pages != nullptr) (void)final_pages->unite(*holes);
+  (void)final_pages.unite(*holes);
 }
 
-PageBitmap LiveDigestTable::finish_written(unsigned threads) {
+PageBitmap LiveDigestTable::hash_at_stop(unsigned threads, uint64_t read_before) {
   stop();
   PageBitmap now(pages());
   PageBitmap final_pages(pages());
   if (std::optional<PageBitmap> written = written_at_stop()) {
     // Hashed ahead and not written since: final. Read by QEMU before the
-    // tracker started and not hashed ahead: compared now too.
+    // tracker started and not hashed ahead: hashed now too.
     const uint64_t reached = reached_;
-    const uint64_t read_before = std::min(pages(), opt_.read_before_tracking);
+    read_before = std::min(pages(), read_before);
     now = std::move(*written);
     if (read_before > reached) now.set_range(reached, read_before - reached);
     final_pages = now;
@@ -108,31 +107,24 @@ PageBitmap LiveDigestTable::finish_written(unsigned threads) {
     now.set_all();
     final_pages.set_all();
   }
-  settle_holes(now, &final_pages);
+  settle_holes(now, final_pages);
   n_.hashed_at_stop = table_.rehash(h_, ram_, now, threads);
   final_ = final_pages;
   return final_pages;
 }
 
+PageBitmap LiveDigestTable::finish_written(unsigned threads) {
+  return hash_at_stop(threads, opt_.read_before_tracking);
+}
+
 DigestTable LiveDigestTable::finish(unsigned threads) {
-  stop();
-  if (final_) {
-    PageBitmap rest(pages());
-    rest.set_all();
-    (void)rest.subtract(*final_);  // same size
-    const auto t = std::chrono::steady_clock::now();
-    n_.hashed_after = table_.rehash(h_, ram_, rest, threads);
-    n_.hashed_after_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    return std::move(table_);
-  }
-  PageBitmap todo(pages());
-  todo.set_all();
-  if (std::optional<PageBitmap> written = written_at_stop()) {
-    todo = std::move(*written);
-    todo.set_range(reached_, pages() - reached_);
-  }
-  settle_holes(todo, nullptr);
-  n_.hashed_at_stop = table_.rehash(h_, ram_, todo, threads);
+  if (!final_) (void)hash_at_stop(threads, pages());  // all not hashed ahead, now
+  PageBitmap rest(pages());
+  rest.set_all();
+  (void)rest.subtract(*final_);  // same size
+  const auto t = std::chrono::steady_clock::now();
+  n_.hashed_after = table_.rehash(h_, ram_, rest, threads);
+  n_.hashed_after_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   return std::move(table_);
 }
 

@@ -6,9 +6,11 @@
 //
 // The tracker was started before QEMU's pass read the page (all pages past
 // `read_before_tracking`), so a page it does not name kept its bytes since
-// before QEMU read it: QEMU read them as they are at the stop. The check can therefore compare the written and
-// hashed-ahead pages in the downtime (finish_written) and hash the rest once the VM runs on (finish). Without a
-// tracker, the steps only fault the mapping in (as Prefault would) and every page is hashed at the stop.
+// before QEMU read it: QEMU read them as they are at the stop. The check can
+// therefore compare the written and hashed-ahead pages in the downtime
+// (finish_written) and hash the rest once the VM runs on (finish). Without a
+// tracker, the steps only fault the mapping in (as Prefault would) and every
+// page is hashed at the stop.
 #pragma once
 
 #include <atomic>
@@ -87,7 +89,11 @@ class LiveDigestTable {
   std::optional<PageBitmap> written_at_stop();
   // Takes the file's holes out of `todo` (their digests set to the zero
   // page's) and adds them to `final_pages`.
-  void settle_holes(PageBitmap& todo, PageBitmap* final_pages);
+  void settle_holes(PageBitmap& todo, PageBitmap& final_pages);
+  // Hashes at the stop what was written, and what QEMU may have read before
+  // the tracker started ([0, read_before)) and was not hashed ahead; the
+  // pages whose digests are then final (finish_written's answer).
+  PageBitmap hash_at_stop(unsigned threads, uint64_t read_before);
 
   static constexpr uint64_t kPageSize = 4096;
   const PageDigester& h_;
@@ -100,8 +106,7 @@ class LiveDigestTable {
   LiveDigestCounts n_;
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;
-  std::atomic<bool> stopping_{false};  // stop_, read by a step without the lock
+  std::atomic<bool> stop_{false};  // set under mu_ (for wake_); a step reads it without
   std::thread thread_;
 };
 
