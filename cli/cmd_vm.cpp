@@ -132,10 +132,11 @@ void add_vm_commands(CLI::App& app, int& rc) {
       ->check(CLI::Range(1, 60000))
       ->capture_default_str();
   mig->add_option("--switchover-check", ma->switchover_check,
-                  "re-hash the stopped VM's RAM and resend what QEMU missed: auto (TCG VMs), on, off; full: "
-                  "on, and compare every page before the VM resumes there (on: pages nothing wrote during "
-                  "a direct trip may be compared right after)")
-      ->check(CLI::IsMember({"auto", "on", "full", "off"}))
+                  "re-hash the stopped VM's RAM and resend what QEMU missed, every page compared before the VM "
+                  "resumes there: auto (TCG VMs), on (full: the same), off; written: on, but a direct trip "
+                  "compares the pages nothing wrote during it and it did not hash ahead just after the VM "
+                  "resumed (experimental)")
+      ->check(CLI::IsMember({"auto", "on", "full", "written", "off"}))
       ->capture_default_str();
   mig->add_option("--write-tracker", ma->write_tracker,
                   "let the switchover check re-hash only the pages QEMU wrote during the trip (userfaultfd "

@@ -10,7 +10,7 @@ MigrateOptions migrate_options(const json& req) {
   o.downtime_limit_ms = req.value("downtime_limit_ms", 300);
   const std::string check = req.value("switchover_check", std::string("auto"));
   if (check != "auto") o.switchover_check = check != "off";
-  o.check_all_before_resume = check == "full";
+  o.check_all_before_resume = check != "written";
   o.direct = !req.value("relay", false);
   const std::string track = req.value("write_tracker", std::string("auto"));
   o.track_writes = track == "on"    ? MigrateOptions::TrackWrites::on

@@ -35,7 +35,7 @@ struct DirectDepartureSetup {
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
-  bool check_all_before_resume = false;  // ... over every page before the destination resumes
+  bool check_all_before_resume = true;  // ... over every page before the destination resumes
   // QEMU's writes to `ram` since the tracker started (null: untracked, and
   // `no_tracker` says why): the check's table is then hashed ahead while the
   // pass leaves CPU idle, the downtime compares only what the guest wrote,
