@@ -55,7 +55,7 @@ struct LiveDigestCounts {
 class LiveDigestTable {
  public:
   // `tracker` names the pages written to `ram` since before QEMU's pass
-  // began; null if there is none (`why_not` says why).
+  // began; null if there is none (`why_not` says why). `h` is copied.
   LiveDigestTable(const PageDigester& h, std::span<const std::byte> ram, std::unique_ptr<WriteTracker> tracker,
                   std::string why_not, LiveDigestOptions opt = {});
   ~LiveDigestTable();
@@ -96,7 +96,7 @@ class LiveDigestTable {
   PageBitmap hash_at_stop(unsigned threads, uint64_t read_before);
 
   static constexpr uint64_t kPageSize = 4096;
-  const PageDigester& h_;
+  const PageDigester h_;  // a copy: the table's rest may be hashed after its maker's digester is gone
   std::span<const std::byte> ram_;
   std::unique_ptr<WriteTracker> tracker_;
   LiveDigestOptions opt_;
