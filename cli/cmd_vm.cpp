@@ -135,7 +135,7 @@ void add_vm_commands(CLI::App& app, int& rc) {
                   "re-hash the stopped VM's RAM and resend what QEMU missed, every page compared before the VM "
                   "resumes there: auto (TCG VMs), on (full: the same), off; written: on, but a direct trip "
                   "compares the pages nothing wrote during it and it did not hash ahead just after the VM "
-                  "resumed (experimental)")
+                  "resumed (a difference found then is already in the running guest)")
       ->check(CLI::IsMember({"auto", "on", "full", "written", "off"}))
       ->capture_default_str();
   mig->add_option("--write-tracker", ma->write_tracker,
