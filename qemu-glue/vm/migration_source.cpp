@@ -206,9 +206,10 @@ struct Departed {
   json done;           // VM_DONE
   std::optional<json> stop_event;
   // Set where `table` is still being made: run once the VM runs there,
-  // before our QEMU quits. (Hashed while it quit, the Linux guest's table
-  // differed from what the destination held, 3 runs of 3, linux_guest.sh;
-  // hashed before, 2 of 2 matched. Why is not established.)
+  // before our QEMU quits. (Awaited after the quit, the Linux guest's table
+  // differed from what the destination held in 3 runs of 3: the rest was
+  // hashed with the trip's digester after the trip had freed it, fixed in
+  // e29ebaa; awaiting it before the quit only made that rarer.)
   std::function<void(Departed&)> complete;
 };
 

