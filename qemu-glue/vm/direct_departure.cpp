@@ -326,6 +326,16 @@ Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream) {
   return qmp.execute("migrate", {{"uri", std::string("fd:") + kStreamFdName}}).status();
 }
 
+Status await_pass_started(QmpClient& qmp, std::chrono::milliseconds limit) {
+  const auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    BNF_ASSIGN_OR_RETURN(json m, qmp.execute("query-migrate"));
+    if (m.value("status", std::string()) != "setup") return Status::ok();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return Status::ok();
+}
+
 // VM_LANDED says what the destination holds, by chunks; for the chunks where
 // the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
 // stop), and those where only some of our digests are final, VM_CHUNKS

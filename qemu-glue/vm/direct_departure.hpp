@@ -5,6 +5,7 @@
 // settles the destination's image before its QEMU gets the device state.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <future>
 #include <memory>
@@ -100,6 +101,14 @@ Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token
 // own copy of the socket). QEMU must have been prepared with its return path
 // on (prepare_qemu_migration).
 Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream);
+
+// Returns once QEMU's migration has left its setup (or after `limit`): the
+// migration thread sets the pass up holding the lock QMP and QEMU's main
+// thread need, so anything that stops the main thread meanwhile (arming the
+// write tracker) delays the pass's first bytes by as long (1 GiB over
+// 1 Gbit/s: the link idle for the first ~50 ms after `migrate` instead of
+// ~20). An error only if QMP fails.
+Status await_pass_started(QmpClient& qmp, std::chrono::milliseconds limit = std::chrono::seconds(2));
 
 // After start_direct_migration and a handshake that agreed on the direct trip.
 Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, const PageDigester& h,

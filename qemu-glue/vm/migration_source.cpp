@@ -539,9 +539,10 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                                ? "off (--write-tracker off)"
                                : "not in relayed trips unless asked (--write-tracker on)";
   double tracker_start_s = 0;
+  const bool tracks =
+      check && opt.track_writes != TrackWrites::off && (offer_direct || opt.track_writes == TrackWrites::on);
   auto track_writes = [&] {
-    if (!check || opt.track_writes == TrackWrites::off || (!offer_direct && opt.track_writes != TrackWrites::on))
-      return;
+    if (!tracks) return;
     const auto t_track = Clock::now();
     Result<std::unique_ptr<WriteTracker>> t = start_write_tracker(vm->ram_file, vm->proc->pid(), vm->def);
     tracker_start_s = since(t_track);
@@ -569,24 +570,29 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // The return path is relayed where both daemons can wait on the bnf
   // connection's socket beside QEMU's (return_path.hpp).
   const bool return_path = transport_.name() == "uring-tcp";
+  double migrate_issued_s = 0;
   auto start_relay = [&]() -> Status {
     track_writes();
     BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock", return_path));
+    migrate_issued_s = since(t0);
     return Status::ok();
   };
   auto start_direct = [&]() -> Status {
     BNF_TRY(prepare_qemu_migration(qmp, true));
     BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
     BNF_TRY(start_direct_migration(qmp, s));
-    // Arming holds QEMU's mmap lock for ~20 ms per GiB, which stalled QMP's
-    // preparation beside it (`migrate` 48-66 ms after the command instead of
-    // 10-25): it goes once QEMU has `migrate`.
+    migrate_issued_s = since(t0);
+    // Arming stops QEMU's main thread and holds its mmap lock (~20 ms per
+    // GiB): beside QMP's preparation it stalled that (`migrate` 48-66 ms
+    // after the command instead of 10-25), and beside the pass's setup it
+    // held back the pass's first bytes by as long (see await_pass_started):
+    // it goes once the pass is under way.
+    if (tracks) BNF_TRY(await_pass_started(qmp));
     tracking = std::async(std::launch::async, track_writes);
     return Status::ok();
   };
   if (!offer_direct) early = std::async(std::launch::async, handshake);  // beside the tracker's start and `migrate`
   Status started = offer_direct ? start_direct() : start_relay();
-  const double migrate_issued_s = since(t0);
   if (!started.is_ok()) return fail_here(started);  // `early` is waited for as it goes
   Result<Handshake> shaken = early.get();
   if (!shaken.is_ok()) return fail_here(shaken.status());

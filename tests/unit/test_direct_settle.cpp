@@ -13,6 +13,8 @@
 #include <string>
 #include <thread>
 
+#include "launch/qemu_process.hpp"
+#include "qmp/qmp_client.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "stream_builder.hpp"
 #include "test_util.hpp"
@@ -196,6 +198,26 @@ TEST_F(DirectSettle, DeviceStateBiggerThanTheSocketBuffersIsReadWhileTheImageSet
   ASSERT_TRUE(arrival.is_ok()) << arrival.status().message();
   EXPECT_EQ(arrival->root, DigestTable::compute(h_, stopped_, 4096, 1).root(h_));
   EXPECT_GE(qemu_got.load(), kDevice);  // all of the device state reached our QEMU
+}
+
+// The write tracker is armed only once QEMU's migration left its setup
+// (arming stops QEMU's main thread, which the setup needs): against a real
+// QEMU migrating slowly, the wait returns with the migration active.
+TEST(DirectTrip, AwaitPassStartedReturnsOnceQemusMigrationLeftItsSetup) {
+  if (!test::have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  test::TempDir dir;
+  const std::string sock = dir.path() + "/qmp.sock";
+  auto qemu = QemuProcess::spawn(test::bare_qemu(sock, 64), dir.path() + "/stderr");
+  ASSERT_TRUE(qemu.is_ok()) << qemu.status().message();
+  auto qmp = QmpClient::connect(sock, std::chrono::seconds(10));
+  ASSERT_TRUE(qmp.is_ok()) << qmp.status().message();
+  ASSERT_TRUE(qmp->execute("migrate-set-parameters", {{"max-bandwidth", 1 << 20}}).is_ok());  // 64 MiB: a minute
+  ASSERT_TRUE(qmp->execute("migrate", {{"uri", "exec:cat > /dev/null"}}).is_ok());
+  ASSERT_TRUE(await_pass_started(*qmp).is_ok());
+  auto m = qmp->execute("query-migrate");
+  ASSERT_TRUE(m.is_ok()) << m.status().message();
+  EXPECT_EQ(m->value("status", std::string()), "active");
+  (void)qmp->execute("migrate_cancel");
 }
 
 }  // namespace

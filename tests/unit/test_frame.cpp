@@ -73,7 +73,7 @@ TEST(Runs, BoundsAreCheckedAgainstTheImage) {
   EXPECT_FALSE(decode_runs(encode_runs(std::vector<PageRun>{{5, 0}}), 128).is_ok());
   EXPECT_FALSE(decode_runs(encode_runs(std::vector<PageRun>{{10, 5}, {12, 1}}), 128).is_ok());  // overlap
   EXPECT_FALSE(decode_runs(encode_runs(std::vector<PageRun>{{10, 1}, {5, 1}}), 128).is_ok());   // order
-  EXPECT_FALSE(decode_runs(std::string(15, '\0'), 128).is_ok());                                 // ragged
+  EXPECT_FALSE(decode_runs(std::string(15, '\0'), 128).is_ok());                                // ragged
   EXPECT_FALSE(decode_runs("", 128).is_ok());
 }
 

@@ -28,9 +28,9 @@ TEST_F(FilterFixture, FullTransferSendsEveryNonZeroPage) {
 
 TEST_F(FilterFixture, DigestScanFindsExactlyTheChangedPages) {
   auto now = base_img;
-  test::fill_page(page(now, 3), 77);         // changed
-  std::memset(page(now, 5), 0, 4096);        // became zero
-  test::fill_page(page(now, 20), 78);        // was zero, now data
+  test::fill_page(page(now, 3), 77);   // changed
+  std::memset(page(now, 5), 0, 4096);  // became zero
+  test::fill_page(page(now, 20), 78);  // was zero, now data
   auto same = test::random_image(kPages, 1, 10);
   std::memcpy(page(now, 7), same.data() + 7 * 4096, 4096);  // rewritten with identical bytes: no cost
   PagePlan plan = plan_pages({now, 4096, &h, &base, nullptr, 2});

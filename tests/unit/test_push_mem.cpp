@@ -218,8 +218,12 @@ TEST_F(PushMem, WrongProtocolVersionIsRefusedWithAReason) {
   proto::AuthenticatedTransport t(net_.transport(), key_);
   auto c = t.connect(*parse_endpoint("bnf+mem:daemon"));
   ASSERT_TRUE(c.is_ok());
-  nlohmann::json hello = {{"version", proto::kVersion + 1}, {"sender", "x"}, {"name", "vm"},
-                          {"size_bytes", 4096}, {"page_size", 4096}, {"streams", 1}};
+  nlohmann::json hello = {{"version", proto::kVersion + 1},
+                          {"sender", "x"},
+                          {"name", "vm"},
+                          {"size_bytes", 4096},
+                          {"page_size", 4096},
+                          {"streams", 1}};
   ASSERT_TRUE(proto::send_control(**c, proto::FrameType::hello, hello).is_ok());
   auto f = proto::recv_frame(**c);
   ASSERT_FALSE(f.is_ok());

@@ -10,15 +10,11 @@
 namespace bnf::qemu {
 namespace {
 
-bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
-
 TEST(QmpClient, TalksToARealQemu) {
-  if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  if (!test::have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
   test::TempDir dir;
   const std::string sock = dir.path() + "/qmp.sock";
-  auto qemu = QemuProcess::spawn({"qemu-system-x86_64", "-accel", "tcg", "-m", "32M", "-display", "none", "-nodefaults",
-                                  "-S", "-qmp", "unix:" + sock + ",server=on,wait=off"},
-                                 dir.path() + "/stderr");
+  auto qemu = QemuProcess::spawn(test::bare_qemu(sock), dir.path() + "/stderr");
   ASSERT_TRUE(qemu.is_ok()) << qemu.status().message();
   auto c = QmpClient::connect(sock, std::chrono::seconds(10));
   ASSERT_TRUE(c.is_ok()) << c.status().message();

@@ -4,8 +4,8 @@
 
 #include <array>
 #include <cstdio>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "stream/stream_rewriter.hpp"
@@ -66,8 +66,8 @@ TEST(StreamCodec, TakesOutPagesAndRenamesTheNextKeptRecord) {
   b.header().ram_start(8192).be64(0x10).footer();
   // PART: ram0 page (named), pc.rom page continuing ... no: pc.rom page named, then ram0 again.
   b.u8(0x02).be32(2);
-  b.be64(0x0000 | 0x08).str8("ram0").page('a');  // taken out
-  b.be64(0x1000 | 0x08 | 0x20).page('b');        // ram0 via CONTINUE: taken out
+  b.be64(0x0000 | 0x08).str8("ram0").page('a');    // taken out
+  b.be64(0x1000 | 0x08 | 0x20).page('b');          // ram0 via CONTINUE: taken out
   b.be64(0x0000 | 0x08).str8("pc.rom").page('c');  // kept, named
   b.be64(0x10).footer().device_tail();
   Recorder h;
@@ -200,7 +200,6 @@ TEST(StreamSource, ViewsSpanShortReadsAndTheBufferEnd) {
   writer.join();
   ::close(sv[0]);
 }
-
 
 // A relayed trip's return path: while the source waits for stream bytes that
 // only come after the destination answered, the watched descriptor's bytes are

@@ -19,8 +19,8 @@ TEST(Endpoint, ParsesQemuStyleAndUrlStyle) {
 }
 
 TEST(Endpoint, RejectsBadInputWithAReason) {
-  for (const char* s : {"tcp:1.2.3.4:5", "bnf+tcp:host", "bnf+tcp:host:99999", "bnf+tcp:host:x", "bnf+rdmx:a:1",
-                        "bnf+tcp::5"}) {
+  for (const char* s :
+       {"tcp:1.2.3.4:5", "bnf+tcp:host", "bnf+tcp:host:99999", "bnf+tcp:host:x", "bnf+rdmx:a:1", "bnf+tcp::5"}) {
     auto ep = parse_endpoint(s);
     EXPECT_FALSE(ep.is_ok()) << s;
     EXPECT_EQ(ep.status().code(), Errc::invalid_argument);

@@ -61,4 +61,20 @@ ConnectedPair connect_pair(transport::Transport& t) {
   return p;
 }
 
+bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
+
+std::vector<std::string> bare_qemu(const std::string& qmp_socket, unsigned memory_mib) {
+  return {"qemu-system-x86_64",
+          "-accel",
+          "tcg",
+          "-m",
+          std::to_string(memory_mib) + "M",
+          "-display",
+          "none",
+          "-nodefaults",
+          "-S",
+          "-qmp",
+          "unix:" + qmp_socket + ",server=on,wait=off"};
+}
+
 }  // namespace bnf::test

@@ -36,4 +36,9 @@ std::vector<std::byte> random_image(uint64_t pages, uint64_t seed, uint64_t zero
 void fill_page(std::byte* page, uint64_t seed);
 std::vector<std::byte> read_whole(const std::string& path);
 
+// Whether qemu-system-x86_64 is installed, and the command line of a paused
+// QEMU with no devices, `memory_mib` of RAM and QMP on `qmp_socket`.
+bool have_qemu();
+std::vector<std::string> bare_qemu(const std::string& qmp_socket, unsigned memory_mib = 32);
+
 }  // namespace bnf::test

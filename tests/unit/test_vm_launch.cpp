@@ -14,8 +14,6 @@
 namespace bnf::qemu {
 namespace {
 
-bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
-
 VmDefinition small_vm() {
   VmDefinition d;
   d.name = "t1";
@@ -73,7 +71,7 @@ TEST(QemuCommand, CarriesTheConventions) {
 // The guest's RAM is the file: firmware writes done by the running guest show
 // up in the file bnf handed to QEMU.
 TEST(QemuLaunch, GuestRamIsTheSharedFile) {
-  if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  if (!test::have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
   test::TempDir dir;
   LaunchPaths p{dir.path() + "/ram", dir.path() + "/qmp", dir.path() + "/serial"};
   {
@@ -100,7 +98,7 @@ TEST(QemuLaunch, GuestRamIsTheSharedFile) {
 }
 
 TEST(QemuLaunch, IncomingWaitsForAStream) {
-  if (!have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  if (!test::have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
   test::TempDir dir;
   LaunchPaths p{dir.path() + "/ram", dir.path() + "/qmp", dir.path() + "/serial"};
   auto proc = QemuProcess::spawn(qemu_command(small_vm(), p, std::string("unix:" + dir.path() + "/in")),
