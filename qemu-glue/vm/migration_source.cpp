@@ -552,7 +552,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
       no_tracker = t.status().message();
   };
   std::future<Result<Handshake>> early;
-  std::future<void> tracking;            // a direct trip's tracker, armed once QEMU has `migrate`
+  std::future<void> tracking;            // a direct trip's tracker, armed once QEMU's pass is under way
   std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
   if (offer_direct) {
     early = std::async(std::launch::async, handshake);
