@@ -437,8 +437,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     d.table = DigestTable::compute(h, s.ram, kPage, 2);
     d.rehash_s = since(t);
     d.unchecked_differs = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
+    d.rehash_counts = live->counts();  // with the check on, taken after the settle
   }
-  d.rehash_counts = live->counts();
   return d;
 }
 
