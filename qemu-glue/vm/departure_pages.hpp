@@ -56,6 +56,10 @@ struct DeparturePagesOptions {
   // 7.2 under TCG was measured to lose guest writes made shortly before the
   // stop (the destination then resumes with stale pages; native QEMU too).
   std::span<const std::byte> switchover_check;
+  // The file `switchover_check` maps: its holes at the stop are zero pages,
+  // known without reading them (on tmpfs a read through the mapping would
+  // allocate each, and the retained snapshot would fill up with zeros).
+  int ram_file = -1;
   // QEMU's writes since before it read the RAM for this trip (started before
   // `migrate`): at the stop only the pages it names, and any QEMU did not
   // send in this trip, are re-hashed; every other page still holds the bytes

@@ -327,12 +327,14 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   // Page faults belong in the first pass, not in the downtime: the re-hash of
   // the whole RAM at the stop would otherwise fault in what the warm mapping
   // has not (~60 ms per GiB here). With QEMU's writes tracked, it reads few pages.
-  Prefault prefault(ram_view && !tracked ? ram_view->bytes : std::span<const std::byte>());
+  Prefault prefault(ram_view && !tracked ? ram_view->bytes : std::span<const std::byte>(),
+                    {.file = ram_view ? ram_view->file.get() : -1});
   DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
                        {.incremental = incremental,
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
                         .hot_window = kQemuHotWindow,
                         .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>(),
+                        .ram_file = ram_view ? ram_view->file.get() : -1,
                         .write_tracker = std::move(x.tracker)});
   FdSource src(qfd.get());
   uint64_t return_path_bytes = 0;

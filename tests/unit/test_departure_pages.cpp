@@ -1,9 +1,12 @@
 // The source's page filter: what travels, and when (hold-back until QEMU's next
 // pass goes by), with QEMU's passes played as sequences of page records.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 
+#include "bitmap/file_holes.hpp"
 #include "protocol/frame.hpp"
 #include "vm/departure_pages.hpp"
 
@@ -272,6 +275,38 @@ TEST_F(DeparturePagesTest, WithQemusWritesTrackedOnlyWrittenAndUnsentPagesAreHas
   EXPECT_EQ(d.counts().fixed_at_switchover, 1U);
   EXPECT_EQ(sends_of(9), 1U);
   EXPECT_EQ(d.departure()[9], h_.page(ram.data() + 9 * 4096, 4096));
+}
+
+// The RAM file's holes at the stop are zero pages: compared as such without
+// being read (reading one through a tmpfs mapping allocates it, and the
+// retained snapshot would fill with zeros at every trip).
+TEST_F(DeparturePagesTest, TheCheckKnowsTheRamFilesHolesAreZeroWithoutReadingThem) {
+  const int fd = ::memfd_create("ram", 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, kPages * 4096), 0);
+  for (uint64_t p = 0; p < kPages / 2; ++p)  // the first half as the base has it; the second a hole
+    ASSERT_EQ(::pwrite(fd, page_of(static_cast<uint8_t>(p)).data(), 4096, static_cast<off_t>(p * 4096)), 4096);
+  auto* map = static_cast<std::byte*>(::mmap(nullptr, kPages * 4096, PROT_READ, MAP_SHARED, fd, 0));
+  ASSERT_NE(map, MAP_FAILED);
+  {
+    auto d = DeparturePages(conn_, h_, base_, kPages,
+                            {.incremental = true,
+                             .hold_budget_bytes = 1 << 20,
+                             .switchover_check = std::span<const std::byte>(map, kPages * 4096),
+                             .ram_file = fd});
+    ASSERT_TRUE(d.on_final_ram_section().is_ok());
+    ASSERT_TRUE(d.before_device_state().is_ok());
+    EXPECT_EQ(d.counts().hashed_at_stop, kPages / 2);  // the data pages only
+    // The holes differ from the base (page p filled with p) but where p's low byte is 0.
+    EXPECT_EQ(d.counts().fixed_at_switchover, kPages / 2 - 1);
+    EXPECT_EQ(d.departure()[kPages - 1], h_.zero_digest());
+    EXPECT_EQ(d.departure()[3], base_[3]);
+  }
+  Result<PageBitmap> holes = file_holes(fd, kPages);
+  ASSERT_TRUE(holes.is_ok()) << holes.status().message();
+  EXPECT_EQ(holes->count(), kPages / 2);  // not read, so not allocated
+  ::munmap(map, kPages * 4096);
+  ::close(fd);
 }
 
 TEST_F(DeparturePagesTest, OffsetPastTheBlockIsAnError) {
