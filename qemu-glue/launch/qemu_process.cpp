@@ -3,17 +3,21 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <utility>
 
 namespace bnf::qemu {
 
-Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log) {
+Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log,
+                                       bool background) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -32,6 +36,7 @@ Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, con
     ::dup2(devnull, STDIN_FILENO);
     ::dup2(devnull, STDOUT_FILENO);
     ::setsid();  // not killed with the daemon's terminal
+    if (background) (void)::setpriority(PRIO_PROCESS, 0, 19);
     ::execvp(args[0], args.data());
     const int err = errno;
     (void)::write(ready[1], &err, sizeof err);
@@ -128,6 +133,32 @@ void QemuProcess::kill() noexcept {
   } else {
     (void)wait(std::chrono::seconds(5));
   }
+}
+
+Status QemuProcess::set_nice(pid_t pid, int nice) {
+  // Twice: a thread started while the first walk ran may have copied the old value.
+  for (int walk = 0; walk < 2; ++walk) {
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+      const auto tid = static_cast<id_t>(std::stoul(task.path().filename().string()));
+      if (::setpriority(PRIO_PROCESS, tid, nice) != 0 && errno != ESRCH)
+        return errno_status(fmt::format("set the nice value of QEMU's thread {}", tid), errno);
+    }
+    if (ec) return errno_status(fmt::format("list QEMU's threads (/proc/{}/task)", pid), ec.value());
+  }
+  return Status::ok();
+}
+
+bool QemuProcess::may_lower_nice() {
+  bool may = false;
+  std::thread([&] {
+    const auto self = static_cast<id_t>(::syscall(SYS_gettid));
+    errno = 0;
+    const int now = ::getpriority(PRIO_PROCESS, self);
+    if (errno != 0 || now >= 19 || ::setpriority(PRIO_PROCESS, self, now + 1) != 0) return;
+    may = ::setpriority(PRIO_PROCESS, self, now) == 0;
+  }).join();
+  return may;
 }
 
 }  // namespace bnf::qemu

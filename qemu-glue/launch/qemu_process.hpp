@@ -16,7 +16,10 @@ namespace bnf::qemu {
 
 class QemuProcess {
  public:
-  static Result<QemuProcess> spawn(const std::vector<std::string>& argv, const std::string& stderr_log);
+  // `background`: at the lowest CPU priority (nice 19, which every thread it
+  // makes inherits) until set_nice gives it the spawner's back.
+  static Result<QemuProcess> spawn(const std::vector<std::string>& argv, const std::string& stderr_log,
+                                   bool background = false);
   // The running process `pid`, if its command line contains `marker` (the VM's
   // RAM file): a recycled pid is not mistaken for the VM.
   static Result<QemuProcess> adopt(pid_t pid, const std::string& marker);
@@ -31,6 +34,12 @@ class QemuProcess {
   // Waits for exit up to `timeout`; returns the exit status (or -signal).
   Result<int> wait(std::chrono::milliseconds timeout);
   void kill() noexcept;
+  // Sets the nice value of every thread of process `pid` (Linux keeps one per
+  // thread). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE: may_lower_nice().
+  static Status set_nice(pid_t pid, int nice);
+  // Whether this process may lower a nice value it raised (probed on a
+  // thread of its own, which raises its own and lowers it back).
+  static bool may_lower_nice();
   // Lets go without killing: the process outlives this object.
   void detach() noexcept { pid_ = -1; }
 

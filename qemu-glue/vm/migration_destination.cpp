@@ -2,6 +2,7 @@
 // QEMU maps, feeds the rest of the stream to QEMU, and commits the arrival.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -163,10 +164,16 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   if (direct) accept["direct"] = true;
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
   // Our QEMU starts on a thread of its own: a direct trip's stream is being
-  // read meanwhile (unread, it would hold the source QEMU back).
+  // read meanwhile (unread, it would hold the source QEMU back). It starts in
+  // the background (lowest CPU priority) and gets ours back once it listens:
+  // its start-up (~0.1 s of CPU) otherwise takes a core from the source's
+  // pass wherever the two share a machine or a busy host (measured: a 1 GiB
+  // first trip over 1 Gbit/s ~15 ms shorter with it started 2 s late).
+  const bool background = direct && background_arrivals_;
   std::future<Result<QemuProcess>> spawning = std::async(std::launch::async, [&] {
-    return QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log");
+    return QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log", background);
   });
+  const int normal_nice = ::getpriority(PRIO_PROCESS, 0);
   std::optional<QemuProcess> proc;
   auto qemu_started = [&]() -> Status {
     if (proc) return Status::ok();
@@ -184,6 +191,8 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
       return Status::ok();
     }();
     BNF_TRY(connected.context("destination QEMU (did it exit? see its qemu.log)"));
+    if (Status st = background ? QemuProcess::set_nice(proc->pid(), normal_nice) : Status::ok(); !st.is_ok())
+      log_.warn("vm {}: the arriving QEMU stays at the lowest CPU priority: {}", name, st.message());
     return qemu_in.get();
   };
   const PageDigester h(plan.key);

@@ -138,6 +138,9 @@ class VmManager {
   proto::AuthenticatedTransport& transport_;  // its connections prove the peer key
   const Logger& log_;
   unsigned peer_timeout_ms_;
+  // An arriving VM's QEMU starts in the background (lowest CPU priority) where
+  // this daemon may give it its priority back once it is up.
+  const bool background_arrivals_ = QemuProcess::may_lower_nice();
   std::mutex mu_;  // guards vms_ and each Vm's fields; never held across a migration
   std::map<std::string, Vm> vms_;
   StreamRendezvous streams_;  // direct trips' QEMU streams, until their trips take them

@@ -1,7 +1,10 @@
 // VM definitions and launch conventions; the launch itself against real QEMU.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -109,6 +112,36 @@ TEST(QemuLaunch, IncomingWaitsForAStream) {
   EXPECT_EQ((*qmp->execute("query-status"))["status"], "inmigrate");
   proc->kill();
   EXPECT_FALSE(proc->running());
+}
+
+// The nice value of each thread of `pid` (Linux keeps one per thread).
+std::vector<int> thread_nice(pid_t pid) {
+  std::vector<int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    errno = 0;
+    const int n = ::getpriority(PRIO_PROCESS, static_cast<id_t>(std::stoul(task.path().filename().string())));
+    if (errno == 0) out.push_back(n);
+  }
+  return out;
+}
+
+// An arriving VM's QEMU starts in the background: every thread it makes (the
+// vCPU's, the RCU one...) at nice 19, until set_nice gives them the daemon's.
+TEST(QemuLaunch, InTheBackgroundEveryThreadIsNicedUntilGivenItsPriorityBack) {
+  if (!test::have_qemu()) GTEST_SKIP() << "qemu-system-x86_64 not installed";
+  test::TempDir dir;
+  const std::string sock = dir.path() + "/qmp.sock";
+  auto qemu = QemuProcess::spawn(test::bare_qemu(sock), dir.path() + "/stderr", true);
+  ASSERT_TRUE(qemu.is_ok()) << qemu.status().message();
+  ASSERT_TRUE(QmpClient::connect(sock, std::chrono::seconds(10)).is_ok());  // its threads are up
+  const std::vector<int> before = thread_nice(qemu->pid());
+  ASSERT_GT(before.size(), 1U);
+  for (int n : before) EXPECT_EQ(n, 19);
+  if (!QemuProcess::may_lower_nice()) GTEST_SKIP() << "this process may not lower a nice value";
+  const int mine = ::getpriority(PRIO_PROCESS, 0);
+  ASSERT_TRUE(QemuProcess::set_nice(qemu->pid(), mine).is_ok());
+  for (int n : thread_nice(qemu->pid())) EXPECT_EQ(n, mine);
+  EXPECT_FALSE(QemuProcess::set_nice(999999999, 0).is_ok());  // no such process: named, not ignored
 }
 
 TEST(QemuLaunch, MissingBinaryIsNamed) {
