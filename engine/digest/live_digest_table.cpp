@@ -19,22 +19,28 @@ LiveDigestTable::LiveDigestTable(const PageDigester& h, std::span<const std::byt
 LiveDigestTable::~LiveDigestTable() { stop(); }
 
 void LiveDigestTable::run() {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kGauge = std::chrono::milliseconds(100);
+  // Hashing for `busy` after each gauge takes busy_core_share of a core.
+  const double share = tracking() ? std::clamp(opt_.busy_core_share, 0.0, 0.9) : 0.0;
+  const auto busy = std::chrono::duration_cast<Clock::duration>(kGauge * (share / (1 - share)));
   IdleCores idle;
   const uint64_t total = pages();
   for (uint64_t p = 0; p < total;) {
-    if (!pause(opt_.when_idle ? std::chrono::milliseconds(100) : std::chrono::milliseconds(0))) return;
-    if (opt_.when_idle && idle.sample() < 0.5) continue;
-    const uint64_t end = std::min(total, p + opt_.step_pages);
-    step(p, end);
-    p = end;
+    if (!pause(opt_.when_idle ? kGauge : std::chrono::milliseconds(0))) return;
+    if (!opt_.when_idle || idle.sample() >= 0.5)
+      p = step(p, std::min(total, p + opt_.step_pages), Clock::time_point::max());
+    else if (share > 0)
+      p = step(p, total, Clock::now() + busy);
   }
 }
 
 // Faults the step in and, with writes tracked, hashes it, 4 MiB at a time:
 // the stop waits for the piece in hand (a whole 64 MiB step took tens of ms).
-void LiveDigestTable::step(uint64_t from, uint64_t to) {
+uint64_t LiveDigestTable::step(uint64_t from, uint64_t to, std::chrono::steady_clock::time_point until) {
   constexpr uint64_t kPiece = 1024;
-  for (uint64_t p = from; p < to && !stop_.load(std::memory_order_relaxed);) {
+  uint64_t p = from;
+  while (p < to && !stop_.load(std::memory_order_relaxed) && std::chrono::steady_clock::now() < until) {
     const uint64_t end = std::min(to, p + kPiece);
     auto* at = const_cast<std::byte*>(ram_.data() + p * kPageSize);
     if (::madvise(at, (end - p) * kPageSize, MADV_POPULATE_READ) == 0) n_.faulted_in += end - p;
@@ -45,6 +51,7 @@ void LiveDigestTable::step(uint64_t from, uint64_t to) {
     }
     p = end;
   }
+  return p;
 }
 
 bool LiveDigestTable::pause(std::chrono::milliseconds d) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -32,6 +33,10 @@ struct LiveDigestOptions {
   // Take a step only after 100 ms in which the machine had half a core idle
   // (see Prefault): a CPU-bound migration would only be slowed.
   bool when_idle = true;
+  // ... and, with writes tracked, hash for this share of one core's time when
+  // the machine is busy: a CPU-bound pass leaves no idle time, and every page
+  // not hashed ahead is hashed in the downtime (~100-200 ms per GiB here).
+  double busy_core_share = 0;
   uint64_t step_pages = 16384;  // 64 MiB: faulted in, then hashed
   // Pages [0, read_before_tracking) QEMU may have read before the tracker
   // started: compared in the downtime whatever the tracker says.
@@ -82,7 +87,8 @@ class LiveDigestTable {
  private:
   [[nodiscard]] uint64_t pages() const { return ram_.size() / kPageSize; }
   void run();
-  void step(uint64_t from, uint64_t to);
+  // Steps over [from, to) until `until`; returns the page it reached.
+  uint64_t step(uint64_t from, uint64_t to, std::chrono::steady_clock::time_point until);
   bool pause(std::chrono::milliseconds d);  // false once stopped
   void stop();
   // The pages the tracker names (nullopt: untracked, or it failed now).

@@ -221,6 +221,34 @@ TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
   EXPECT_GE(live.counts().hashed_ahead + live.counts().hashed_at_stop, kPages);  // every page once at least
 }
 
+// A CPU-bound pass leaves no idle time: with a busy share the steps still
+// hash ahead (a little after each 100 ms gauge), without one they wait.
+TEST(LiveDigestTable, ABusyShareHashesAheadWhileEveryCoreIsBusy) {
+  const PageDigester h(random_digest_key());
+  for (const double share : {0.0, 0.1}) {
+    Memory m;
+    std::atomic<bool> busy{true};
+    std::vector<std::thread> spinners;
+    for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i)
+      spinners.emplace_back([&] {
+        while (busy) {
+        }
+      });
+    LiveDigestTable live(h, m.span(), listed(m.written), "",
+                         {.when_idle = true, .busy_core_share = share, .step_pages = 256});
+    std::this_thread::sleep_for(std::chrono::milliseconds(450));
+    m.write(3, 8);
+    const DigestTable t = live.finish(2);
+    busy = false;
+    for (auto& s : spinners) s.join();
+    EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h)) << share;
+    if (share > 0)
+      EXPECT_GT(live.counts().hashed_ahead, 0U);
+    else
+      EXPECT_EQ(live.counts().hashed_ahead, 0U);
+  }
+}
+
 TEST(LiveDigestTable, ATrackerThatFailsAtTheFinishMeansEveryPageIsHashedAgain) {
   const PageDigester h(random_digest_key());
   Memory m;
