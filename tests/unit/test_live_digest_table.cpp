@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "bitmap/file_holes.hpp"
@@ -56,6 +57,28 @@ struct Memory {
     written.set(p);
   }
   [[nodiscard]] std::span<const std::byte> span() const { return bytes; }
+};
+
+// Keeps every core busy while it lives.
+class BusyCores {
+ public:
+  BusyCores() {
+    for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i)
+      spinners_.emplace_back([this] {
+        while (busy_) {
+        }
+      });
+  }
+  ~BusyCores() {
+    busy_ = false;
+    for (auto& s : spinners_) s.join();
+  }
+  BusyCores(const BusyCores&) = delete;
+  BusyCores& operator=(const BusyCores&) = delete;
+
+ private:
+  std::atomic<bool> busy_{true};
+  std::vector<std::thread> spinners_;
 };
 
 void wait_reached(const LiveDigestTable& t) {
@@ -205,18 +228,11 @@ TEST(LiveDigestTable, PagesNotReachedBeforeTheFinishAreHashedThen) {
   const PageDigester h(random_digest_key());
   Memory m;
   // Waits for idle CPU that this test keeps busy: reaches little or nothing.
-  std::atomic<bool> busy{true};
-  std::vector<std::thread> spinners;
-  for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i)
-    spinners.emplace_back([&] {
-      while (busy) {
-      }
-    });
+  std::optional<BusyCores> busy(std::in_place);
   LiveDigestTable live(h, m.span(), listed(m.written), "", {.when_idle = true, .step_pages = 256});
   m.write(4000, 3);
   const DigestTable t = live.finish(2);
-  busy = false;
-  for (auto& s : spinners) s.join();
+  busy.reset();
   EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h));
   EXPECT_GE(live.counts().hashed_ahead + live.counts().hashed_at_stop, kPages);  // every page once at least
 }
@@ -227,20 +243,13 @@ TEST(LiveDigestTable, ABusyShareHashesAheadWhileEveryCoreIsBusy) {
   const PageDigester h(random_digest_key());
   for (const double share : {0.0, 0.1}) {
     Memory m;
-    std::atomic<bool> busy{true};
-    std::vector<std::thread> spinners;
-    for (unsigned i = 0; i < std::thread::hardware_concurrency(); ++i)
-      spinners.emplace_back([&] {
-        while (busy) {
-        }
-      });
+    std::optional<BusyCores> busy(std::in_place);
     LiveDigestTable live(h, m.span(), listed(m.written), "",
                          {.when_idle = true, .busy_core_share = share, .step_pages = 256});
     std::this_thread::sleep_for(std::chrono::milliseconds(450));
     m.write(3, 8);
     const DigestTable t = live.finish(2);
-    busy = false;
-    for (auto& s : spinners) s.join();
+    busy.reset();
     EXPECT_EQ(t.root(h), DigestTable::compute(h, m.span(), kPage, 1).root(h)) << share;
     if (share > 0)
       EXPECT_GT(live.counts().hashed_ahead, 0U);
