@@ -18,7 +18,11 @@ namespace bnf {
 
 class BaseCheck {
  public:
-  BaseCheck(std::span<const std::byte> image, uint32_t page_size, DigestTable expected, const PageDigester& h);
+  // `holes`: the image's holes as it starts (file_holes; empty if unknown):
+  // zero pages, checked without reading them (on tmpfs a read through the
+  // mapping would allocate each).
+  BaseCheck(std::span<const std::byte> image, uint32_t page_size, DigestTable expected, const PageDigester& h,
+            PageBitmap holes = PageBitmap());
   ~BaseCheck();
   BaseCheck(const BaseCheck&) = delete;
   BaseCheck& operator=(const BaseCheck&) = delete;
@@ -38,6 +42,7 @@ class BaseCheck {
   uint32_t page_size_;
   DigestTable expected_;
   PageDigester h_;
+  PageBitmap holes_;
   PageBitmap claimed_;
   PageBitmap done_;
   std::atomic<uint64_t> mismatched_{0};

@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "bitmap/file_holes.hpp"
 #include "common/files.hpp"
+#include "snapshot/zero_pages.hpp"
 
 namespace bnf {
 
@@ -191,6 +193,13 @@ Result<Manifest> SnapshotStore::commit_departure(const std::string& name, const 
   return m;
 }
 
+Result<uint64_t> SnapshotStore::release_zero_pages(const Manifest& m, const DigestTable& table) {
+  BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(m.name));
+  if (is_live(m.name)) return Status(Errc::busy, "snapshot '" + m.name + "' is in use by a running VM");
+  BNF_ASSIGN_OR_RETURN(UniqueFd img, open_file(image_path(m), O_RDWR));
+  return bnf::release_zero_pages(img.get(), table, PageDigester(m.key).zero_digest(), m.page_size);
+}
+
 // Writes the epoch's digest table, then its manifest: the commit point.
 Status SnapshotStore::publish(Manifest& m, const DigestTable& table) {
   m.digests_file = "digests." + std::to_string(m.epoch) + "." + m.lineage.substr(0, 8) + ".bin";
@@ -335,8 +344,9 @@ void SnapshotWriter::stop_reserve() noexcept {
 
 void SnapshotWriter::start_base_check(const PageDigester& h) {
   if (plan_.full || base_check_) return;
+  Result<PageBitmap> holes = file_holes(image_fd_.get(), plan_.size_bytes / plan_.page_size);
   base_check_ = std::make_unique<BaseCheck>(std::span<const std::byte>(map_.data(), plan_.size_bytes), plan_.page_size,
-                                            table_, h);
+                                            table_, h, holes.is_ok() ? std::move(*holes) : PageBitmap());
 }
 
 Result<uint64_t> SnapshotWriter::finish_base_check() {

@@ -73,6 +73,9 @@ class SnapshotStore {
   Result<Manifest> commit_departure(const std::string& name, const std::string& image_path, const std::string& lineage,
                                     uint64_t epoch, const DigestKey& key, const DigestTable& table,
                                     const std::string& peer, std::string_view device_state);
+  // Gives the host back the committed snapshot's zero pages (`table`: its
+  // digest table); returns the bytes released (zero_pages.hpp).
+  Result<uint64_t> release_zero_pages(const Manifest& m, const DigestTable& table);
 
   [[nodiscard]] std::string dir_of(const std::string& name) const;
   [[nodiscard]] std::string image_path(const Manifest& m) const;

@@ -35,8 +35,7 @@ uint32_t entry_crc(const EntryHeader& e) { return crc32c(&e, offsetof(EntryHeade
 
 Result<JournalHeader> read_header(int fd, const std::string& path) {
   JournalHeader h{};
-  if (!pread_all(fd, &h, sizeof h, 0).is_ok() || h.magic != kMagic || h.version != kVersion ||
-      h.crc != header_crc(h))
+  if (!pread_all(fd, &h, sizeof h, 0).is_ok() || h.magic != kMagic || h.version != kVersion || h.crc != header_crc(h))
     return Status(Errc::corrupt, "undo journal " + path + ": bad header");
   return h;
 }

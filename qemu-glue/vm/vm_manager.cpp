@@ -168,6 +168,7 @@ json MigrationReport::to_json() const {
   j.update({{"stream_bytes_in", stream_bytes_in},
             {"stream_bytes_forwarded", stream_bytes_forwarded},
             {"return_path_bytes", return_path_bytes},
+            {"snapshot_bytes_released", snapshot_bytes_released},
             {"pages_superseded", pages_superseded},
             {"pages_fixed_at_switchover", pages_fixed_at_switchover},
             {"running_after_s", running_after_s},

@@ -31,7 +31,8 @@ struct MigrationReport : TripReport {
   bool destination_differs = false;
   std::string write_tracker;  // ... how it knew the others had not changed ("": check off)
   uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
-  uint64_t return_path_bytes = 0;  // relayed trips: the destination QEMU's return path, relayed to ours
+  uint64_t return_path_bytes = 0;        // relayed trips: the destination QEMU's return path, relayed to ours
+  uint64_t snapshot_bytes_released = 0;  // zero pages of the retained snapshot given back to the host
   // seconds: the whole command, retained snapshot committed
   double running_after_s = 0;     // from the command until the VM runs on the destination
   double downtime_ms = 0;         // source QEMU stopped -> destination QEMU resumed (both hosts' clocks)

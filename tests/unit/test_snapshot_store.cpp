@@ -1,4 +1,5 @@
 // The snapshot store: commits, verification, and no torn snapshot ever.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -6,6 +7,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "bitmap/file_holes.hpp"
+#include "common/files.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "test_util.hpp"
 
@@ -125,6 +128,59 @@ TEST_F(BaseCheckTest, ChangedPageIsFoundEvenWhenLandedOver) {
   ASSERT_TRUE(w.is_ok());
   (*w)->start_base_check(h);
   land(**w, img, {{kPages - 1, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 1U);
+}
+
+uint64_t zero_pages_of(const std::vector<std::byte>& img) {
+  uint64_t n = 0;
+  for (size_t off = 0; off < img.size(); off += 4096) n += is_zero_page(img.data() + off, 4096) ? 1 : 0;
+  return n;
+}
+
+// QEMU's pass allocates every page of a departing VM's RAM file: its zero
+// pages are punched out of the retained snapshot, which reads the same.
+TEST_F(StoreFixture, ReleasingZeroPagesPunchesOutOnlyZerosAndKeepsTheBytes) {
+  Manifest m = commit_full();
+  const uint64_t zeros = zero_pages_of(img);
+  ASSERT_GT(zeros, 10U);
+  ASSERT_EQ(file_holes(open_file(store.image_path(m), O_RDONLY)->get(), kPages)->count(), 0U);
+  DigestTable table = DigestTable::compute(h, img, 4096, 1);
+  table[1] = h.zero_digest();  // a table that says zero where the bytes are not: read, kept
+  auto released = store.release_zero_pages(m, table);
+  ASSERT_TRUE(released.is_ok()) << released.status().message();
+  EXPECT_EQ(*released, zeros * 4096);
+  EXPECT_EQ(file_holes(open_file(store.image_path(m), O_RDONLY)->get(), kPages)->count(), zeros);
+  EXPECT_EQ(image_bytes(m), img);
+  EXPECT_TRUE(store.verify("vm")->ok());
+}
+
+// A base's holes are zero pages: proven without reading them (on tmpfs a
+// read through the writer's mapping would allocate each again).
+TEST_F(BaseCheckTest, HolesAreProvenWithoutBeingRead) {
+  Manifest m1 = commit_full();
+  ASSERT_TRUE(store.release_zero_pages(m1, DigestTable::compute(h, img, 4096, 1)).is_ok());
+  const uint64_t zeros = zero_pages_of(img);
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  (*w)->start_base_check(h);
+  land(**w, img, {{1, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 0U);
+  EXPECT_EQ(file_holes(open_file(store.image_path(m1), O_RDONLY)->get(), kPages)->count(), zeros);
+}
+
+TEST_F(BaseCheckTest, AHoleWhereTheBaseHadDataIsFound) {
+  Manifest m1 = commit_full();
+  uint64_t data_page = 1;
+  while (is_zero_page(img.data() + data_page * 4096, 4096)) ++data_page;
+  {
+    auto fd = open_file(store.image_path(m1), O_RDWR);
+    ASSERT_EQ(
+        ::fallocate(fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(data_page * 4096), 4096),
+        0);
+  }
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  (*w)->start_base_check(h);
   EXPECT_EQ((*w)->finish_base_check().value(), 1U);
 }
 
