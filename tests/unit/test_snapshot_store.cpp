@@ -152,6 +152,7 @@ TEST_F(StoreFixture, ReleasingZeroPagesPunchesOutOnlyZerosAndKeepsTheBytes) {
   EXPECT_EQ(file_holes(open_file(store.image_path(m), O_RDONLY)->get(), kPages)->count(), zeros);
   EXPECT_EQ(image_bytes(m), img);
   EXPECT_TRUE(store.verify("vm")->ok());
+  EXPECT_EQ(file_holes(open_file(store.image_path(m), O_RDONLY)->get(), kPages)->count(), zeros);  // verify read none
 }
 
 // A base's holes are zero pages: proven without reading them (on tmpfs a
