@@ -56,16 +56,18 @@ constexpr double kBusyHashShare = 0.1;
 // dirtied in a live second pass and the re-hash would add its own time (+0.13
 // s at 1 GiB, 1 Gbit/s, measured).
 //
-// When the pass is held back by the CPUs, the tail is bigger: 0.8 of the
-// operator's downtime limit if that is more. The stopped vCPU gives its core
-// to the migration, so what is left goes faster stopped than live (native
-// QEMU's final pass sends 300 ms of first-pass rate in ~170 ms). Same-run A/B,
-// 1 GiB, 10 Gbit/s, 7 repeats each, against native's 1.373 s / 175 ms
-// downtime: a tail of 180 ms gave 1.399 s / 130 ms, 240 ms 1.346 s / 177 ms,
-// 300 ms 1.361 s / 210 ms. It did not pay while the re-hash took its page
-// faults in the downtime (a 1.7x tail: 1.340 s against 1.332 s, downtime 177
-// against 129 ms). On a link-bound pass the VM's core is not what holds the
-// migration back: a bigger tail would only be downtime.
+// When the pass is held back by the CPUs, the tail was bigger: 0.8 of the
+// operator's downtime limit, since the stopped vCPU gives its core to the
+// migration and what is left goes faster stopped than live (7 repeats each,
+// 1 GiB at 10 Gbit/s, when the whole RAM was re-hashed in the downtime: a
+// tail of 180 ms gave 1.399 s / 130 ms downtime, 240 ms 1.346 s / 177 ms).
+// Once the table was hashed ahead on busy cores too (a tenth of a core), that
+// tail was most of the downtime (~240 ms to cross in docs/bench/default, not
+// ~170) and the trip ran at 55-93% of native's time. Same-run A/B, 1 GiB 1%
+// hot, 10 Gbit/s, 5 runs each: the re-hash's tail alone gave downtime 33-68
+// ms (median 48) against 95-533 (165), time 1.31-2.02 s (1.93) against
+// 1.58-2.25 (1.89), native 2.9-3.5 s. So the tail is the re-hash's, whatever
+// holds the pass back.
 //
 // With QEMU's writes tracked, what is left to hash at the stop is what the
 // table made ahead has not reached (and the few pages written since).
@@ -78,9 +80,8 @@ constexpr double kBusyHashShare = 0.1;
 // wrote little since the trip began, that costs nothing and the tail stays small.
 constexpr double kQemuLimitDelayMs = 100 + 2 * kPollMs;
 
-double tail_ms(const DirectDepartureSetup& s, uint64_t bytes_to_rehash, bool cpu_bound) {
-  const double rehash_ms = kRehashMsPerGiB * static_cast<double>(bytes_to_rehash) / (1ULL << 30);
-  return cpu_bound ? std::max(rehash_ms, 0.8 * s.downtime_limit_ms) : rehash_ms;
+double tail_ms(uint64_t bytes_to_rehash) {
+  return kRehashMsPerGiB * static_cast<double>(bytes_to_rehash) / (1ULL << 30);
 }
 
 // Whether QEMU's pass is held back by the CPUs: its migration thread waited
@@ -184,7 +185,7 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
     const uint64_t to_rehash = !s.switchover_check                             ? s.ram.size()
                                : live.tracking() && !s.check_all_before_resume ? 0
                                                                                : live.pages_not_reached() * kPage;
-    const double own_tail = tail_ms(s, to_rehash, cpu_bound);
+    const double own_tail = tail_ms(to_rehash);
     if (!limit_set && !stop_limit_by && !cpu_bound &&
         first_pass_ending(ram, s.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs)) {
       const double tail = std::max<double>(2 * kPollMs, own_tail);

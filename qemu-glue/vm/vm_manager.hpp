@@ -40,7 +40,7 @@ struct MigrationReport : TripReport {
   nlohmann::json phases = nlohmann::json::object();  // where the time went, seconds
   uint64_t rounds = 0;                               // QEMU's passes over guest RAM
   bool direct = false;                               // QEMU streamed to the destination itself
-  std::string first_pass_held_back_by;               // direct trips: "cpu" or "link" (sizes the stop's tail)
+  std::string first_pass_held_back_by;               // direct trips: "cpu" or "link" (a stop limit: link only)
   double qemu_cpu_wait = -1;                         // ... QEMU's migration thread's wait for a CPU (share)
   [[nodiscard]] nlohmann::json to_json() const;
 };
