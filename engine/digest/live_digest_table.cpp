@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "bitmap/file_holes.hpp"
 #include "common/prefault.hpp"
+#include "digest/hole_digests.hpp"
 
 namespace bnf {
 
@@ -87,14 +87,9 @@ std::optional<PageBitmap> LiveDigestTable::written_at_stop() {
 }
 
 void LiveDigestTable::settle_holes(PageBitmap& todo, PageBitmap& final_pages) {
-  if (opt_.ram_file < 0) return;
-  Result<PageBitmap> holes = file_holes(opt_.ram_file, pages());
-  if (!holes.is_ok()) return;  // read then, as any page
-  const Digest zero = h_.zero_digest();
-  for (uint64_t p = holes->find_next_set(0); p < pages(); p = holes->find_next_set(p + 1)) table_[p] = zero;
-  n_.holes = holes->count();
-  (void)todo.subtract(*holes);  // same size
-  (void)final_pages.unite(*holes);
+  const PageBitmap holes = digest_holes(table_, h_, opt_.ram_file, todo);
+  n_.holes = holes.count();
+  (void)final_pages.unite(holes);  // same size
 }
 
 PageBitmap LiveDigestTable::hash_at_stop(unsigned threads, uint64_t read_before) {

@@ -12,6 +12,7 @@
 
 #include "bitmap/file_holes.hpp"
 #include "common/files.hpp"
+#include "digest/hole_digests.hpp"
 #include "snapshot/zero_pages.hpp"
 
 namespace bnf {
@@ -242,11 +243,7 @@ Result<VerifyReport> SnapshotStore::verify(const std::string& name) {
   DigestTable now(m.pages());
   PageBitmap read(m.pages());
   read.set_all();
-  if (Result<PageBitmap> holes = file_holes(img.get(), m.pages()); holes.is_ok() && m.page_size == 4096) {
-    for (uint64_t p = holes->find_next_set(0); p != PageBitmap::npos; p = holes->find_next_set(p + 1))
-      now[p] = h.zero_digest();
-    (void)read.subtract(*holes);  // same size
-  }
+  if (m.page_size == 4096) (void)digest_holes(now, h, img.get(), read);
   (void)now.rehash(h, map.bytes(), read, std::thread::hardware_concurrency());
   auto stored = load_table(m);
   rep.pages_checked = now.size();

@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "bitmap/file_holes.hpp"
+#include "digest/hole_digests.hpp"
 #include "protocol/control.hpp"
 #include "push/sharding.hpp"
 #include "vm/main_block.hpp"
@@ -85,13 +85,7 @@ void DeparturePages::rehash_at_stop() {
   }
   rehash_ = DigestTable(held_.size());
   PageBitmap read = rehashed_;
-  if (opt_.ram_file >= 0) {
-    if (Result<PageBitmap> holes = file_holes(opt_.ram_file, held_.size()); holes.is_ok()) {
-      for (uint64_t p = holes->find_next_set(0); p != PageBitmap::npos; p = holes->find_next_set(p + 1))
-        if (rehashed_.test(p)) (*rehash_)[p] = h_.zero_digest();
-      (void)read.subtract(*holes);  // same size
-    }                               // else read them, as any page
-  }
+  (void)digest_holes(*rehash_, h_, opt_.ram_file, read);
   rehashed_count_ = rehash_->rehash(h_, opt_.switchover_check, read, 2);
 }
 

@@ -58,7 +58,7 @@ struct DeparturePagesOptions {
   std::span<const std::byte> switchover_check;
   // The file `switchover_check` maps: its holes at the stop are zero pages,
   // known without reading them (on tmpfs a read through the mapping would
-  // allocate each, and the retained snapshot would fill up with zeros).
+  // allocate each; few are left by then, QEMU's pass has read them).
   int ram_file = -1;
   // QEMU's writes since before it read the RAM for this trip (started before
   // `migrate`): at the stop only the pages it names, and any QEMU did not
