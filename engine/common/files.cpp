@@ -65,6 +65,13 @@ Status pread_all(int fd, void* buf, size_t len, uint64_t off) {
   return Status::ok();
 }
 
+Status punch_hole(int fd, uint64_t off, uint64_t len) {
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off), static_cast<off_t>(len)) !=
+      0)
+    return errno_status("punch a hole", errno);
+  return Status::ok();
+}
+
 Status write_file_atomic(const std::string& path, std::string_view data) {
   const std::string tmp = path + ".tmp";
   {

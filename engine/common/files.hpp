@@ -20,6 +20,8 @@ Result<uint64_t> file_size(int fd);
 Result<Mapping> map_file(int fd, uint64_t len, bool writable);
 Status pwrite_all(int fd, const void* buf, size_t len, uint64_t off);
 Status pread_all(int fd, void* buf, size_t len, uint64_t off);
+// Deallocates [off, off + len) of `fd`, which then reads as zeros (file size kept).
+Status punch_hole(int fd, uint64_t off, uint64_t len);
 // Calls fn(start, end) for each run of data (not a hole: SEEK_DATA /
 // SEEK_HOLE) of `fd` in [from, to), in order; a run whose end cannot be
 // found counts as data to `to`.

@@ -381,10 +381,8 @@ Status SnapshotWriter::prepare_overwrite(unsigned stream, std::span<const PageRu
 Status SnapshotWriter::zero_runs(unsigned stream, std::span<const PageRun> runs) {
   if (!plan_.full) BNF_TRY(prepare_overwrite(stream, runs));
   for (const PageRun& r : runs) {
-    const auto off = static_cast<off_t>(r.first * plan_.page_size);
-    const auto len = static_cast<off_t>(r.count * plan_.page_size);
-    if (::fallocate(image_fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) != 0)
-      std::memset(page_addr(r.first), 0, static_cast<size_t>(len));
+    const uint64_t len = r.count * plan_.page_size;
+    if (!punch_hole(image_fd_.get(), r.first * plan_.page_size, len).is_ok()) std::memset(page_addr(r.first), 0, len);
   }
   return Status::ok();
 }

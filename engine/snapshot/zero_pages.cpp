@@ -1,6 +1,5 @@
 #include "snapshot/zero_pages.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -21,10 +20,7 @@ Result<uint64_t> allocated_bytes(int fd) {
 // Punches [first, first + n) pages out of `fd`.
 Status punch(int fd, uint64_t first, uint64_t n, uint32_t page_size) {
   if (n == 0) return Status::ok();
-  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(first * page_size),
-                  static_cast<off_t>(n * page_size)) != 0)
-    return errno_status("punch zero pages out of the snapshot image", errno);
-  return Status::ok();
+  return punch_hole(fd, first * page_size, n * page_size).context("release the snapshot image's zero pages");
 }
 
 }  // namespace
