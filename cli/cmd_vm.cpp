@@ -29,7 +29,6 @@ struct VmArgs {
   int max_downtime_ms = 300;
   std::string switchover_check = "auto";
   std::string write_tracker = "auto";
-  std::string pass_priority = "auto";
   bool relay = false;
   bool json = false;
 };
@@ -145,11 +144,6 @@ void add_vm_commands(CLI::App& app, int& rc) {
                   "allow): auto (full trips over TCP), on (relayed trips too), off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
-  mig->add_option("--pass-priority", ma->pass_priority,
-                  "auto: when a direct trip's first pass is held back by the CPUs, QEMU's migration thread runs "
-                  "at nice -10, above the guest's vCPUs, until it ends (needs CAP_SYS_NICE); off: never")
-      ->check(CLI::IsMember({"auto", "off"}))
-      ->capture_default_str();
   mig->add_flag("--relay", ma->relay,
                 "full trips too go through this daemon (by default QEMU streams a full trip to the destination "
                 "daemon itself)");
@@ -161,7 +155,6 @@ void add_vm_commands(CLI::App& app, int& rc) {
                {"downtime_limit_ms", ma->max_downtime_ms},
                {"switchover_check", ma->switchover_check},
                {"write_tracker", ma->write_tracker},
-               {"pass_priority", ma->pass_priority},
                {"relay", ma->relay}},
               print_migration, true);
   });

@@ -13,21 +13,15 @@ std::optional<uint64_t> schedstat_wait_ns(const std::string& path) {
   return wait_ns;
 }
 
-std::optional<int> thread_named(int pid, std::string_view name) {
+std::optional<CpuWait> CpuWait::of_thread(int pid, std::string_view name) {
   std::error_code ec;
   for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     std::ifstream comm(task.path() / "comm");
     std::string got;
-    if (std::getline(comm, got) && got == name) return std::stoi(task.path().filename().string());
+    if (!std::getline(comm, got) || got != name) continue;
+    const std::string stat = (task.path() / "schedstat").string();
+    if (auto wait = schedstat_wait_ns(stat)) return CpuWait(stat, *wait);
   }
-  return std::nullopt;
-}
-
-std::optional<CpuWait> CpuWait::of_thread(int pid, std::string_view name) {
-  const std::optional<int> tid = thread_named(pid, name);
-  if (!tid) return std::nullopt;
-  const std::string stat = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(*tid) + "/schedstat";
-  if (auto wait = schedstat_wait_ns(stat)) return CpuWait(stat, *wait);
   return std::nullopt;
 }
 

@@ -12,9 +12,6 @@
 
 namespace bnf {
 
-// The id of the thread of `pid` whose name (comm) is `name`; none if there is none.
-std::optional<int> thread_named(int pid, std::string_view name);
-
 class CpuWait {
  public:
   // The thread of `pid` whose name (comm) is `name`; none if there is none.

@@ -14,8 +14,6 @@
 #include <thread>
 #include <utility>
 
-#include "common/cpu_wait.hpp"
-
 namespace bnf::qemu {
 
 Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log,
@@ -149,17 +147,6 @@ Status QemuProcess::set_nice(pid_t pid, int nice) {
     if (ec) return errno_status(fmt::format("list QEMU's threads (/proc/{}/task)", pid), ec.value());
   }
   return Status::ok();
-}
-
-Status QemuProcess::set_thread_nice(pid_t pid, std::string_view thread, int nice) {
-  const std::optional<int> tid = thread_named(pid, thread);
-  if (!tid) return {Errc::not_found, fmt::format("process {} has no thread named {}", pid, thread)};
-  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(*tid), nice) == 0) return Status::ok();
-  const int err = errno;
-  const bool not_allowed = err == EACCES || err == EPERM;
-  return errno_status(fmt::format("set the nice value of QEMU's {} thread to {}{}", thread, nice,
-                                  not_allowed ? " (needs CAP_SYS_NICE)" : ""),
-                      err);
 }
 
 bool QemuProcess::may_lower_nice() {

@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "common/status.hpp"
@@ -38,10 +37,6 @@ class QemuProcess {
   // Sets the nice value of every thread of process `pid` (Linux keeps one per
   // thread). Lowering it needs CAP_SYS_NICE or RLIMIT_NICE: may_lower_nice().
   static Status set_nice(pid_t pid, int nice);
-  // Sets the nice value of the thread of process `pid` named `thread` (its
-  // comm); not_found if it has none. Below the caller's own nice, it needs
-  // CAP_SYS_NICE or RLIMIT_NICE.
-  static Status set_thread_nice(pid_t pid, std::string_view thread, int nice);
   // Whether this process may lower a nice value it raised (probed on a
   // thread of its own, which raises its own and lowers it back).
   static bool may_lower_nice();

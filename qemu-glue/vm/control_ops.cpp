@@ -16,7 +16,6 @@ MigrateOptions migrate_options(const json& req) {
   o.track_writes = track == "on"    ? MigrateOptions::TrackWrites::on
                    : track == "off" ? MigrateOptions::TrackWrites::off
                                     : MigrateOptions::TrackWrites::automatic;
-  o.raise_pass_priority = req.value("pass_priority", std::string("auto")) != "off";
   return o;
 }
 }  // namespace

@@ -10,7 +10,6 @@
 
 #include "common/cpu_wait.hpp"
 #include "common/files.hpp"
-#include "launch/qemu_process.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
 #include "transport/plain/plain_connection.hpp"
@@ -46,16 +45,6 @@ constexpr double kRehashMsPerGiB = 120;
 // 2.18-2.38 s against 1.82-2.15 (native 1.9-2.9 s: slower than native in 3
 // of 6), 6 each.
 constexpr double kBusyHashShare = 0.1;
-
-// The nice value QEMU's migration thread gets once its first pass is held
-// back by the CPUs (the vCPUs stay at theirs, normally 0: about 9 to 1 in
-// CPU time where the two contend). Native QEMU, on such hosts, either stops
-// with much left to send in the downtime or drags its pass out beside the
-// guest. Same-run A/B, 1 GiB 1% hot, 10 Gbit/s, first trips alternating, 10
-// each: 1.66-2.31 s (median 2.09) against 2.00-2.68 (2.27), downtime 34-171
-// ms (89) against 53-181 (114). The thread (QEMU makes one per migration)
-// ends with the migration: nothing to give back.
-constexpr int kPassNice = -10;
 
 // The operator's downtime limit goes on as QEMU's first pass ends: when what
 // is left of the main block is about what QEMU sends while the stopped VM is
@@ -122,12 +111,6 @@ class CpuBoundGauge {
   std::optional<double> wait_;
   Clock::time_point last_ = Clock::now();
 };
-
-// Gives QEMU's migration thread kPassNice, once: what happened, for the report.
-std::string raise_pass_priority(int qemu_pid) {
-  const Status st = QemuProcess::set_thread_nice(qemu_pid, "live_migration", kPassNice);
-  return st.is_ok() ? fmt::format("nice {}", kPassNice) : "not raised: " + st.message();
-}
 
 // The pass's rate as QEMU last measured it (query-migrate's ram.mbps).
 double bytes_per_ms(const json& ram) { return ram.value("mbps", 0.0) * 1e6 / 8 / 1000; }
@@ -197,8 +180,6 @@ Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDiges
     const json ram = m.value("ram", json::object());
     const uint64_t sent = ram.value("transferred", 0ULL);
     const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
-    if (cpu_bound && s.raise_pass_priority && d.pass_priority.empty() && s.qemu_pid > 0)
-      d.pass_priority = raise_pass_priority(s.qemu_pid);
     // Tracked, the downtime hashes only what the guest wrote (little, where a
     // stop limit applies); untracked, what hashing ahead did not reach.
     const uint64_t to_rehash = !s.switchover_check                             ? s.ram.size()

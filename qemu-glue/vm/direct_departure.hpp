@@ -33,9 +33,6 @@ struct DirectDepartureSetup {
   // the downtime is hashed after depart_direct returns (DepartureTableRest).
   std::shared_ptr<const void> ram_owner;
   int qemu_pid = 0;  // its migration thread's CPU wait sizes the tail (direct_departure.cpp)
-  // A first pass held back by the CPUs gets its migration thread a higher
-  // priority than the guest's vCPUs (as QEMU's auto-converge throttles them).
-  bool raise_pass_priority = true;
   // Settle the destination's image with the stopped VM before it runs there
   // (the switchover check). Off: QEMU's stream is trusted, as native QEMU does.
   bool switchover_check = true;
@@ -85,7 +82,6 @@ struct DirectDeparture {
   std::string held_back_by;        // why that tail: "cpu" (QEMU waited for CPUs) or "link"
   int stop_limit_ms = 0;           // the downtime limit that stopped QEMU as its pass ended (0: none)
   double qemu_cpu_wait = -1;       // share of the pass QEMU's migration thread waited for a CPU (-1: unknown)
-  std::string pass_priority;       // a CPU-bound pass: "nice N", or why its priority stayed (empty: not tried)
 };
 
 // The source's half of the settle: `table` is the stopped VM's memory where

@@ -414,7 +414,6 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
                                                           .ram_file = ram->file.get(),
                                                           .ram_owner = ram,
                                                           .qemu_pid = x.qemu_pid,
-                                                          .raise_pass_priority = x.opt.raise_pass_priority,
                                                           .switchover_check = check,
                                                           .check_all_before_resume = x.opt.check_all_before_resume,
                                                           .tracker = std::move(x.tracker),
@@ -437,10 +436,7 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
         "vm {}: QEMU's first pass was held back by the {} (its migration thread waited for a CPU {:.0f}% "
         "of the time): it stopped with {:.0f} ms of it left",
         x.def.name, dd.held_back_by == "cpu" ? "CPUs" : "link", 100 * dd.qemu_cpu_wait, dd.tail_ms);
-  if (!dd.pass_priority.empty())
-    x.log.info("vm {}: QEMU's migration thread waited for CPUs; its priority: {}", x.def.name, dd.pass_priority);
   rep.first_pass_held_back_by = dd.held_back_by;
-  rep.first_pass_priority = dd.pass_priority;
   rep.qemu_cpu_wait = dd.qemu_cpu_wait;
   rep.phases["rehash_s"] = dd.rehash_s;
   if (check) {

@@ -184,7 +184,6 @@ json MigrationReport::to_json() const {
               {"write_tracker", write_tracker}});
   if (!first_pass_held_back_by.empty())
     j.update({{"first_pass_held_back_by", first_pass_held_back_by}, {"qemu_cpu_wait", qemu_cpu_wait}});
-  if (!first_pass_priority.empty()) j["first_pass_priority"] = first_pass_priority;
   return j;
 }
 

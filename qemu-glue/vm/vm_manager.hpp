@@ -42,7 +42,6 @@ struct MigrationReport : TripReport {
   bool direct = false;                               // QEMU streamed to the destination itself
   std::string first_pass_held_back_by;               // direct trips: "cpu" or "link" (a stop limit: link only)
   double qemu_cpu_wait = -1;                         // ... QEMU's migration thread's wait for a CPU (share)
-  std::string first_pass_priority;                   // ... held back by the CPUs: "nice N", or why not raised
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
@@ -71,9 +70,6 @@ struct MigrateOptions {
   // relayed trips too; off: never.
   enum class TrackWrites { automatic, on, off };
   TrackWrites track_writes = TrackWrites::automatic;
-  // A direct trip whose first pass is held back by the CPUs raises QEMU's
-  // migration thread above the guest's vCPUs (`--pass-priority off`: never).
-  bool raise_pass_priority = true;
 };
 
 class VmManager {

@@ -1,14 +1,11 @@
 // VM definitions and launch conventions; the launch itself against real QEMU.
 #include <gtest/gtest.h>
-#include <pthread.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <thread>
 
 #include "common/size.hpp"
@@ -145,30 +142,6 @@ TEST(QemuLaunch, InTheBackgroundEveryThreadIsNicedUntilGivenItsPriorityBack) {
   ASSERT_TRUE(QemuProcess::set_nice(qemu->pid(), mine).is_ok());
   for (int n : thread_nice(qemu->pid())) EXPECT_EQ(n, mine);
   EXPECT_FALSE(QemuProcess::set_nice(999999999, 0).is_ok());  // no such process: named, not ignored
-}
-
-// The migration thread's priority (a CPU-bound first pass): only the thread
-// of that name changes; a process without one is named, not ignored.
-TEST(QemuLaunch, SetThreadNiceChangesOnlyTheNamedThread) {
-  std::promise<int> tid;
-  std::promise<void> done;
-  std::thread named([&] {
-    ::pthread_setname_np(::pthread_self(), "bnf-test-pass");
-    tid.set_value(static_cast<int>(::syscall(SYS_gettid)));
-    done.get_future().wait();
-  });
-  const int t = tid.get_future().get();
-  const int mine = ::getpriority(PRIO_PROCESS, 0);
-  const int raised = std::min(mine + 3, 19);  // raising needs no privilege
-  const Status st = QemuProcess::set_thread_nice(::getpid(), "bnf-test-pass", raised);
-  EXPECT_TRUE(st.is_ok()) << st.message();
-  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(t)), raised);
-  EXPECT_EQ(::getpriority(PRIO_PROCESS, 0), mine);
-  const Status none = QemuProcess::set_thread_nice(::getpid(), "no-such-thread", raised);
-  EXPECT_EQ(none.code(), Errc::not_found);
-  EXPECT_NE(none.message().find("no-such-thread"), std::string::npos);
-  done.set_value();
-  named.join();
 }
 
 TEST(QemuLaunch, MissingBinaryIsNamed) {
