@@ -32,6 +32,9 @@ def parse_args():
     ap.add_argument("--strategies", default="", help="comma-separated subset (qemu-floor,native,native-default,bnf,"
                     "bnf-check-off, bnf-relay, bnf-untracked, bnf-tracked: run only when named); with --keep, the other strategies' runs in --out are kept")
     ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies and scenarios not run now")
+    ap.add_argument("--link-timeline", action="store_true",
+                    help="sample the source host's link every ~0.5 ms during each trip: when the stream starts "
+                    "and ends on the wire, its pauses (report: \"On the link\")")
     ap.add_argument("--report", metavar="DIR", help="only rebuild the report from DIR/runs.json")
     return ap.parse_args()
 
@@ -98,6 +101,8 @@ def main():
             strategies.append(Bnf(a.bnf, write_tracker="on"))
         if chosen:
             strategies = [s for s in strategies if s.name in chosen]
+        for s in strategies:
+            s.timeline = a.link_timeline
         for rep in range(a.repeat):
             for s in strategies:
                 run_point(s, sc, rep, records, a.out)

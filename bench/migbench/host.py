@@ -2,6 +2,7 @@
 import os
 import platform
 import subprocess
+import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -105,3 +106,58 @@ def machine():
     return {"cores": os.cpu_count(), "cpu": model, "memory_gib": round(mem_kib / 2**20, 1),
             "kernel": platform.release(), "qemu": first_line(["qemu-system-x86_64", "--version"]),
             "accel": "tcg"}
+
+
+class LinkTimeline:
+    """What one host sent on the link, sampled every ~0.5 ms while a trip runs
+    (/proc/PID/net/dev of a process in that host's namespace): when the stream
+    started and ended on the wire, and how long it paused. Opt-in
+    (--link-timeline): the sampling takes a few percent of a core."""
+
+    def __init__(self, link, side, pid):
+        self.path = f"/proc/{pid}/net/dev"
+        self.dev = f"{link.name[:11]}-{'va' if side == 'a' else 'vb'}:"
+        self.samples = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _tx(self):
+        with open(self.path) as f:
+            for line in f:
+                if line.strip().startswith(self.dev):
+                    return int(line.split(":", 1)[1].split()[8])
+        return None
+
+    def _loop(self):
+        last = None
+        while not self.stop.is_set():
+            try:
+                tx = self._tx()
+            except OSError:
+                return
+            if tx is not None and tx != last:
+                self.samples.append((time.time(), tx))
+                last = tx
+            time.sleep(0.0005)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self, start, resume):
+        """ms from `start` to the stream's first bytes on the wire, while it
+        flowed, pauses over 2 ms within it, and from its last bytes to `resume`."""
+        if len(self.samples) < 2 or not start or not resume:
+            return {}
+        base, total = self.samples[0][1], self.samples[-1][1] - self.samples[0][1]
+        first = next(t for t, v in self.samples if v - base > 64 << 10)
+        last = next(t for t, v in self.samples if v - base >= total - (16 << 10))
+        pauses = sum(b[0] - a[0] for a, b in zip(self.samples, self.samples[1:])
+                     if first <= a[0] < last and b[0] - a[0] > 0.002)
+        ms = lambda s: round(s * 1000, 1)  # noqa: E731
+        return {"link_start_ms": ms(first - start), "link_flow_ms": ms(last - first),
+                "link_pauses_ms": ms(pauses), "link_end_ms": ms(resume - last)}

@@ -249,6 +249,29 @@ def relayed_section(g):
     return md
 
 
+def link_section(g, scs):
+    """Where a trip's time goes on the wire, for runs made with --link-timeline."""
+    lines = []
+    for sc in scs:
+        for strategy in ("native", "bnf"):
+            rs = [r for r in g.get((sc, strategy, "first"), []) if r.get("link_flow_ms") is not None]
+            if not rs:
+                continue
+            cols = [med([r[k] for r in rs]) for k in ("link_start_ms", "link_flow_ms", "link_pauses_ms",
+                                                      "link_end_ms")]
+            lines.append(f"| {sc} | {strategy} | " + " | ".join(f"{c:.1f}" for c in cols) +
+                         f" | {med([r['seconds'] for r in rs]) * 1000:.1f} |")
+    if not lines:
+        return []
+    return table_section(
+        "On the link: first trips (medians, ms)",
+        "Sampled every ~0.5 ms on the source host's side of the link (`--link-timeline`). *Start*: from the "
+        "trip's clock start (native: its `migrate`; bnf: its command in the daemon) to the stream's first bytes "
+        "on the wire; *flow*: first to last bytes; *pauses*: gaps over 2 ms within it (the link's token bucket "
+        "holds ~4 ms, so shorter ones cost nothing); *end*: last bytes to the destination's RESUME.",
+        ["scenario", "strategy", "start", "flow", "pauses", "end", "time"]) + lines
+
+
 def write(out):
     with open(os.path.join(out, "runs.json")) as f:
         data = json.load(f)
@@ -289,7 +312,7 @@ def write(out):
           "filtered as they come (digests and page sends are parts of it). Destination finish = from the end "
           "of the stream to VM_DONE: the last pages landed, device state loaded by the destination QEMU, the "
           "arrival committed.", ""] + where_time_goes(g, scs)
-    md += check_off_section(g) + relayed_section(g)
+    md += check_off_section(g) + relayed_section(g) + link_section(g, scs)
     native_default = [k for k in g if k[1] == "native-default"]
     if native_default:
         md += ["", "## Native QEMU with default settings (max-bandwidth 128 MiB/s)", ""]

@@ -6,6 +6,7 @@ The VM runs `time_on_b` seconds on each host before it leaves it: a VM is not
 migrated the moment it boots (a bnf daemon uses the time to fault the VM's RAM
 into its own view of it, which a departure re-hashes).
 New strategies (a shared mode, other transports) subclass Strategy."""
+import contextlib
 import json
 import os
 import shutil
@@ -98,6 +99,7 @@ def qemu_command(sc, ram_file, qmp_sock, serial, incoming=None):
 
 class Strategy:
     name = "?"
+    timeline = False  # sample the source host's link during each trip (host.LinkTimeline)
 
     def run(self, sc, link, work):
         raise NotImplementedError
@@ -144,7 +146,8 @@ class NativeQemu(Strategy):
             pd, ram_d, qmp_d = self._spawn(link, dst_side, work, tag, sc, incoming=uri)
             procs.append(pd)
             markers = {src_side: os.path.dirname(src_ram) + "/", dst_side: os.path.dirname(ram_d) + "/"}
-            rec = self._trip(Qmp(src_qmp), Qmp(qmp_d), uri, link, markers, src_side, dst_side)
+            timeline = host.LinkTimeline(link, src_side, src.pid) if self.timeline and link.shaped else None
+            rec = self._trip(Qmp(src_qmp), Qmp(qmp_d), uri, link, markers, src_side, dst_side, timeline)
             rec["seconds_with_destination_start"] = round(rec.pop("resumed_at") - t_spawn, 3)
             rec["trip"] = "first" if n == 0 else "back"
             rec["verified"] = guest.verify(sc["workload"], qmp_d, ram_d, f"{work}/{tag}/serial.log")
@@ -154,12 +157,12 @@ class NativeQemu(Strategy):
             src, src_ram, src_qmp, src_side = pd, ram_d, qmp_d, dst_side
         return trips
 
-    def _trip(self, src, dst, uri, link, markers, src_side, dst_side):
+    def _trip(self, src, dst, uri, link, markers, src_side, dst_side, timeline):
         src.cmd("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
         if self.tuned:
             src.cmd("migrate-set-parameters", {"max-bandwidth": 1 << 40})
         tx0 = link.tx_bytes_by_side()
-        with CpuSampler(markers) as cpu:
+        with CpuSampler(markers) as cpu, timeline or contextlib.nullcontext():
             t0 = time.time()
             src.cmd("migrate", {"uri": uri})
             deadline = t0 + 600
@@ -177,6 +180,7 @@ class NativeQemu(Strategy):
             dst.poll_events(0.05)
         stop, resume = src.event_time("STOP"), dst.event_time("RESUME")
         ram = info["ram"]
+        links = timeline.summary(t0, resume) if timeline else {}
         tx1 = link.tx_bytes_by_side()
         rec = {
             "mode": "full",
@@ -192,6 +196,7 @@ class NativeQemu(Strategy):
             "rounds": ram.get("dirty-sync-count"),
             "cpu_src_s": cpu.seconds(src_side),
             "cpu_dst_s": cpu.seconds(dst_side),
+            **links,
         }
         src.close()
         dst.close()
@@ -260,11 +265,13 @@ class Bnf(Strategy):
             time.sleep(sc["time_on_b"])
             markers = {src: f"{work}/{src.upper()}", dst: f"{work}/{dst.upper()}"}
             tx0 = link.tx_bytes_by_side()
-            with CpuSampler(markers) as cpu:
+            timeline = host.LinkTimeline(link, src, daemons[src].pid) if self.timeline and link.shaped else None
+            with CpuSampler(markers) as cpu, timeline or contextlib.nullcontext():
                 r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json",
                                          "--switchover-check", self.switchover_check,
                                          "--write-tracker", self.write_tracker,
                                          *(["--relay"] if self.relay else [])))
+            ended = time.time()
             tx1 = link.tx_bytes_by_side()
             st = self._status(dst, work)
             rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped", "pages_zero",
@@ -280,6 +287,9 @@ class Bnf(Strategy):
             rec["cpu_src_s"] = cpu.seconds(src)
             rec["cpu_dst_s"] = cpu.seconds(dst)
             rec["trip"] = "first" if n == 0 else "back"
+            if timeline:  # the daemon's clock started about `seconds` before the command returned
+                start = ended - r["seconds"]
+                rec.update(timeline.summary(start, start + rec["seconds"]))
             rec["verified"] = guest.verify(sc["workload"], st["qmp_socket"], st["ram_file"], st["serial_log"])
             trips.append(rec)
         for side, p in daemons.items():
