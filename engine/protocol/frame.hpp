@@ -16,7 +16,7 @@
 namespace bnf::proto {
 
 inline constexpr uint32_t kMagic = 0x31464E42;  // "BNF1" little-endian
-inline constexpr uint32_t kVersion = 3;
+inline constexpr uint32_t kVersion = 4;
 inline constexpr size_t kHeaderSize = 32;
 inline constexpr uint32_t kMaxMetaLen = 1U << 20;               // 1 MiB of metadata at most
 inline constexpr uint64_t kMaxPagesPayload = 16ULL << 20;       // 16 MiB of pages per frame at most
@@ -52,6 +52,7 @@ enum class FrameType : uint8_t {
   peer_challenge = 25,  // the listening host's nonce and its proof that it holds the peer key
   peer_proof = 26,      // the connecting host's proof; the connection's own first frame follows
   return_path = 27,     // relayed migration: the destination QEMU's return-path bytes, for the source QEMU
+  vm_expect = 28,       // direct migration: the stopped VM's digest root, sent as the source has it
 };
 [[nodiscard]] bool is_known_type(uint8_t t) noexcept;
 [[nodiscard]] const char* type_name(FrameType t) noexcept;

@@ -233,8 +233,19 @@ Status send_chunk_pages(transport::Connection& c, const SnapshotWriter& w, const
 
 }  // namespace
 
-// VM_LANDED, then the source's fixes for the pages that differ, then VM_END.
+// VM_EXPECT names the stopped VM's root (sent as the source had it, while the
+// tail still crossed): if ours is the same, VM_LANDED says so and the device
+// state goes on at once. Otherwise VM_LANDED with our chunk digests, the
+// source's fixes for the pages that differ, then VM_END.
 Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h) {
+  BNF_ASSIGN_OR_RETURN(proto::Frame e, proto::expect_frame(c, proto::FrameType::vm_expect));
+  BNF_ASSIGN_OR_RETURN(json expect, proto::parse_json_meta(e));
+  BNF_ASSIGN_OR_RETURN(std::string expected, proto::field<std::string>(expect, "root"));
+  const Digest ours = w.table().root(h);
+  if (!expected.empty() && digest_hex(ours) == expected) {
+    BNF_TRY(proto::send_control(c, proto::FrameType::vm_landed, {{"chunk_pages", kSettleChunkPages}, {"same", true}}));
+    return ours;
+  }
   const std::vector<Digest> chunks = w.table().chunk_digests(h, kSettleChunkPages);
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_landed,
                               {{"chunk_pages", kSettleChunkPages}, {"chunks", chunks.size()}},

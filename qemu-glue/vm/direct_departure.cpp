@@ -354,9 +354,17 @@ Status await_pass_started(QmpClient& qmp, std::chrono::milliseconds limit) {
 // with the root of the stopped VM's table, or none if it is not all final.
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
                                          const PageBitmap* final_pages, std::span<const std::byte> ram) {
+  const bool whole = final_pages == nullptr || final_pages->count() == table.size();
+  const std::string root = whole ? digest_hex(table.root(h)) : "";
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_expect, {{"root", root}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
   BNF_ASSIGN_OR_RETURN(uint64_t chunk_pages, proto::field<uint64_t>(j, "chunk_pages"));
+  if (j.value("same", false)) {  // its root is ours: nothing to compare
+    if (!whole || f.header.payload_len != 0)
+      return Status(Errc::protocol, "bad frame: VM_LANDED says the image is the stopped VM's before it was named");
+    return 0;
+  }
   const std::vector<Digest> mine = table.chunk_digests(h, kSettleChunkPages);
   if (chunk_pages != kSettleChunkPages || f.header.payload_len != mine.size() * sizeof(Digest))
     return Status(Errc::protocol, "bad frame: VM_LANDED does not describe this VM's memory in chunks");
@@ -383,8 +391,7 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
     BNF_TRY(proto::recv_checked_payload(c, std::as_writable_bytes(std::span(pages)), a.header.payload_crc));
     BNF_ASSIGN_OR_RETURN(sent, send_differing(c, table, final_pages, ram, chunks, pages));
   }
-  const bool whole = final_pages == nullptr || final_pages->count() == table.size();
-  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", whole ? digest_hex(table.root(h)) : ""}}));
+  BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", root}}));
   return sent;
 }
 
@@ -434,6 +441,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     if (final_pages.count() < final_pages.size())
       d.rest = std::make_shared<DepartureTableRest>(s.ram_owner, std::move(live), 2);
   } else {  // the destination keeps what landed; our table is made once the VM runs there
+    BNF_TRY(proto::send_control(c, proto::FrameType::vm_expect, {{"root", ""}}));
     BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
     std::vector<std::byte> unused;
     BNF_TRY(proto::recv_payload(c, landed, s.ram.size() / kPage / kSettleChunkPages * sizeof(Digest) + sizeof(Digest),

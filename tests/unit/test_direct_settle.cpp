@@ -10,10 +10,12 @@
 
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <string>
 #include <thread>
 
 #include "launch/qemu_process.hpp"
+#include "protocol/control.hpp"
 #include "qmp/qmp_client.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "stream_builder.hpp"
@@ -120,6 +122,32 @@ TEST_F(DirectSettle, NothingTravelsWhenQemuDeliveredEverything) {
   ASSERT_TRUE(src.is_ok()) << src.status().message();
   ASSERT_TRUE(dest.is_ok()) << dest.status().message();
   EXPECT_EQ(*src, 0U);
+}
+
+// VM_EXPECT, sent as the tail still crosses, names the stopped VM's root: a
+// destination that holds it says so and goes on at once, without waiting for
+// a comparison and VM_END (the round trip that was in every downtime).
+TEST_F(DirectSettle, AMatchingRootSettlesInOneMessageEachWay) {
+  std::promise<Result<Digest>> dest;
+  std::thread d([&] {
+    auto c = (**listener_)->accept();
+    dest.set_value(c.is_ok() ? settle_with_source(**c, *writer_, h_) : Result<Digest>(c.status()));
+  });
+  auto c = transport_->connect(*parse_endpoint("bnf+mem:dest"));
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  const Digest root = DigestTable::compute(h_, landed_, 4096, 1).root(h_);
+  ASSERT_TRUE(proto::send_control(**c, proto::FrameType::vm_expect, {{"root", digest_hex(root)}}).is_ok());
+  auto landed = proto::expect_frame(**c, proto::FrameType::vm_landed);
+  ASSERT_TRUE(landed.is_ok()) << landed.status().message();
+  EXPECT_EQ(landed->header.payload_len, 0U);
+  auto settled = dest.get_future();
+  const bool returned = settled.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  if (!returned) (*c)->shutdown();  // it waits for more: fail, not hang
+  d.join();
+  ASSERT_TRUE(returned) << "the destination waited for more than VM_EXPECT";
+  Result<Digest> r = settled.get();
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(*r, root);
 }
 
 TEST_F(DirectSettle, ACutConnectionFailsBothHalves) {
