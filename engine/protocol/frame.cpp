@@ -27,62 +27,34 @@ bool is_known_type(uint8_t t) noexcept {
 
 const char* type_name(FrameType t) noexcept {
   switch (t) {
-    case FrameType::hello:
-      return "HELLO";
-    case FrameType::accept:
-      return "ACCEPT";
-    case FrameType::attach:
-      return "ATTACH";
-    case FrameType::table_request:
-      return "TABLE_REQUEST";
-    case FrameType::table:
-      return "TABLE";
-    case FrameType::begin:
-      return "BEGIN";
-    case FrameType::ready:
-      return "READY";
-    case FrameType::pages:
-      return "PAGES";
-    case FrameType::zeros:
-      return "ZEROS";
-    case FrameType::barrier:
-      return "BARRIER";
-    case FrameType::commit:
-      return "COMMIT";
-    case FrameType::committed:
-      return "COMMITTED";
-    case FrameType::abort:
-      return "ABORT";
-    case FrameType::error:
-      return "ERROR";
-    case FrameType::vm_hello:
-      return "VM_HELLO";
-    case FrameType::vm_accept:
-      return "VM_ACCEPT";
-    case FrameType::stream:
-      return "STREAM";
-    case FrameType::vm_end:
-      return "VM_END";
-    case FrameType::vm_done:
-      return "VM_DONE";
-    case FrameType::vm_switch:
-      return "VM_SWITCH";
-    case FrameType::vm_landed:
-      return "VM_LANDED";
-    case FrameType::vm_chunks:
-      return "VM_CHUNKS";
-    case FrameType::vm_stream:
-      return "VM_STREAM";
-    case FrameType::peer_hello:
-      return "PEER_HELLO";
-    case FrameType::peer_challenge:
-      return "PEER_CHALLENGE";
-    case FrameType::peer_proof:
-      return "PEER_PROOF";
-    case FrameType::return_path:
-      return "RETURN_PATH";
-    case FrameType::vm_expect:
-      return "VM_EXPECT";
+    case FrameType::hello: return "HELLO";
+    case FrameType::accept: return "ACCEPT";
+    case FrameType::attach: return "ATTACH";
+    case FrameType::table_request: return "TABLE_REQUEST";
+    case FrameType::table: return "TABLE";
+    case FrameType::begin: return "BEGIN";
+    case FrameType::ready: return "READY";
+    case FrameType::pages: return "PAGES";
+    case FrameType::zeros: return "ZEROS";
+    case FrameType::barrier: return "BARRIER";
+    case FrameType::commit: return "COMMIT";
+    case FrameType::committed: return "COMMITTED";
+    case FrameType::abort: return "ABORT";
+    case FrameType::error: return "ERROR";
+    case FrameType::vm_hello: return "VM_HELLO";
+    case FrameType::vm_accept: return "VM_ACCEPT";
+    case FrameType::stream: return "STREAM";
+    case FrameType::vm_end: return "VM_END";
+    case FrameType::vm_done: return "VM_DONE";
+    case FrameType::vm_switch: return "VM_SWITCH";
+    case FrameType::vm_landed: return "VM_LANDED";
+    case FrameType::vm_chunks: return "VM_CHUNKS";
+    case FrameType::vm_stream: return "VM_STREAM";
+    case FrameType::peer_hello: return "PEER_HELLO";
+    case FrameType::peer_challenge: return "PEER_CHALLENGE";
+    case FrameType::peer_proof: return "PEER_PROOF";
+    case FrameType::return_path: return "RETURN_PATH";
+    case FrameType::vm_expect: return "VM_EXPECT";
   }
   return "UNKNOWN";
 }
