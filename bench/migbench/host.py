@@ -154,8 +154,10 @@ class LinkTimeline:
         if len(self.samples) < 2 or not start or not resume:
             return {}
         base, total = self.samples[0][1], self.samples[-1][1] - self.samples[0][1]
-        first = next(t for t, v in self.samples if v - base > 64 << 10)
+        first = next((t for t, v in self.samples if v - base > 64 << 10), None)
         last = next(t for t, v in self.samples if v - base >= total - (16 << 10))
+        if first is None:  # under 64 KiB in all: no stream to time
+            return {}
         pauses = sum(b[0] - a[0] for a, b in zip(self.samples, self.samples[1:])
                      if first <= a[0] < last and b[0] - a[0] > 0.002)
         ms = lambda s: round(s * 1000, 1)  # noqa: E731

@@ -42,9 +42,10 @@ Result<DirectArrival> receive_direct(transport::Connection& c, SnapshotWriter& w
                                      std::vector<std::byte> read_ahead = {});
 
 // The destination's half of the settle (receive_direct runs it when the codec
-// reaches the device state): VM_LANDED with the chunk digests of what landed,
-// VM_CHUNKS answered, the pages that differ landed; the root VM_END names must
-// be the image's. Returns that root.
+// reaches the device state): if the image's root is the one VM_EXPECT names,
+// VM_LANDED `same` and done; else VM_LANDED with the chunk digests of what
+// landed, VM_CHUNKS answered, the pages that differ landed, and the root
+// VM_END names must be the image's. Returns that root.
 Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, const PageDigester& h);
 
 }  // namespace bnf::qemu

@@ -62,7 +62,7 @@ constexpr double kBusyHashShare = 0.1;
 // 1 GiB at 10 Gbit/s, when the whole RAM was re-hashed in the downtime: a
 // tail of 180 ms gave 1.399 s / 130 ms downtime, 240 ms 1.346 s / 177 ms).
 // Once the table was hashed ahead on busy cores too (a tenth of a core), that
-// tail was most of the downtime (~240 ms to cross in docs/bench/default, not
+// tail was most of the downtime (~240 ms to cross in docs/bench/default-18b280f, not
 // ~170) and the trip ran at 55-93% of native's time. Same-run A/B, 1 GiB 1%
 // hot, 10 Gbit/s, 5 runs each: the re-hash's tail alone gave downtime 33-68
 // ms (median 48) against 95-533 (165), time 1.31-2.02 s (1.93) against
@@ -347,7 +347,9 @@ Status await_pass_started(QmpClient& qmp, std::chrono::milliseconds limit) {
   return Status::ok();
 }
 
-// VM_LANDED says what the destination holds, by chunks; for the chunks where
+// VM_EXPECT names the stopped VM's root, if all of its table is final; a
+// destination holding it says so in VM_LANDED (`same`), and that is all.
+// Otherwise VM_LANDED says what the destination holds, by chunks; for the chunks where
 // the stopped VM differs (QEMU 7.2 under TCG loses writes made just before the
 // stop), and those where only some of our digests are final, VM_CHUNKS
 // fetches the page digests, and the pages that differ go again; then VM_END

@@ -85,10 +85,11 @@ struct DirectDeparture {
 };
 
 // The source's half of the settle: `table` is the stopped VM's memory where
-// `final_pages` says (null: everywhere), `ram` its bytes. Answers VM_LANDED,
-// sends the pages that differ and VM_END (with the root if the whole table is
-// final; else empty: the destination keeps what it holds then, and the rest
-// is compared after VM_DONE); returns how many pages it sent.
+// `final_pages` says (null: everywhere), `ram` its bytes. Sends VM_EXPECT
+// (the root if the whole table is final; else empty: the destination keeps
+// what it holds then, and the rest is compared after VM_DONE); unless the
+// destination's VM_LANDED says it holds that root, answers it, sends the pages
+// that differ and VM_END with the same root. Returns how many pages it sent.
 Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDigester& h, const DigestTable& table,
                                          const PageBitmap* final_pages, std::span<const std::byte> ram);
 
