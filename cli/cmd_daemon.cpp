@@ -19,6 +19,7 @@ struct DaemonArgs {
   std::string log_level = "info";
   int numa_node = -1;
   std::string zero_copy = "auto";
+  std::string encryption = "on";
   double peer_timeout_s = 30;
   std::string peer_key;
 };
@@ -50,7 +51,8 @@ int run_daemon(const DaemonArgs& a) {
   auto key = proto::PeerKey::load_or_create(key_path);
   if (!key.is_ok()) return fail(key.status().message());
   log.info("peer key {} (hosts that migrate to or from this one need the same file)", key_path);
-  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log);
+  const auto protection = a.encryption == "off" ? transport::Protection::integrity : transport::Protection::encrypted;
+  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log, protection);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
   qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log, topts.peer_timeout_ms);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
@@ -86,6 +88,11 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
   cmd->add_option("--zero-copy", args->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--encryption", args->encryption,
+                  "on: every connection is encrypted (AES-256-GCM); off: only authenticated, where the peer is "
+                  "off too (a trusted migration network)")
+      ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   cmd->add_option("--peer-timeout", args->peer_timeout_s, "seconds without an answer before a peer counts as gone")
       ->check(CLI::Range(3.0, 3600.0))

@@ -29,6 +29,7 @@ struct PushArgs {
   bool full = false;
   bool no_state = false;
   std::string zero_copy = "auto";
+  std::string encryption = "on";
   std::string peer_key;
 };
 
@@ -64,13 +65,15 @@ int run_push(const PushArgs& a) {
   o.dirty = dirty ? &*dirty : nullptr;
   o.force_full = a.full;
   o.sender_id = host_id();
-  if (!a.no_state) o.state_file = a.state_file.empty() ? default_push_state_path(ep->to_string(), a.name) : a.state_file;
+  if (!a.no_state)
+    o.state_file = a.state_file.empty() ? default_push_state_path(ep->to_string(), a.name) : a.state_file;
   o.note = [](const std::string& m) { fmt::print(stderr, "bnf: {}\n", m); };
   auto key = proto::PeerKey::load(a.peer_key);
   if (!key.is_ok()) return fail(key.status().message());
   transport::UringTcpOptions topts;
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
-  proto::AuthenticatedTransport t(transport::make_uring_tcp_transport(topts), *key);
+  const auto protection = a.encryption == "off" ? transport::Protection::integrity : transport::Protection::encrypted;
+  proto::AuthenticatedTransport t(transport::make_uring_tcp_transport(topts), *key, protection);
   auto rep = push_image(t, map->bytes(), o);
   if (!rep.is_ok()) return fail(rep.status().message());
   if (a.json)
@@ -88,7 +91,8 @@ int run_make(const std::string& file, const std::string& size_s, double zero_per
   if (size == 0 || size % 4096 != 0) return fail("--size must be a non-zero multiple of 4096");
   auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC);
   if (!fd.is_ok()) return fail(fd.status().message());
-  if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0) return fail("resize " + file + ": " + std::strerror(errno));
+  if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0)
+    return fail("resize " + file + ": " + std::strerror(errno));
   auto map = map_file(fd->get(), size, true);
   if (!map.is_ok()) return fail(map.status().message());
   std::mt19937_64 rng(seed);
@@ -148,6 +152,10 @@ void add_image_commands(CLI::App& app, int& rc) {
   push->add_option("--zero-copy", a->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  push->add_option("--encryption", a->encryption,
+                   "on: the push is encrypted (AES-256-GCM); off: only authenticated, if the daemon is off too")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   push->callback([a, &rc] { rc = run_push(*a); });
 
   auto mk = std::make_shared<std::tuple<std::string, std::string, double, uint64_t>>("", "64M", 10.0, 1);
@@ -164,7 +172,8 @@ void add_image_commands(CLI::App& app, int& rc) {
   mutate->add_option("--percent", std::get<1>(*mu), "share of pages to rewrite")->capture_default_str();
   mutate->add_option("--bitmap-out", std::get<2>(*mu), "write the changed pages here (for --dirty-bitmap)");
   mutate->add_option("--seed", std::get<3>(*mu))->capture_default_str();
-  mutate->callback([mu, &rc] { rc = run_mutate(std::get<0>(*mu), std::get<1>(*mu), std::get<2>(*mu), std::get<3>(*mu)); });
+  mutate->callback(
+      [mu, &rc] { rc = run_mutate(std::get<0>(*mu), std::get<1>(*mu), std::get<2>(*mu), std::get<3>(*mu)); });
 }
 
 }  // namespace bnf::cli

@@ -5,8 +5,8 @@
 namespace bnf {
 
 Daemon::Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const proto::PeerKey& key,
-               const Logger& log)
-    : store_(std::move(state_dir)), transport_(std::move(transport), key), log_(log) {}
+               const Logger& log, transport::Protection protection)
+    : store_(std::move(state_dir)), transport_(std::move(transport), key, protection), log_(log) {}
 
 Daemon::~Daemon() {
   stop();
@@ -34,7 +34,7 @@ void Daemon::run() {
     Worker& w = workers_.emplace_back();
     w.conn = std::move(conn).value();
     w.thread = std::thread([this, &ctx, &w] {
-      serve(*w.conn, ctx);
+      serve(w, ctx);
       std::lock_guard wlk(mu_);
       w.conn.reset();  // close now: a peer still sending gets a reset instead of a full window
       w.finished = true;
@@ -49,14 +49,28 @@ void Daemon::run() {
   log_.info("stopped");
 }
 
-void Daemon::serve(transport::Connection& c, ReceiverContext& ctx) {
-  if (Status st = proto::authenticate_peer(c, transport_.key()); !st.is_ok()) {
-    log_.warn("connection from {} refused: {}", c.peer(), st.message());
-    proto::send_error(c, st);
+void Daemon::serve(Worker& w, ReceiverContext& ctx) {
+  transport::Connection& c = *w.conn;
+  auto keys = proto::authenticate_peer(c, transport_.key(), transport_.protection());
+  if (!keys.is_ok()) {
+    log_.warn("connection from {} refused: {}", c.peer(), keys.status().message());
+    proto::send_error(c, keys.status());
     c.shutdown();
     return;
   }
-  serve_connection(c, ctx);
+  {
+    // Every frame from here on goes through the secure channel; stop() may
+    // shut the connection down meanwhile, so the swap holds its lock.
+    std::lock_guard lk(mu_);
+    const std::string peer = c.peer();
+    auto secure = transport::SecureConnection::over(std::move(w.conn), *keys);
+    if (!secure.is_ok()) {
+      log_.warn("connection from {}: {}", peer, secure.status().message());
+      return;
+    }
+    w.conn = std::move(*secure);
+  }
+  serve_connection(*w.conn, ctx);
 }
 
 // Joins finished workers (all of them when `all`). Caller holds mu_ or is the last user.

@@ -20,7 +20,7 @@ namespace bnf {
 class Daemon {
  public:
   Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const proto::PeerKey& key,
-         const Logger& log);
+         const Logger& log, transport::Protection protection = transport::Protection::encrypted);
   ~Daemon();
 
   // Opens the store (recovering interrupted transfers) and starts listening.
@@ -45,7 +45,7 @@ class Daemon {
     std::atomic<bool> finished{false};
   };
   void reap(bool all);
-  void serve(transport::Connection& c, ReceiverContext& ctx);
+  void serve(Worker& w, ReceiverContext& ctx);
 
   SnapshotStore store_;
   SessionRegistry sessions_;

@@ -1,4 +1,4 @@
-// Wire protocol v3 framing. Every frame is a 32-byte header, then `meta_len`
+// Wire protocol v5 framing. Every frame is a 32-byte header, then `meta_len`
 // bytes of metadata (run descriptors or a JSON control message), then
 // `payload_len` bytes of bulk data (page contents, a digest table). Header,
 // metadata and payload each carry a CRC32C. See docs/wire-protocol.md.
@@ -16,7 +16,7 @@
 namespace bnf::proto {
 
 inline constexpr uint32_t kMagic = 0x31464E42;  // "BNF1" little-endian
-inline constexpr uint32_t kVersion = 4;
+inline constexpr uint32_t kVersion = 5;
 inline constexpr size_t kHeaderSize = 32;
 inline constexpr uint32_t kMaxMetaLen = 1U << 20;               // 1 MiB of metadata at most
 inline constexpr uint64_t kMaxPagesPayload = 16ULL << 20;       // 16 MiB of pages per frame at most

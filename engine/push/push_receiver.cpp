@@ -6,6 +6,7 @@
 
 #include "common/crc32c.hpp"
 #include "protocol/control.hpp"
+#include "protocol/peer_auth.hpp"
 #include "push/landing.hpp"
 #include "push/sharding.hpp"
 
@@ -178,8 +179,10 @@ void serve_data(Connection& c, ReceiverContext& ctx, const proto::Frame& attach)
   s->detach(*stream);
 }
 
-json accept_message(const std::string& session, const DigestKey& key, const std::optional<Manifest>& base) {
-  json a = {{"session", session}, {"key", to_hex(key)}, {"base", nullptr}};
+Result<json> accept_message(const Connection& c, const std::string& session, const DigestKey& key,
+                            const std::optional<Manifest>& base) {
+  BNF_ASSIGN_OR_RETURN(std::string sealed, proto::seal_digest_key(c, key));
+  json a = {{"session", session}, {"sealed_key", sealed}, {"base", nullptr}};
   if (base)
     a["base"] = {{"lineage", base->lineage},
                  {"epoch", base->epoch},
@@ -252,7 +255,8 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
   else if (m.status().code() != Errc::not_found) return m.status();
   const DigestKey key = base ? base->key : random_digest_key();
   BNF_ASSIGN_OR_RETURN(std::string id, new_session_id());
-  BNF_TRY(proto::send_control(c, FrameType::accept, accept_message(id, key, base)));
+  BNF_ASSIGN_OR_RETURN(json accept, accept_message(c, id, key, base));
+  BNF_TRY(proto::send_control(c, FrameType::accept, accept));
   ctx.log.info("push of '{}' ({} bytes, {} stream(s)) from {}", h.name, h.size_bytes, h.streams, c.peer());
 
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));

@@ -9,6 +9,7 @@
 #include "digest/page_digest.hpp"
 #include "filter/page_filter.hpp"
 #include "protocol/control.hpp"
+#include "protocol/peer_auth.hpp"
 #include "push/push_state.hpp"
 #include "push/sharding.hpp"
 
@@ -47,8 +48,8 @@ Result<Handshake> hello(Connection& c, uint64_t size, const PushOptions& o) {
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(f));
   Handshake hs;
   BNF_ASSIGN_OR_RETURN(hs.session, proto::field<std::string>(a, "session"));
-  BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
-  BNF_ASSIGN_OR_RETURN(hs.key, digest_key_from_hex(key_hex));
+  BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::field<std::string>(a, "sealed_key"));
+  BNF_ASSIGN_OR_RETURN(hs.key, proto::open_digest_key(c, sealed_key));
   if (a.contains("base") && a["base"].is_object()) {
     const json& b = a["base"];
     BaseOffer off;

@@ -14,11 +14,14 @@
 // addresses (pages of the mapped image), so nothing is staged in between.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "common/status.hpp"
 #include "common/uri.hpp"
@@ -33,6 +36,8 @@ struct MutableBuffer {
   std::byte* data = nullptr;
   size_t size = 0;
 };
+
+using Secret = std::array<uint8_t, 32>;
 
 struct ConnectionStats {
   uint64_t bytes_sent = 0;
@@ -61,9 +66,15 @@ class Connection {
   virtual void shutdown() noexcept = 0;
   [[nodiscard]] virtual ConnectionStats stats() const = 0;
   [[nodiscard]] virtual std::string peer() const = 0;
-  // The connection's socket, for a process that speaks on it directly (a
-  // QEMU's migration stream in a direct trip); -1 if the transport has none.
+  // The connection's socket, to wait on it beside other descriptors (poll);
+  // -1 if the transport has none. Only the connection reads or writes it.
   [[nodiscard]] virtual int socket_fd() const noexcept { return -1; }
+  // Bytes already received and not yet read: a wait on socket_fd() would
+  // not see them.
+  [[nodiscard]] virtual bool has_pending_input() const noexcept { return false; }
+  // A secret both ends of a secure channel derive for `label` (as TLS
+  // exporters do); none on a connection without one.
+  [[nodiscard]] virtual std::optional<Secret> keying_material(std::string_view /*label*/) const { return std::nullopt; }
 };
 
 class Listener {

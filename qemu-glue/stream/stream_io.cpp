@@ -36,6 +36,10 @@ Status FdSource::fill() {
 
 Status FdSource::wait_for_input() {
   while (watch_fd_ >= 0) {
+    if (watch_pending_ && watch_pending_()) {
+      BNF_TRY(on_watch_());
+      continue;
+    }
     BNF_ASSIGN_OR_RETURN(Readable r, wait_readable(fd_, watch_fd_));
     if (r.second) BNF_TRY(on_watch_());
     if (r.first) return Status::ok();

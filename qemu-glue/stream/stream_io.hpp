@@ -27,11 +27,13 @@ class FdSource {
   template <typename Fn>
   Status drain(Fn&& fn);
   [[nodiscard]] uint64_t consumed() const { return consumed_; }
-  // While it waits for the stream, `fd` turning readable calls `on_readable`
-  // (a relayed trip's return path comes back that way); its failure ends the read.
-  void also_watch(int fd, std::function<Status()> on_readable) {
+  // While it waits for the stream, `fd` turning readable (or `pending`
+  // saying input is already buffered behind it) calls `on_readable` (a
+  // relayed trip's return path comes back that way); its failure ends the read.
+  void also_watch(int fd, std::function<Status()> on_readable, std::function<bool()> pending = nullptr) {
     watch_fd_ = fd;
     on_watch_ = std::move(on_readable);
+    watch_pending_ = std::move(pending);
   }
 
  private:
@@ -40,6 +42,7 @@ class FdSource {
   int fd_;
   int watch_fd_ = -1;
   std::function<Status()> on_watch_;
+  std::function<bool()> watch_pending_;
   std::vector<std::byte> buf_;
   size_t pos_ = 0;
   size_t end_ = 0;

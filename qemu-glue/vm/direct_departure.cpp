@@ -320,20 +320,23 @@ constexpr const char* kStreamFdName = "bnf-stream";
 
 }  // namespace
 
-Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, const proto::PeerKey& key,
-                                    unsigned peer_timeout_ms) {
+Result<std::unique_ptr<StreamTunnel>> open_direct_stream(const Endpoint& to, const std::string& token,
+                                                         const proto::AuthenticatedTransport& t,
+                                                         unsigned peer_timeout_ms) {
   constexpr int kConnectTimeoutMs = 10000;
   BNF_ASSIGN_OR_RETURN(UniqueFd s,
                        transport::tcp_connect({"tcp", to.host, to.port}, kConnectTimeoutMs, peer_timeout_ms));
-  transport::PlainConnection frames(s.get());
-  BNF_TRY(proto::authenticate_to_peer(frames, key, to.to_string()));
-  BNF_TRY(proto::send_control(frames, proto::FrameType::vm_stream, {{"token", token}})
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c,
+                       proto::secure_to_peer(std::make_unique<transport::PlainConnection>(std::move(s)), t.key(),
+                                             to.to_string(), t.protection()));
+  BNF_TRY(proto::send_control(*c, proto::FrameType::vm_stream, {{"token", token}})
               .context("open QEMU's stream to " + to.to_string()));
-  return s;
+  return StreamTunnel::start(std::move(c));
 }
 
-Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream) {
+Status start_direct_migration(QmpClient& qmp, UniqueFd stream) {
   BNF_TRY(qmp.execute_with_fd("getfd", {{"fdname", kStreamFdName}}, stream.get()).status());
+  stream.reset();
   return qmp.execute("migrate", {{"uri", std::string("fd:") + kStreamFdName}}).status();
 }
 

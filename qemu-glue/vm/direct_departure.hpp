@@ -17,9 +17,10 @@
 #include "common/uri.hpp"
 #include "digest/live_digest_table.hpp"
 #include "digest/page_digest.hpp"
-#include "protocol/peer_auth.hpp"
+#include "protocol/authenticated_transport.hpp"
 #include "qmp/qmp_client.hpp"
 #include "transport/transport.hpp"
+#include "vm/stream_tunnel.hpp"
 
 namespace bnf::qemu {
 
@@ -95,13 +96,15 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
 
 // Opens QEMU's stream connection to the destination daemon at `to` and names
 // it by `token` (VM_STREAM; the handshake's VM_HELLO names it too), after
-// both daemons proved the peer key on it.
-Result<UniqueFd> open_direct_stream(const Endpoint& to, const std::string& token, const proto::PeerKey& key,
-                                    unsigned peer_timeout_ms);
-// Has QEMU migrate on that connection (`getfd`, `migrate fd:`; QEMU keeps its
-// own copy of the socket). QEMU must have been prepared with its return path
-// on (prepare_qemu_migration).
-Status start_direct_migration(QmpClient& qmp, const UniqueFd& stream);
+// both daemons proved the peer key on it; QEMU's stream goes through the
+// tunnel's secure channel.
+Result<std::unique_ptr<StreamTunnel>> open_direct_stream(const Endpoint& to, const std::string& token,
+                                                         const proto::AuthenticatedTransport& t,
+                                                         unsigned peer_timeout_ms);
+// Has QEMU migrate on the tunnel's local end (`getfd`, `migrate fd:`); our
+// copy closes here, so QEMU's close is the tunnel's EOF. QEMU must have been
+// prepared with its return path on (prepare_qemu_migration).
+Status start_direct_migration(QmpClient& qmp, UniqueFd stream);
 
 // Returns once QEMU's migration has left its setup (or after `limit`): the
 // migration thread sets the pass up holding the lock QMP and QEMU's main

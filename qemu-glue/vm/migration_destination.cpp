@@ -19,6 +19,7 @@
 #include "transport/uring_tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
 #include "vm/return_path.hpp"
+#include "vm/stream_tunnel.hpp"
 #include "vm/vm_manager.hpp"
 
 namespace bnf::qemu {
@@ -76,8 +77,13 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
 Status VmManager::serve_stream(transport::Connection& c, const proto::Frame& f) {
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
   BNF_ASSIGN_OR_RETURN(std::string token, proto::field<std::string>(j, "token"));
-  if (c.socket_fd() < 0) return {Errc::invalid_argument, "this transport cannot carry a QEMU stream"};
-  return streams_.serve(token, c.peer(), c.socket_fd(), kStreamWait);
+  // The stream's codec reads plaintext from the tunnel's local end.
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<StreamTunnel> tunnel, StreamTunnel::start(c));
+  UniqueFd local = tunnel->take_local_end();
+  Status served = streams_.serve(token, c.peer(), local.get(), kStreamWait);
+  local.reset();  // the tunnel relays what is left and says EOF
+  if (!served.is_ok()) return served;
+  return tunnel->wait();
 }
 
 Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& first) {
@@ -156,10 +162,11 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   // The source's QEMU migrates already (direct) or starts on VM_ACCEPT
   // (relayed); ours is started after the answer and comes up meanwhile
   // (~0.1 s under load).
+  BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::seal_digest_key(c, plan.key));
   json accept = {{"mode", plan.full ? "full" : "incremental"},
                  {"lineage", w->lineage()},
                  {"epoch", w->next_epoch()},
-                 {"key", to_hex(plan.key)},
+                 {"sealed_key", sealed_key},
                  {"fallback", fallback}};
   if (direct) accept["direct"] = true;
   BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
@@ -201,7 +208,6 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   std::string stream_for_source;  // direct: the source's device-state blob, which it did not see
   if (direct) {
     BNF_ASSIGN_OR_RETURN(StreamRendezvous::Claim stream, streams_.claim(stream_token, c.peer(), kStreamWait));
-    transport::tune_socket(stream.fd(), peer_timeout_ms_);
     // Pages land while our QEMU starts: the feed connects to it in the background.
     BNF_ASSIGN_OR_RETURN(DirectArrival a,
                          receive_direct(c, *w, h, connect_qemu, stream.fd(), stream.take_read_ahead()));

@@ -17,6 +17,7 @@
 #include "common/files.hpp"
 #include "common/prefault.hpp"
 #include "common/unix_socket.hpp"
+#include "protocol/peer_auth.hpp"
 #include "qmp/qmp_client.hpp"
 #include "snapshot/manifest.hpp"
 #include "stream/stream_rewriter.hpp"
@@ -137,8 +138,8 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   BNF_ASSIGN_OR_RETURN(g.rep.mode, proto::field<std::string>(a, "mode"));
   BNF_ASSIGN_OR_RETURN(g.rep.lineage, proto::field<std::string>(a, "lineage"));
   BNF_ASSIGN_OR_RETURN(g.rep.epoch, proto::field<uint64_t>(a, "epoch"));
-  BNF_ASSIGN_OR_RETURN(std::string key_hex, proto::field<std::string>(a, "key"));
-  BNF_ASSIGN_OR_RETURN(g.key, digest_key_from_hex(key_hex));
+  BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::field<std::string>(a, "sealed_key"));
+  BNF_ASSIGN_OR_RETURN(g.key, proto::open_digest_key(c, sealed_key));
   g.rep.fallback = a.value("fallback", std::string());
   g.direct = !stream_token.empty() && g.rep.mode == "full" && a.value("direct", false);
   if (g.rep.mode == "incremental") {
@@ -339,7 +340,9 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   FdSource src(qfd.get());
   uint64_t return_path_bytes = 0;
   if (x.return_path)
-    src.also_watch(x.c.socket_fd(), [&] { return forward_return_path(x.c, qfd.get(), return_path_bytes); });
+    src.also_watch(
+        x.c.socket_fd(), [&] { return forward_return_path(x.c, qfd.get(), return_path_bytes); },
+        [&] { return x.c.has_pending_input(); });
   bool limit_set = false;
   pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
     if (!limit_set && n.rounds >= 2) {  // second pass: the operator's downtime limit (see above)
@@ -554,11 +557,14 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
       no_tracker = t.status().message();
   };
   std::future<Result<Handshake>> early;
-  std::future<void> tracking;            // a direct trip's tracker, armed once QEMU's pass is under way
-  std::future<Result<UniqueFd>> stream;  // a direct trip's QEMU stream connection, opened beside QMP's preparation
+  std::future<void> tracking;  // a direct trip's tracker, armed once QEMU's pass is under way
+  // A direct trip's QEMU stream connection, opened beside QMP's preparation.
+  std::future<Result<std::unique_ptr<StreamTunnel>>> stream;
+  std::unique_ptr<StreamTunnel> tunnel;  // relays QEMU's stream until the trip is over
   if (offer_direct) {
     early = std::async(std::launch::async, handshake);
-    stream = std::async(std::launch::async, open_direct_stream, to, stream_token, transport_.key(), peer_timeout_ms_);
+    stream = std::async(std::launch::async,
+                        [&] { return open_direct_stream(to, stream_token, transport_, peer_timeout_ms_); });
   }
   auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
   if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
@@ -581,8 +587,8 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   };
   auto start_direct = [&]() -> Status {
     BNF_TRY(prepare_qemu_migration(qmp, true));
-    BNF_ASSIGN_OR_RETURN(UniqueFd s, stream.get());
-    BNF_TRY(start_direct_migration(qmp, s));
+    BNF_ASSIGN_OR_RETURN(tunnel, stream.get());
+    BNF_TRY(start_direct_migration(qmp, tunnel->take_local_end()));
     migrate_issued_s = since(t0);
     // Arming stops QEMU's main thread and holds its mmap lock (~20 ms per
     // GiB): beside QMP's preparation it stalled that (`migrate` 48-66 ms

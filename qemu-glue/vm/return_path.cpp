@@ -24,7 +24,7 @@ Status forward_return_path(transport::Connection& c, int qemu_fd, uint64_t& byte
 }
 
 Status ReturnPathPump::until_frame() {
-  while (open_) {
+  while (open_ && !c_.has_pending_input()) {
     BNF_ASSIGN_OR_RETURN(Readable r, wait_readable(c_.socket_fd(), qemu_fd_));
     if (r.second) BNF_TRY(relay_some());
     if (r.first) return Status::ok();

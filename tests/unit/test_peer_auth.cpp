@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <future>
+#include <tuple>
 
 #include "protocol/authenticated_transport.hpp"
 #include "protocol/control.hpp"
@@ -25,7 +26,7 @@ std::pair<Status, Status> exchange(const PeerKey& theirs, const PeerKey& ours) {
   EXPECT_TRUE(l.is_ok());
   auto listening = std::async(std::launch::async, [&]() -> Status {
     BNF_ASSIGN_OR_RETURN(auto c, (*l)->accept());
-    Status st = authenticate_peer(*c, ours);
+    Status st = authenticate_peer(*c, ours, transport::Protection::encrypted).status();
     if (!st.is_ok()) send_error(*c, st);
     return st;
   });
@@ -57,7 +58,7 @@ TEST(PeerAuth, AConnectionThatSkipsItIsDeniedNamingWhatCameInstead) {
   ASSERT_TRUE(l.is_ok());
   auto listening = std::async(std::launch::async, [&]() -> Status {
     BNF_ASSIGN_OR_RETURN(auto c, (*l)->accept());
-    return authenticate_peer(*c, PeerKey::generate());
+    return authenticate_peer(*c, PeerKey::generate(), transport::Protection::encrypted).status();
   });
   auto c = net.transport()->connect(kListening);
   ASSERT_TRUE(c.is_ok());
@@ -67,16 +68,53 @@ TEST(PeerAuth, AConnectionThatSkipsItIsDeniedNamingWhatCameInstead) {
   EXPECT_NE(st.message().find("VM_HELLO, not PEER_HELLO"), std::string::npos) << st.message();
 }
 
+// The protection a connection gets when the connecting host asks for `asked`
+// and the listening host wants `wanted`, as each side sees it.
+std::pair<Result<transport::ChannelKeys>, Result<transport::ChannelKeys>> negotiate(transport::Protection asked,
+                                                                                    transport::Protection wanted) {
+  const PeerKey k = PeerKey::generate();
+  transport::MemNetwork net;
+  auto l = net.transport()->listen(kListening);
+  EXPECT_TRUE(l.is_ok());
+  auto listening = std::async(std::launch::async, [&]() -> Result<transport::ChannelKeys> {
+    BNF_ASSIGN_OR_RETURN(auto c, (*l)->accept());
+    return authenticate_peer(*c, k, wanted);
+  });
+  auto c = net.transport()->connect(kListening);
+  EXPECT_TRUE(c.is_ok());
+  auto connecting = authenticate_to_peer(**c, k, "listening", asked);
+  return {std::move(connecting), listening.get()};
+}
+
+TEST(PeerAuth, TheChannelIsEncryptedUnlessBothHostsTurnedItOff) {
+  using transport::Protection;
+  for (auto [asked, wanted, agreed] :
+       {std::tuple{Protection::encrypted, Protection::encrypted, Protection::encrypted},
+        std::tuple{Protection::encrypted, Protection::integrity, Protection::encrypted},
+        std::tuple{Protection::integrity, Protection::encrypted, Protection::encrypted},
+        std::tuple{Protection::integrity, Protection::integrity, Protection::integrity}}) {
+    auto [connecting, listening] = negotiate(asked, wanted);
+    ASSERT_TRUE(connecting.is_ok()) << connecting.status().message();
+    ASSERT_TRUE(listening.is_ok()) << listening.status().message();
+    EXPECT_EQ(connecting->protection, agreed);
+    EXPECT_EQ(listening->protection, agreed);
+    EXPECT_EQ(connecting->send.key, listening->recv.key);
+    EXPECT_EQ(connecting->exporter, listening->exporter);
+  }
+}
+
 TEST(PeerAuth, ProofsDependOnRoleNoncesAndKey) {
   const PeerKey k = PeerKey::generate();
   Nonce a{}, b{};
   a[0] = 1;
   b[0] = 2;
-  const Proof p = peer_proof(k, PeerRole::connecting, a, b);
-  EXPECT_EQ(p, peer_proof(k, PeerRole::connecting, a, b));
-  EXPECT_NE(p, peer_proof(k, PeerRole::listening, a, b));  // one side's proof is not the other's
-  EXPECT_NE(p, peer_proof(k, PeerRole::connecting, b, a));
-  EXPECT_NE(p, peer_proof(PeerKey::generate(), PeerRole::connecting, a, b));
+  using transport::Protection;
+  const Proof p = peer_proof(k, PeerRole::connecting, a, b, Protection::encrypted);
+  EXPECT_EQ(p, peer_proof(k, PeerRole::connecting, a, b, Protection::encrypted));
+  EXPECT_NE(p, peer_proof(k, PeerRole::listening, a, b, Protection::encrypted));  // one side's proof is not the other's
+  EXPECT_NE(p, peer_proof(k, PeerRole::connecting, b, a, Protection::encrypted));
+  EXPECT_NE(p, peer_proof(PeerKey::generate(), PeerRole::connecting, a, b, Protection::encrypted));
+  EXPECT_NE(p, peer_proof(k, PeerRole::connecting, a, b, Protection::integrity));  // the agreed protection is bound
 }
 
 TEST(PeerKeyFile, CreatedPrivateOnceAndLoadedAgain) {

@@ -1,9 +1,9 @@
-// A Connection over a blocking socket it borrows: a few frames on a socket
-// that then goes to another process (the QEMU stream of a direct trip, whose
-// first frames the source daemon writes). No zero-copy, no window: each
-// post() is sent before it returns.
+// A Connection over a blocking socket, borrowed or owned: the source side of
+// a direct trip's QEMU stream (stream_tunnel), which one thread relays both
+// ways. No zero-copy, no window: each post() is sent before it returns.
 #pragma once
 
+#include "common/unique_fd.hpp"
 #include "transport/transport.hpp"
 
 namespace bnf::transport {
@@ -11,6 +11,7 @@ namespace bnf::transport {
 class PlainConnection final : public Connection {
  public:
   explicit PlainConnection(int fd) : fd_(fd) {}
+  explicit PlainConnection(UniqueFd fd) : owned_(std::move(fd)), fd_(owned_.get()) {}
 
   [[nodiscard]] Status register_region(std::span<const std::byte>) override { return Status::ok(); }
   [[nodiscard]] Status post(std::span<const ConstBuffer> parts) override;
@@ -23,6 +24,7 @@ class PlainConnection final : public Connection {
   [[nodiscard]] int socket_fd() const noexcept override { return fd_; }
 
  private:
+  UniqueFd owned_;
   int fd_;
   ConnectionStats stats_;
 };
