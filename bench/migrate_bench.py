@@ -30,7 +30,7 @@ def parse_args():
     ap.add_argument("--only", default="", help="run scenarios whose id contains this text")
     ap.add_argument("--bnf", default=os.path.join(guest.BUILD, "bnf"), help="the bnf binary")
     ap.add_argument("--strategies", default="", help="comma-separated subset (qemu-floor,native,native-default,bnf,"
-                    "bnf-check-off, bnf-relay, bnf-untracked, bnf-tracked: run only when named); with --keep, the other strategies' runs in --out are kept")
+                    "bnf-check-off, bnf-relay, bnf-untracked, bnf-tracked, bnf-unencrypted: run only when named); with --keep, the other strategies' runs in --out are kept")
     ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies and scenarios not run now")
     ap.add_argument("--link-timeline", action="store_true",
                     help="sample the source host's link every ~0.5 ms during each trip: when the stream starts "
@@ -99,6 +99,8 @@ def main():
             strategies.append(Bnf(a.bnf, write_tracker="off"))
         if "bnf-tracked" in chosen:  # only when asked for: relayed (back) trips track QEMU's writes too
             strategies.append(Bnf(a.bnf, write_tracker="on"))
+        if "bnf-unencrypted" in chosen:  # only when asked for: both daemons with --encryption off (integrity only)
+            strategies.append(Bnf(a.bnf, encryption="off"))
         if chosen:
             strategies = [s for s in strategies if s.name in chosen]
         for s in strategies:

@@ -49,9 +49,9 @@ with open(sys.argv[1], "wb", buffering=0) as f:
     return size * 8 / secs / 1e9
 
 
-def start_daemon(bnf, state, log):
+def start_daemon(bnf, state, log, *extra):
     p = subprocess.Popen([bnf, "daemon", "--state-dir", state, "--listen", "bnf+tcp:127.0.0.1:0",
-                          "--peer-key", state + "/peer.key"],
+                          "--peer-key", state + "/peer.key", *extra],
                          stderr=open(log, "w"))
     for _ in range(200):
         m = re.search(r"listening on (bnf\+tcp:\S+)", open(log).read())

@@ -207,12 +207,13 @@ class Bnf(Strategy):
     """bnf stream mode: two daemons (hosts A and B); A keeps the VM's snapshot
     when it leaves, so the way back sends only what changed on B."""
 
-    def __init__(self, bnf_path, switchover_check="auto", relay=False, write_tracker="auto"):
+    def __init__(self, bnf_path, switchover_check="auto", relay=False, write_tracker="auto", encryption="on"):
         self.bnf = bnf_path
+        self.encryption = encryption  # "off": both daemons authenticate only (--encryption off)
         self.switchover_check = switchover_check
         self.relay = relay  # full trips through the source daemon too (bnf migrate --relay)
         self.write_tracker = write_tracker  # "off": the check hashes all RAM in the downtime; "on": relayed trips too
-        self.name = ("bnf-relay" if relay else "bnf-untracked" if write_tracker == "off"
+        self.name = ("bnf-unencrypted" if encryption == "off" else "bnf-relay" if relay else "bnf-untracked" if write_tracker == "off"
                      else "bnf-tracked" if write_tracker == "on"
                      else "bnf" if switchover_check == "auto" else f"bnf-check-{switchover_check}")
 
@@ -239,7 +240,8 @@ class Bnf(Strategy):
         log = open(f"{state}.log", "w")
         p = subprocess.Popen(link.prefix(side) + [self.bnf, "daemon", "--state-dir", state, "--listen",
                                                    self._endpoint(link, side), "--peer-key",
-                                                   f"{work}/peer.key"], stderr=log)
+                                                   f"{work}/peer.key", "--encryption", self.encryption],
+                             stderr=log)
         host.wait_for(lambda: os.path.exists(f"{state}/control.sock") or p.poll() is not None, 10, f"daemon {side}")
         if p.poll() is not None:
             raise RuntimeError(f"daemon {side} exited: {open(f'{state}.log').read().strip()}")
