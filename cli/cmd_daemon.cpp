@@ -1,8 +1,11 @@
+#include <sys/stat.h>
+
 #include <csignal>
 #include <thread>
 
 #include "agent/control_server.hpp"
 #include "agent/daemon.hpp"
+#include "agent/state_dir.hpp"
 #include "commands.hpp"
 #include "numa_placement.hpp"
 #include "transport/uring_tcp/uring_tcp.hpp"
@@ -46,6 +49,10 @@ int run_daemon(const DaemonArgs& a) {
   const Logger log(parse_level(a.log_level), "bnf-daemon");
   auto access = ControlAccess::with_group(a.control_group);
   if (!access.is_ok()) return fail(access.status().message());
+  // What QEMU creates for the VMs (serial logs, QMP sockets) is private too.
+  ::umask(077);
+  if (Status s = prepare_state_dir(a.state_dir, access->group(), log); !s.is_ok())
+    return fail(s.context("state directory").message());
   transport::UringTcpOptions topts;
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
   topts.peer_timeout_ms = static_cast<unsigned>(a.peer_timeout_s * 1000);
