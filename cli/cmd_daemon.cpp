@@ -1,8 +1,11 @@
+#include <sys/stat.h>
+
 #include <csignal>
 #include <thread>
 
 #include "agent/control_server.hpp"
 #include "agent/daemon.hpp"
+#include "agent/state_dir.hpp"
 #include "commands.hpp"
 #include "numa_placement.hpp"
 #include "transport/uring_tcp/uring_tcp.hpp"
@@ -22,6 +25,7 @@ struct DaemonArgs {
   std::string encryption = "on";
   double peer_timeout_s = 30;
   std::string peer_key;
+  std::string control_group;
 };
 
 LogLevel parse_level(const std::string& s) {
@@ -44,6 +48,12 @@ int run_daemon(const DaemonArgs& a) {
   std::signal(SIGPIPE, SIG_IGN);
 
   const Logger log(parse_level(a.log_level), "bnf-daemon");
+  auto access = ControlAccess::with_group(a.control_group);
+  if (!access.is_ok()) return fail(access.status().message());
+  // What QEMU creates for the VMs (serial logs, QMP sockets) is private too.
+  ::umask(077);
+  if (Status s = prepare_state_dir(a.state_dir, access->group(), log); !s.is_ok())
+    return fail(s.context("state directory").message());
   transport::UringTcpOptions topts;
   topts.zero_copy = transport::parse_zero_copy(a.zero_copy);
   topts.peer_timeout_ms = static_cast<unsigned>(a.peer_timeout_s * 1000);
@@ -57,7 +67,7 @@ int run_daemon(const DaemonArgs& a) {
   qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log, topts.peer_timeout_ms);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
   ControlServer control(
-      a.control.empty() ? a.state_dir + "/control.sock" : a.control,
+      a.control.empty() ? a.state_dir + "/control.sock" : a.control, *access,
       [&vms](const nlohmann::json& req, const ProgressFn& progress) {
         return qemu::handle_control(vms, req, progress);
       },
@@ -84,6 +94,8 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--state-dir", args->state_dir, "directory of the snapshot store")->required();
   cmd->add_option("--listen", args->listen, "endpoint, bnf+tcp:HOST:PORT")->capture_default_str();
   cmd->add_option("--control", args->control, "control socket (default: STATE_DIR/control.sock)");
+  cmd->add_option("--control-group", args->control_group,
+                  "group whose members may use the control socket too (mode 0660; that is root access)");
   cmd->add_option("--log-level", args->log_level, "error|warn|info|debug")->capture_default_str();
   cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
   cmd->add_option("--zero-copy", args->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")

@@ -89,7 +89,7 @@ int run_make(const std::string& file, const std::string& size_s, double zero_per
   if (!parsed.is_ok()) return fail("--size: " + parsed.status().message());
   const uint64_t size = *parsed;
   if (size == 0 || size % 4096 != 0) return fail("--size must be a non-zero multiple of 4096");
-  auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC);
+  auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC, kUserFileMode);
   if (!fd.is_ok()) return fail(fd.status().message());
   if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0)
     return fail("resize " + file + ": " + std::strerror(errno));
@@ -124,7 +124,7 @@ int run_mutate(const std::string& file, double percent, const std::string& bitma
     for (int i = 0; i < 512; ++i) w[i] = rng();
   }
   if (!bitmap_out.empty()) {
-    if (Status s = write_file_atomic(bitmap_out, bm.serialize()); !s.is_ok()) return fail(s.message());
+    if (Status s = write_file_atomic(bitmap_out, bm.serialize(), kUserFileMode); !s.is_ok()) return fail(s.message());
   }
   fmt::print("changed {} of {} pages\n", n, pages);
   return 0;

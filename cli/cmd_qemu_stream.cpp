@@ -27,7 +27,7 @@ int run_filter(const FilterArgs& a) {
     in_fd = std::move(fd).value();
   }
   if (a.out != "-") {
-    auto fd = open_file(a.out, O_WRONLY | O_CREAT | O_TRUNC);
+    auto fd = open_file(a.out, O_WRONLY | O_CREAT | O_TRUNC, kUserFileMode);
     if (!fd.is_ok()) return fail(fd.status().message());
     out_fd = std::move(fd).value();
   }

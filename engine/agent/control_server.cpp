@@ -34,15 +34,16 @@ Result<std::string> read_line(int fd) {
 Status write_line(int fd, const std::string& s) { return send_all(fd, s + "\n", "control socket write"); }
 }  // namespace
 
-ControlServer::ControlServer(std::string path, ControlHandler handler, const Logger& log)
-    : path_(std::move(path)), handler_(std::move(handler)), log_(log) {}
+ControlServer::ControlServer(std::string path, ControlAccess access, ControlHandler handler, const Logger& log)
+    : path_(std::move(path)), access_(std::move(access)), handler_(std::move(handler)), log_(log) {}
 
 ControlServer::~ControlServer() { stop(); }
 
 Status ControlServer::start() {
-  BNF_ASSIGN_OR_RETURN(listen_fd_, unix_listen(path_, 16));
+  const SocketFileAccess file = access_.socket_file();
+  BNF_ASSIGN_OR_RETURN(listen_fd_, unix_listen(path_, 16, file));
   thread_ = std::thread([this] { accept_loop(); });
-  log_.info("control socket {}", path_);
+  log_.info("control socket {} (mode {:04o}; whoever may use it has root access)", path_, file.mode);
   return Status::ok();
 }
 
@@ -71,6 +72,11 @@ void ControlServer::accept_loop() {
 
 void ControlServer::serve(int fd) {
   UniqueFd owned(fd);
+  if (Status admitted = access_.admit(fd); !admitted.is_ok()) {
+    log_.warn("{}", admitted.message());
+    (void)write_line(fd, json{{"ok", false}, {"error", admitted.message()}}.dump());
+    return;
+  }
   auto line = read_line(fd);
   if (!line.is_ok()) return;
   json req = json::parse(*line, nullptr, false);
@@ -92,11 +98,14 @@ Result<json> control_call(const std::string& path, const json& request, const Pr
   if (!fd.is_ok()) return fd.status().context("daemon control socket (is bnf daemon running?)");
   json req = request;
   if (on_progress) req["progress"] = true;
-  BNF_TRY(write_line(fd->get(), req.dump()));
+  // A refused client is answered before its request is read: the answer may
+  // wait to be read although the request could not be written.
+  const Status sent = write_line(fd->get(), req.dump());
   json r;
   do {
-    BNF_ASSIGN_OR_RETURN(std::string line, read_line(fd->get()));
-    r = json::parse(line, nullptr, false);
+    auto line = read_line(fd->get());
+    if (!line.is_ok()) return sent.is_ok() ? line.status() : sent;
+    r = json::parse(*line, nullptr, false);
     if (r.is_discarded() || !r.is_object()) return Status(Errc::protocol, "daemon answered with malformed JSON");
     if (r.contains("progress") && on_progress) on_progress(r["progress"]);
   } while (r.contains("progress"));

@@ -1,18 +1,18 @@
 // The daemon's local control socket: one JSON request per line, one JSON answer
 // per line ({"ok": true, "result": ...} or {"ok": false, "error": "..."}). A
 // long operation asked with "progress": true sends {"progress": {...}} lines
-// before its answer.
+// before its answer. A client ControlAccess refuses gets one error line.
 #pragma once
-
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <functional>
 #include <list>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
+#include "agent/control_access.hpp"
 #include "common/log.hpp"
 #include "common/status.hpp"
 #include "common/unique_fd.hpp"
@@ -25,7 +25,7 @@ using ControlHandler = std::function<Result<nlohmann::json>(const nlohmann::json
 
 class ControlServer {
  public:
-  ControlServer(std::string path, ControlHandler handler, const Logger& log);
+  ControlServer(std::string path, ControlAccess access, ControlHandler handler, const Logger& log);
   ~ControlServer();
   Status start();
   void stop() noexcept;
@@ -34,6 +34,7 @@ class ControlServer {
   void accept_loop();
   void serve(int fd);
   std::string path_;
+  ControlAccess access_;
   ControlHandler handler_;
   const Logger& log_;
   UniqueFd listen_fd_;

@@ -72,10 +72,11 @@ Status punch_hole(int fd, uint64_t off, uint64_t len) {
   return Status::ok();
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data) {
+Status write_file_atomic(const std::string& path, std::string_view data, int mode) {
   const std::string tmp = path + ".tmp";
   {
-    BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC));
+    BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    if (::fchmod(fd.get(), static_cast<mode_t>(mode)) != 0) return errno_status("set the mode of " + tmp, errno);
     BNF_TRY(pwrite_all(fd.get(), data.data(), data.size(), 0).context(tmp));
     if (::fsync(fd.get()) != 0) return errno_status("fsync " + tmp, errno);
   }
@@ -111,10 +112,15 @@ bool path_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-Status make_dirs(const std::string& path) {
+Status make_dirs(const std::string& path, int mode) {
+  std::filesystem::path at;
+  for (const auto& part : std::filesystem::path(path)) {
+    at /= part;
+    if (::mkdir(at.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST)
+      return errno_status("create directory " + at.string(), errno);
+  }
   std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return {Errc::io, "create directory " + path + ": " + ec.message()};
+  if (!std::filesystem::is_directory(path, ec)) return {Errc::io, "create directory " + path + ": not a directory"};
   return Status::ok();
 }
 

@@ -27,7 +27,7 @@ enum class Errc {
   cancelled,    // shut down or aborted on purpose
   internal,
   connection_lost,  // an established connection broke: peer closed, reset or went silent
-  denied,           // the peer did not prove it holds this host's peer key
+  denied,           // the peer did not prove it holds this host's peer key; a local client may not use the daemon
   // Numbers travel in ERROR frames: add new codes here, at the end.
 };
 

@@ -14,6 +14,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/files.hpp"
+
 namespace bnf::qemu {
 
 Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log,
@@ -21,7 +23,7 @@ Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, con
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const int log = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int log = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, kPrivateFileMode);
   if (log < 0) return errno_status("open " + stderr_log, errno);
   int ready[2];
   if (::pipe2(ready, O_CLOEXEC) != 0) {

@@ -1,10 +1,12 @@
 // The snapshot store: commits, verification, and no torn snapshot ever.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "bitmap/file_holes.hpp"
@@ -49,8 +51,9 @@ struct StoreFixture : ::testing::Test {
     for (const PageRun& r : runs) std::memcpy(w.page_addr(r.first), src.data() + r.first * 4096, r.count * 4096);
     w.record_landed(runs, h);
   }
-  Manifest commit_full() {
-    auto w = store.begin_write("vm", full_plan());
+  Manifest commit_full() { return commit_full_into(store); }
+  Manifest commit_full_into(SnapshotStore& into) {
+    auto w = into.begin_write("vm", full_plan());
     EXPECT_TRUE(w.is_ok()) << w.status().message();
     land(**w, img, {{0, kPages}}, h);
     auto m = (*w)->commit(DigestTable::compute(h, img, 4096, 1).root(h), h);
@@ -71,6 +74,28 @@ TEST_F(StoreFixture, FullCommitIsListedAndVerifies) {
   auto v = store.verify("vm");
   ASSERT_TRUE(v.is_ok());
   EXPECT_TRUE(v->ok());
+}
+
+// Guest RAM, its digests and the key in the manifest are the store's user's
+// alone, whatever the umask: files 0600, folders 0700.
+TEST_F(StoreFixture, FilesArePrivateWhateverTheUmask) {
+  const std::string state = dir.path() + "/open-umask";
+  const mode_t umask_was = ::umask(0);
+  SnapshotStore open_store(state);
+  ASSERT_TRUE(open_store.open().is_ok());
+  Manifest m1 = commit_full_into(open_store);
+  auto w = open_store.begin_write("vm", incr_plan(m1));  // its undo journal is there while it writes
+  ::umask(umask_was);
+  ASSERT_TRUE(w.is_ok()) << w.status().message();
+  size_t files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(state)) {
+    if (e.is_symlink()) continue;
+    const auto perms = static_cast<unsigned>(e.status().permissions());
+    EXPECT_EQ(perms, e.is_directory() ? 0700U : 0600U) << e.path();
+    files += e.is_regular_file() ? 1 : 0;
+  }
+  EXPECT_GE(files, 4U);  // image, manifest, digest table, journal (and the lock)
+  EXPECT_TRUE(std::filesystem::exists(open_store.dir_of("vm") + "/journal.0"));
 }
 
 TEST_F(StoreFixture, VerifyCatchesAPageChangedBehindTheStoresBack) {
