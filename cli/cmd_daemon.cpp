@@ -26,6 +26,7 @@ struct DaemonArgs {
   double peer_timeout_s = 30;
   std::string peer_key;
   std::string control_group;
+  std::vector<std::string> allowed_qemu_args;
 };
 
 LogLevel parse_level(const std::string& s) {
@@ -50,6 +51,8 @@ int run_daemon(const DaemonArgs& a) {
   const Logger log(parse_level(a.log_level), "bnf-daemon");
   auto access = ControlAccess::with_group(a.control_group);
   if (!access.is_ok()) return fail(access.status().message());
+  auto qemu_args = qemu::QemuArgPolicy::allowing(a.allowed_qemu_args);
+  if (!qemu_args.is_ok()) return fail(qemu_args.status().message());
   // What QEMU creates for the VMs (serial logs, QMP sockets) is private too.
   ::umask(077);
   if (Status s = prepare_state_dir(a.state_dir, access->group(), log); !s.is_ok())
@@ -64,7 +67,9 @@ int run_daemon(const DaemonArgs& a) {
   const auto protection = a.encryption == "off" ? transport::Protection::integrity : transport::Protection::encrypted;
   Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log, protection);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
-  qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log, topts.peer_timeout_ms);
+  for (const std::string& o : qemu_args->allowed_as_whole())
+    log.warn("QEMU option {} is allowed with any value (--allow-qemu-arg)", o);
+  qemu::VmManager vms(a.state_dir, d.store(), d.transport(), log, topts.peer_timeout_ms, *qemu_args);
   d.set_vm_handler([&vms](transport::Connection& c, const proto::Frame& f) { return vms.serve_incoming(c, f); });
   ControlServer control(
       a.control.empty() ? a.state_dir + "/control.sock" : a.control, *access,
@@ -96,6 +101,8 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--control", args->control, "control socket (default: STATE_DIR/control.sock)");
   cmd->add_option("--control-group", args->control_group,
                   "group whose members may use the control socket too (mode 0660; that is root access)");
+  cmd->add_option("--allow-qemu-arg", args->allowed_qemu_args,
+                  "let VMs use this QEMU option with any value (repeatable; see docs/operations.md)");
   cmd->add_option("--log-level", args->log_level, "error|warn|info|debug")->capture_default_str();
   cmd->add_option("--numa-node", args->numa_node, "run transfer threads on this NUMA node");
   cmd->add_option("--zero-copy", args->zero_copy, "SEND_ZC: auto (not to loopback peers), on, off")

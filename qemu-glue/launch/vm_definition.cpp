@@ -6,23 +6,11 @@
 
 namespace bnf::qemu {
 
-namespace {
-// Arguments that would break bnf's conventions: RAM placement, migration, QMP.
-constexpr const char* kOwnedArgs[] = {"-m",        "-machine",      "-M",     "-incoming",   "-qmp",
-                                      "-mem-path", "-mem-prealloc", "-accel", "-enable-kvm", "-daemonize"};
-}  // namespace
-
 Status VmDefinition::validate() const {
   BNF_TRY(SnapshotStore::validate_name(name).context("VM name"));
   if (memory_bytes == 0 || memory_bytes % (2U << 20) != 0)
     return {Errc::invalid_argument, "VM memory must be a non-zero multiple of 2 MiB"};
   if (accel != "tcg" && accel != "kvm") return {Errc::invalid_argument, "accel must be tcg or kvm"};
-  for (const std::string& a : extra_args) {
-    for (const char* owned : kOwnedArgs)
-      if (a == owned) return {Errc::invalid_argument, fmt::format("extra QEMU argument '{}' is set by bnf itself", a)};
-    if (a.find("memory-backend") != std::string::npos)
-      return {Errc::invalid_argument, "extra QEMU arguments must not define memory backends: bnf owns guest RAM"};
-  }
   return Status::ok();
 }
 

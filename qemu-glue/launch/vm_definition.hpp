@@ -20,7 +20,8 @@ struct VmDefinition {
   std::string accel = "tcg";            // "tcg" or "kvm"
   std::vector<std::string> extra_args;  // the user's disks, kernel, devices ...
 
-  // Name rules, memory size, and arguments bnf must own itself.
+  // Name rules, memory size, accelerator. The extra arguments are the
+  // daemon's to check (QemuArgPolicy): it knows what its operator allows.
   [[nodiscard]] Status validate() const;
   [[nodiscard]] nlohmann::json to_json() const;
   static Result<VmDefinition> from_json(const nlohmann::json& j);

@@ -95,6 +95,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
             fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion)};
   if (!j.contains("definition")) return {Errc::protocol, "VM_HELLO lacks the VM definition"};
   BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(j["definition"]));
+  BNF_TRY(check_qemu_args(def));  // the peer's definition, checked as one made here
   const std::string& name = def.name;
   std::unique_lock lk(mu_);
   auto [slot, is_new] = vms_.try_emplace(name, Vm{def, "", std::nullopt, nullptr, "arriving"});

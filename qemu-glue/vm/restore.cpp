@@ -20,6 +20,7 @@ Result<json> VmManager::restore(const std::string& name) {
   BNF_ASSIGN_OR_RETURN(Manifest m, store_.manifest(name));
   if (store_.is_live(name)) return Status(Errc::busy, "snapshot '" + name + "' is in use already");
   if (!m.has_device_state) return Status(Errc::not_found, "snapshot '" + name + "' has no device state to restore");
+  BNF_TRY(check_qemu_args(vm->def));
   const std::string image = store_.image_path(m);
   const std::string blob = store_.dir_of(name) + "/device-state";
   // From here the image changes: it is no longer a base anybody may reuse.

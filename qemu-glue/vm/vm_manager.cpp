@@ -14,12 +14,13 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 VmManager::VmManager(std::string state_dir, SnapshotStore& store, proto::AuthenticatedTransport& transport,
-                     const Logger& log, unsigned peer_timeout_ms)
+                     const Logger& log, unsigned peer_timeout_ms, QemuArgPolicy qemu_args)
     : state_dir_(std::move(state_dir)),
       store_(store),
       transport_(transport),
       log_(log),
-      peer_timeout_ms_(peer_timeout_ms) {
+      peer_timeout_ms_(peer_timeout_ms),
+      qemu_args_(std::move(qemu_args)) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(state_dir_ + "/vms", ec)) {
     auto text = read_file(e.path().string() + "/vm.json");
@@ -67,6 +68,10 @@ LaunchPaths VmManager::paths(const std::string& name, const std::string& ram_fil
   return {ram_file, vm_dir(name) + "/qmp.sock", vm_dir(name) + "/serial.log"};
 }
 
+Status VmManager::check_qemu_args(const VmDefinition& def) const {
+  return qemu_args_.check(def.extra_args, vm_dir(def.name));
+}
+
 Status VmManager::save(const Vm& vm) const {
   BNF_TRY(make_dirs(vm_dir(vm.def.name)));
   const int pid = vm.proc ? vm.proc->pid() : 0;  // found again by a restarted daemon
@@ -82,6 +87,7 @@ Result<VmManager::Vm*> VmManager::find(const std::string& name) {
 
 Result<json> VmManager::create(const VmDefinition& def) {
   BNF_TRY(def.validate());
+  BNF_TRY(check_qemu_args(def));
   std::lock_guard lk(mu_);
   if (vms_.count(def.name) != 0) return Status(Errc::busy, "a VM named '" + def.name + "' exists on this host");
   BNF_ASSIGN_OR_RETURN(std::string ram, store_.new_live_image(def.name, def.memory_bytes));
@@ -96,6 +102,7 @@ Result<json> VmManager::start(const std::string& name) {
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
   if (vm->where != "here") return Status(Errc::invalid_argument, "VM '" + name + "' runs on " + vm->where);
   if (vm->proc && vm->proc->running()) return Status(Errc::busy, "VM '" + name + "' is already running");
+  BNF_TRY(check_qemu_args(vm->def));
   std::error_code ec;
   fs::remove(vm_dir(name) + "/qmp.sock", ec);
   BNF_ASSIGN_OR_RETURN(QemuProcess p, QemuProcess::spawn(qemu_command(vm->def, paths(name, vm->ram_file), std::nullopt),

@@ -10,6 +10,7 @@
 
 #include "common/log.hpp"
 #include "common/trip_report.hpp"
+#include "launch/qemu_args.hpp"
 #include "launch/qemu_process.hpp"
 #include "launch/vm_definition.hpp"
 #include "protocol/authenticated_transport.hpp"
@@ -74,9 +75,11 @@ struct MigrateOptions {
 
 class VmManager {
  public:
-  // `peer_timeout_ms`: a silent peer (or its QEMU's stream) counts as gone after this long.
+  // `peer_timeout_ms`: a silent peer (or its QEMU's stream) counts as gone
+  // after this long. `qemu_args`: which extra QEMU arguments its VMs may
+  // carry, whether created here or arriving from a peer.
   VmManager(std::string state_dir, SnapshotStore& store, proto::AuthenticatedTransport& transport, const Logger& log,
-            unsigned peer_timeout_ms = 30000);
+            unsigned peer_timeout_ms = 30000, QemuArgPolicy qemu_args = {});
   ~VmManager();
   VmManager(const VmManager&) = delete;
   VmManager& operator=(const VmManager&) = delete;
@@ -123,6 +126,8 @@ class VmManager {
   };
   [[nodiscard]] std::string vm_dir(const std::string& name) const;
   [[nodiscard]] LaunchPaths paths(const std::string& name, const std::string& ram_file) const;
+  // Before every QEMU start too: a definition an older bnf accepted may carry what this one refuses.
+  [[nodiscard]] Status check_qemu_args(const VmDefinition& def) const;
   Status save(const Vm& vm) const;
   Result<MigrationReport> migrate_once(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
                                        const std::function<void(const nlohmann::json&)>& progress,
@@ -139,6 +144,7 @@ class VmManager {
   proto::AuthenticatedTransport& transport_;  // its connections prove the peer key
   const Logger& log_;
   unsigned peer_timeout_ms_;
+  QemuArgPolicy qemu_args_;
   // An arriving VM's QEMU starts in the background (lowest CPU priority) where
   // this daemon may give it its priority back once it is up.
   const bool background_arrivals_ = QemuProcess::may_lower_nice();
