@@ -19,7 +19,7 @@ namespace bnf::qemu {
 class StreamTunnel {
  public:
   // Starts relaying between `c` (a connection with a socket to wait on) and a
-  // new socket pair; the pair's other end is local_end().
+  // new socket pair; take_local_end() gives the pair's other end.
   static Result<std::unique_ptr<StreamTunnel>> start(std::unique_ptr<transport::Connection> c);
   // Or over a connection someone else owns, which must outlive the tunnel.
   static Result<std::unique_ptr<StreamTunnel>> start(transport::Connection& c);
@@ -30,7 +30,6 @@ class StreamTunnel {
   // The end for the local reader/writer (a QEMU, the stream's codec). Taking
   // it hands it over: once every copy is closed, the tunnel sends EOF.
   [[nodiscard]] UniqueFd take_local_end() { return std::move(local_end_); }
-  [[nodiscard]] int local_end() const { return local_end_.get(); }
   // Waits until both sides closed (or the relay failed); its outcome.
   Status wait();
 

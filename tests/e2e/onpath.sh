@@ -25,16 +25,21 @@ check() {  # check NAME CONDITION...
   if "$@"; then echo "ok   - $name"; pass=$((pass + 1)); else echo "FAIL - $name"; fail=$((fail + 1)); fi
 }
 
+port_from() {  # port_from WHAT FILE SED_SCRIPT: prints the port the file names once it does
+  for _ in $(seq 100); do
+    local port
+    port=$(sed -n "$3" "$2")
+    [ -n "$port" ] && { echo "$port"; return 0; }
+    sleep 0.05
+  done
+  echo "$1 did not start:" >&2; cat "$2" >&2; return 1
+}
+
 start_daemon() {  # start_daemon EXTRA_ARGS... -> sets DAEMON_PID, PORT, DLOG
   DLOG=$WORK/daemon.$RANDOM.log
   "$BNF" daemon --state-dir "$WORK/state" --listen bnf+tcp:127.0.0.1:0 --peer-key "$WORK/peer.key" "$@" 2>"$DLOG" &
   DAEMON_PID=$!
-  for _ in $(seq 100); do
-    PORT=$(sed -n 's/.*listening on bnf+tcp:127.0.0.1:\([0-9]*\).*/\1/p' "$DLOG")
-    [ -n "$PORT" ] && return 0
-    sleep 0.05
-  done
-  echo "daemon did not start:"; cat "$DLOG"; exit 1
+  PORT=$(port_from daemon "$DLOG" 's/.*listening on bnf+tcp:127.0.0.1:\([0-9]*\).*/\1/p') || exit 1
 }
 stop_daemon() { kill "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; }
 
@@ -42,12 +47,7 @@ start_proxy() {  # start_proxy ARGS... -> sets PROXY_PID, PPORT
   local out=$WORK/proxy.$RANDOM.out
   python3 "$PROXY" --to "127.0.0.1:$PORT" "$@" >"$out" 2>&1 &
   PROXY_PID=$!
-  for _ in $(seq 100); do
-    PPORT=$(sed -n 's/^listening \([0-9]*\)/\1/p' "$out")
-    [ -n "$PPORT" ] && return 0
-    sleep 0.05
-  done
-  echo "proxy did not start:"; cat "$out"; exit 1
+  PPORT=$(port_from proxy "$out" 's/^listening \([0-9]*\)/\1/p') || exit 1
 }
 stop_proxy() { kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=""; }
 

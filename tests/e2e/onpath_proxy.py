@@ -73,6 +73,14 @@ def read_frame(sock):
     return None if rest is None else h + rest
 
 
+def shut_both(*socks):
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def pump_raw(src, dst):
     try:
         while True:
@@ -83,11 +91,7 @@ def pump_raw(src, dst):
     except OSError:
         pass
     finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_both(src, dst)
 
 
 def sender_side(src, dst, attack, capture):
@@ -119,11 +123,7 @@ def sender_side(src, dst, attack, capture):
     except OSError:
         pass
     finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_both(src, dst)
 
 
 def main():
