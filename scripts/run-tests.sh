@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, builds with warnings as errors, and runs every test: unit and
-# end-to-end suites, again under ASan+UBSan, and the frame-decoder fuzzer for
-# a short time.
+# end-to-end suites, again under ASan+UBSan, and the frame-decoder and
+# control-message fuzzers for a short time each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -19,9 +19,12 @@ if command -v clang++ >/dev/null; then
   rm -rf build-fuzz
   CXX=clang++ meson setup build-fuzz -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
     -Db_lundef=false -Dfuzz=enabled >/dev/null
-  ninja -C build-fuzz tests/fuzz_frame  # the fuzz target only: the suites ran above
-  mkdir -p build-fuzz/corpus
+  ninja -C build-fuzz tests/fuzz_frame tests/fuzz_control  # the fuzz targets only: the suites ran above
+  mkdir -p build-fuzz/corpus build-fuzz/corpus_control
   ./build-fuzz/tests/fuzz_frame -max_total_time=20 -print_final_stats=1 build-fuzz/corpus tests/fuzz/corpus 2>&1 | tail -3
+  echo "== libFuzzer: JSON control messages, 10 s"
+  ./build-fuzz/tests/fuzz_control -max_total_time=10 -print_final_stats=1 build-fuzz/corpus_control \
+    tests/fuzz/corpus_control 2>&1 | tail -3
 fi
 # One closing line over both test runs, counted from meson's own logs.
 python3 - build-ci build-asan <<'PY'

@@ -1,41 +1,67 @@
 #include "protocol/control.hpp"
 
+#include <fmt/format.h>
+
 #include <vector>
 
 #include "common/crc32c.hpp"
+#include "common/peer_text.hpp"
 
 namespace bnf::proto {
 
 using nlohmann::json;
 
-Result<Frame> recv_frame(transport::Connection& c) {
+namespace {
+
+Result<FrameHeader> recv_header(transport::Connection& c, uint32_t max_meta) {
   HeaderBytes hb;
   BNF_TRY(c.recv(hb));
   BNF_ASSIGN_OR_RETURN(FrameHeader h, decode_header(hb));
+  if (h.meta_len > max_meta)
+    return Status(Errc::protocol, fmt::format("bad frame: {} metadata length {} over the limit {} here",
+                                              type_name(h.type), h.meta_len, max_meta));
+  return h;
+}
+
+Result<Frame> recv_meta(transport::Connection& c, const FrameHeader& h) {
   Frame f{h, std::string(h.meta_len, '\0')};
   if (h.meta_len > 0) BNF_TRY(c.recv(std::as_writable_bytes(std::span(f.meta))));
   if (crc32c(f.meta.data(), f.meta.size()) != h.meta_crc)
     return Status(Errc::corrupt, std::string("bad frame: metadata CRC mismatch in ") + type_name(h.type));
-  if (h.type == FrameType::error) {
-    json j = json::parse(f.meta, nullptr, false);
-    std::string reason = "peer reported an error";
-    if (j.is_object() && j.contains("reason") && j["reason"].is_string()) reason = j["reason"].get<std::string>();
-    Errc code = Errc::protocol;
-    if (j.is_object() && j.contains("code") && j["code"].is_number_integer()) {
-      const int v = j["code"].get<int>();
-      if (v > 0 && v <= static_cast<int>(Errc::denied)) code = static_cast<Errc>(v);
-    }
-    return Status(code, "peer: " + reason);
-  }
   return f;
 }
 
-Result<Frame> expect_frame(transport::Connection& c, FrameType want) {
-  BNF_ASSIGN_OR_RETURN(Frame f, recv_frame(c));
-  if (f.header.type != want)
-    return Status(Errc::protocol,
-                  std::string("unexpected ") + type_name(f.header.type) + " frame (expected " + type_name(want) + ")");
+// An ERROR frame's reason and code, as the Status it stands for.
+Status peer_error(const Frame& f) {
+  json j = json::parse(f.meta, nullptr, false);
+  std::string reason = "peer reported an error";
+  if (j.is_object() && j.contains("reason") && j["reason"].is_string())
+    reason = printable_peer_text(j["reason"].get_ref<const std::string&>());
+  Errc code = Errc::protocol;
+  if (auto v = optional_field<int>(j, "code", 0); v.is_ok() && *v > 0 && *v <= static_cast<int>(Errc::denied))
+    code = static_cast<Errc>(*v);
+  return {code, "peer: " + reason};
+}
+
+Result<Frame> recv_rest(transport::Connection& c, const FrameHeader& h) {
+  BNF_ASSIGN_OR_RETURN(Frame f, recv_meta(c, h));
+  if (h.type == FrameType::error) return peer_error(f);
   return f;
+}
+
+}  // namespace
+
+Result<Frame> recv_frame(transport::Connection& c, uint32_t max_meta) {
+  BNF_ASSIGN_OR_RETURN(FrameHeader h, recv_header(c, max_meta));
+  return recv_rest(c, h);
+}
+
+Result<Frame> expect_frame(transport::Connection& c, FrameType want) {
+  BNF_ASSIGN_OR_RETURN(FrameHeader h, recv_header(c, kMaxMetaLen));
+  if (h.type != want && h.type != FrameType::error)
+    return Status(Errc::protocol,
+                  std::string("unexpected ") + type_name(h.type) + " frame (expected " + type_name(want) + ")");
+  return recv_rest(c, h);
 }
 
 Status recv_checked_payload(transport::Connection& c, std::span<std::byte> dst, uint32_t crc) {
@@ -52,7 +78,8 @@ Status recv_payload(transport::Connection& c, const Frame& f, uint64_t max, std:
 }
 
 Status send_control(transport::Connection& c, FrameType t, const json& body, std::span<const std::byte> payload) {
-  const std::string meta = body.dump();
+  // Text from a peer may not be UTF-8: replaced, never an exception.
+  const std::string meta = body.dump(-1, ' ', false, json::error_handler_t::replace);
   FrameHeader h;
   h.type = t;
   h.meta_len = static_cast<uint32_t>(meta.size());
@@ -87,8 +114,19 @@ Status post_run_frame(transport::Connection& c, FrameType t, std::span<const Pag
 }
 
 void send_error(transport::Connection& c, const Status& why) {
-  (void)send_control(c, FrameType::error, {{"reason", why.message()}, {"code", static_cast<int>(why.code())}});
+  // Capped: the peer takes at most kMaxErrorMetaLen of it.
+  const std::string reason = why.message().substr(0, kMaxErrorMetaLen / 2);
+  (void)send_control(c, FrameType::error, {{"reason", reason}, {"code", static_cast<int>(why.code())}});
 }
+
+namespace detail {
+Status wrong_type(const char* key) {
+  return {Errc::protocol, std::string("message field '") + key + "' has the wrong type"};
+}
+Status out_of_range(const char* key) {
+  return {Errc::protocol, std::string("message field '") + key + "' is out of range"};
+}
+}  // namespace detail
 
 Result<json> parse_json_meta(const Frame& f) {
   json j = json::parse(f.meta, nullptr, false);

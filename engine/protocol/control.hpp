@@ -2,8 +2,10 @@
 // JSON metadata; ERROR frames become a Status naming the peer's reason.
 #pragma once
 
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "protocol/frame.hpp"
@@ -17,9 +19,12 @@ struct Frame {
 };
 
 // Receives one frame header and its metadata. An ERROR frame is returned as a
-// failed Status carrying the peer's message.
-Result<Frame> recv_frame(transport::Connection& c);
-// As recv_frame, but fails unless the frame has type `want` (names both otherwise).
+// failed Status carrying the peer's message (made printable, capped:
+// common/peer_text.hpp). `max_meta`: a tighter bound on the metadata than its
+// type's (before authentication), checked before the metadata is allocated.
+Result<Frame> recv_frame(transport::Connection& c, uint32_t max_meta = kMaxMetaLen);
+// As recv_frame, but fails unless the frame has type `want` (names both
+// otherwise), before any metadata of another type is read.
 Result<Frame> expect_frame(transport::Connection& c, FrameType want);
 // Receives `len` payload bytes into `dst` and checks them against `crc`.
 Status recv_checked_payload(transport::Connection& c, std::span<std::byte> dst, uint32_t crc);
@@ -40,15 +45,76 @@ void send_error(transport::Connection& c, const Status& why);
 
 Result<nlohmann::json> parse_json_meta(const Frame& f);
 
-// Typed field access with a one-line error naming the field.
+// Typed field access with a one-line error naming the field. Strict: an
+// integer field takes only a JSON integer in T's range (no negative number for
+// an unsigned T, no fraction, no number in a string, no bool), a bool field
+// only true/false, a string field only a string. Never throws.
+template <typename T>
+Result<T> field(const nlohmann::json& j, const char* key);
+
+// As field, but a missing (or null) field is `fallback`.
+template <typename T>
+Result<T> optional_field(const nlohmann::json& j, const char* key, T fallback) {
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
+  return field<T>(j, key);
+}
+
+// As optional_field, but a field of the wrong type is `fallback` too (figures
+// a peer reports, where a bad one costs nothing but the figure).
+template <typename T>
+T field_or(const nlohmann::json& j, const char* key, T fallback) {
+  auto v = optional_field<T>(j, key, fallback);
+  return v.is_ok() ? std::move(v).value() : fallback;
+}
+
+namespace detail {
+Status wrong_type(const char* key);
+Status out_of_range(const char* key);
+
+template <typename T>
+Result<T> strict_integer(const nlohmann::json& v, const char* key) {
+  if (!v.is_number_integer()) return wrong_type(key);
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<T>::max())) return out_of_range(key);
+    return static_cast<T>(u);
+  }
+  const auto i = v.get<int64_t>();
+  if constexpr (std::is_unsigned_v<T>) {
+    if (i < 0) return out_of_range(key);
+    if (static_cast<uint64_t>(i) > static_cast<uint64_t>(std::numeric_limits<T>::max())) return out_of_range(key);
+  } else {
+    if (i < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+        i > static_cast<int64_t>(std::numeric_limits<T>::max()))
+      return out_of_range(key);
+  }
+  return static_cast<T>(i);
+}
+}  // namespace detail
+
 template <typename T>
 Result<T> field(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return detail::wrong_type(key);
   auto it = j.find(key);
   if (it == j.end()) return Status(Errc::protocol, std::string("message lacks field '") + key + "'");
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    return Status(Errc::protocol, std::string("message field '") + key + "' has the wrong type");
+  const nlohmann::json& v = *it;
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) return detail::wrong_type(key);
+    return v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    return detail::strict_integer<T>(v, key);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) return detail::wrong_type(key);
+    return v.get<T>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) return detail::wrong_type(key);
+    return v.get<std::string>();
+  } else {
+    try {
+      return v.get<T>();
+    } catch (const nlohmann::json::exception&) {
+      return detail::wrong_type(key);
+    }
   }
 }
 

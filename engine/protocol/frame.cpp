@@ -59,6 +59,20 @@ const char* type_name(FrameType t) noexcept {
   return "UNKNOWN";
 }
 
+uint32_t max_meta_len(FrameType t) noexcept {
+  switch (t) {
+    case FrameType::pages:
+    case FrameType::zeros:
+    case FrameType::vm_chunks: return kMaxMetaLen;
+    case FrameType::vm_hello: return kMaxVmHelloMetaLen;
+    case FrameType::error: return kMaxErrorMetaLen;
+    case FrameType::peer_hello:
+    case FrameType::peer_challenge:
+    case FrameType::peer_proof: return kMaxPeerMetaLen;
+    default: return kMaxControlMetaLen;
+  }
+}
+
 HeaderBytes encode_header(const FrameHeader& h) {
   HeaderBytes b{};
   put<uint32_t>(&b[0], kMagic);
@@ -85,7 +99,9 @@ Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderSize> b) {
   h.meta_crc = get<uint32_t>(&b[12]);
   h.payload_len = get<uint64_t>(&b[16]);
   h.payload_crc = get<uint32_t>(&b[24]);
-  if (h.meta_len > kMaxMetaLen) return bad("metadata length " + std::to_string(h.meta_len) + " over limit");
+  if (h.meta_len > max_meta_len(h.type))
+    return bad(std::string(type_name(h.type)) + " metadata length " + std::to_string(h.meta_len) + " over its limit " +
+               std::to_string(max_meta_len(h.type)));
   return h;
 }
 

@@ -18,7 +18,11 @@ namespace bnf::proto {
 inline constexpr uint32_t kMagic = 0x31464E42;  // "BNF1" little-endian
 inline constexpr uint32_t kVersion = 5;
 inline constexpr size_t kHeaderSize = 32;
-inline constexpr uint32_t kMaxMetaLen = 1U << 20;               // 1 MiB of metadata at most
+inline constexpr uint32_t kMaxMetaLen = 1U << 20;               // 1 MiB of metadata at most (run descriptors)
+inline constexpr uint32_t kMaxPeerMetaLen = 512;                // PEER_*: read before the peer is authenticated
+inline constexpr uint32_t kMaxErrorMetaLen = 4U << 10;          // ERROR: a one-line reason and a code
+inline constexpr uint32_t kMaxControlMetaLen = 64U << 10;       // HELLO, ACCEPT, BEGIN, COMMIT, ... (JSON)
+inline constexpr uint32_t kMaxVmHelloMetaLen = 256U << 10;      // VM_HELLO: the VM definition with QEMU arguments
 inline constexpr uint64_t kMaxPagesPayload = 16ULL << 20;       // 16 MiB of pages per frame at most
 inline constexpr uint64_t kMaxStreamPayload = 4ULL << 20;       // 4 MiB of QEMU stream per STREAM frame at most
 inline constexpr uint64_t kMaxReturnPathPayload = 64ULL << 10;  // per RETURN_PATH frame
@@ -56,6 +60,12 @@ enum class FrameType : uint8_t {
 };
 [[nodiscard]] bool is_known_type(uint8_t t) noexcept;
 [[nodiscard]] const char* type_name(FrameType t) noexcept;
+// The most metadata a frame of type `t` may carry: run descriptors and
+// VM_CHUNKS' chunk list kMaxMetaLen, VM_HELLO kMaxVmHelloMetaLen, ERROR
+// kMaxErrorMetaLen, PEER_* kMaxPeerMetaLen, any other JSON control message
+// kMaxControlMetaLen. decode_header enforces it, so no frame's metadata is
+// allocated past it.
+[[nodiscard]] uint32_t max_meta_len(FrameType t) noexcept;
 
 struct FrameHeader {
   FrameType type{};
@@ -69,7 +79,7 @@ struct FrameHeader {
 using HeaderBytes = std::array<std::byte, kHeaderSize>;
 
 HeaderBytes encode_header(const FrameHeader& h);
-// Strict: magic, header CRC, known type, zero reserved bits, meta_len limit.
+// Strict: magic, header CRC, known type, zero reserved bits, meta_len within its type's limit.
 Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderSize> bytes);
 
 // Page run descriptors (16 bytes each: u64 first page, u64 page count).

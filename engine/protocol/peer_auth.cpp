@@ -180,7 +180,7 @@ Result<transport::ChannelKeys> authenticate_to_peer(transport::Connection& c, co
 }
 
 Result<transport::ChannelKeys> authenticate_peer(transport::Connection& c, const PeerKey& key, Protection wanted) {
-  BNF_ASSIGN_OR_RETURN(Frame hello, recv_frame(c));
+  BNF_ASSIGN_OR_RETURN(Frame hello, recv_frame(c, kMaxPeerMetaLen));
   if (hello.header.type != FrameType::peer_hello)
     return Status(Errc::denied, std::string("the peer did not authenticate: its first frame was ") +
                                     type_name(hello.header.type) + ", not PEER_HELLO (a bnf older than protocol 3?)");

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "common/crc32c.hpp"
+#include "common/peer_text.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
 #include "push/landing.hpp"
@@ -198,7 +199,7 @@ Result<WritePlan> parse_begin(const proto::Frame& f, const Hello& h, const Diges
   WritePlan plan;
   plan.size_bytes = h.size_bytes;
   plan.streams = h.streams;
-  plan.peer = h.sender.empty() ? peer : h.sender + " (" + peer + ")";
+  plan.peer = h.sender.empty() ? peer : printable_peer_text(h.sender, 64) + " (" + peer + ")";
   plan.key = key;
   if (mode == "full") return plan;
   if (mode != "incremental") return Status(Errc::protocol, "BEGIN: unknown mode '" + mode + "'");
@@ -226,7 +227,9 @@ Status finish_session(Connection& c, PushSession& s, const Logger& log, const st
   if (f.header.type == FrameType::abort) {
     s.close_streams();
     auto j = proto::parse_json_meta(f);
-    const std::string why = j.is_ok() && j->contains("reason") ? j->value("reason", "") : "no reason given";
+    auto reason = j.is_ok() ? proto::optional_field<std::string>(*j, "reason", "") : Result<std::string>("");
+    const std::string why =
+        reason.is_ok() && !reason->empty() ? printable_peer_text(*reason) : std::string("no reason given");
     // If a stream already failed, that is the better explanation for the sender.
     Status streams = s.wait_streams(std::chrono::seconds(0));
     return streams.is_ok() || streams.message().starts_with("data streams")

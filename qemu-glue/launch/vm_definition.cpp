@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "protocol/control.hpp"
 #include "snapshot/snapshot_store.hpp"
 
 namespace bnf::qemu {
@@ -22,7 +23,9 @@ Result<VmDefinition> VmDefinition::from_json(const nlohmann::json& j) {
   VmDefinition d;
   try {
     d.name = j.at("name").get<std::string>();
-    d.memory_bytes = j.at("memory_bytes").get<uint64_t>();
+    auto memory = proto::field<uint64_t>(j, "memory_bytes");  // strict: no negative or fractional size
+    if (!memory.is_ok()) return Status(Errc::invalid_argument, "VM definition: " + memory.status().message());
+    d.memory_bytes = *memory;
     d.accel = j.value("accel", std::string("tcg"));
     d.extra_args = j.value("extra_args", std::vector<std::string>{});
   } catch (const nlohmann::json::exception& e) {

@@ -365,7 +365,7 @@ Result<uint64_t> settle_with_destination(transport::Connection& c, const PageDig
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(c, proto::FrameType::vm_landed));
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
   BNF_ASSIGN_OR_RETURN(uint64_t chunk_pages, proto::field<uint64_t>(j, "chunk_pages"));
-  if (j.value("same", false)) {  // its root is ours: nothing to compare
+  if (proto::field_or(j, "same", false)) {  // its root is ours: nothing to compare
     if (!whole || f.header.payload_len != 0)
       return Status(Errc::protocol, "bad frame: VM_LANDED says the image is the stopped VM's before it was named");
     return 0;
@@ -458,13 +458,13 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   if (d.rest) return d;
   if (s.switchover_check) {  // the destination checked our whole table before it resumed
     if (!s.check_all_before_resume) d.table = live->finish(2);
-    if (d.done.value("root", std::string()) != digest_hex(d.table.root(h)))
+    if (proto::field_or<std::string>(d.done, "root", "") != digest_hex(d.table.root(h)))
       return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   } else {
     const auto t = Clock::now();
     d.table = DigestTable::compute(h, s.ram, kPage, 2);
     d.rehash_s = since(t);
-    d.unchecked_differs = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
+    d.unchecked_differs = proto::field_or<std::string>(d.done, "root", "") != digest_hex(d.table.root(h));
     d.rehash_counts = live->counts();  // with the check on, taken after the settle
   }
   return d;

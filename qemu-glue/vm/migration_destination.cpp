@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/files.hpp"
+#include "common/peer_text.hpp"
 #include "common/unix_socket.hpp"
 #include "push/landing.hpp"
 #include "qmp/qmp_client.hpp"
@@ -68,6 +69,15 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
         return Status(Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " in a migration");
     }
   }
+}
+
+// VM_HELLO's arrival record names exactly `base` (a record of another shape names nothing).
+bool is_arrival_of(const json& arrival, const Manifest& base) {
+  auto lineage = proto::field<std::string>(arrival, "lineage");
+  auto epoch = proto::field<uint64_t>(arrival, "epoch");
+  auto root = proto::field<std::string>(arrival, "root");
+  return lineage.is_ok() && epoch.is_ok() && root.is_ok() && *lineage == base.lineage && *epoch == base.epoch &&
+         *root == digest_hex(base.root);
 }
 
 }  // namespace
@@ -127,15 +137,13 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   plan.go_live = true;
   std::string fallback;
   auto base = store_.manifest(name);
-  const json& arrival = j["arrival"];
-  const bool record_matches =
-      base.is_ok() && !store_.is_live(name) && arrival.is_object() &&
-      arrival.value("lineage", std::string()) == base->lineage && arrival.value("epoch", 0ULL) == base->epoch &&
-      arrival.value("root", std::string()) == digest_hex(base->root) && base->size_bytes == def.memory_bytes;
+  const bool record_matches = base.is_ok() && !store_.is_live(name) && is_arrival_of(j["arrival"], *base) &&
+                              base->size_bytes == def.memory_bytes;
   // The manifest says what the image was; only the bytes prove what it is now:
   // they are checked while the trip runs (SnapshotWriter::start_base_check), and a
   // source told that they differ comes back asking for a full trip.
-  const std::string force_full = j.value("force_full", std::string());
+  BNF_ASSIGN_OR_RETURN(std::string force_full, proto::optional_field<std::string>(j, "force_full", ""));
+  force_full = printable_peer_text(force_full);
   if (record_matches && !force_full.empty()) fallback = force_full + ": full transfer";
   if (record_matches && force_full.empty()) {
     plan.full = false;
@@ -158,7 +166,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   std::filesystem::remove(incoming, ec);
   // A full trip offered direct: the source QEMU's stream comes on a
   // connection of its own, named by this token (stream_rendezvous.hpp).
-  const std::string stream_token = j.value("stream_token", std::string());
+  BNF_ASSIGN_OR_RETURN(std::string stream_token, proto::optional_field<std::string>(j, "stream_token", ""));
   const bool direct = plan.full && !stream_token.empty() && c.socket_fd() >= 0;
   // The source's QEMU migrates already (direct) or starts on VM_ACCEPT
   // (relayed); ours is started after the answer and comes up meanwhile

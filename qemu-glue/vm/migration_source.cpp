@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/files.hpp"
+#include "common/peer_text.hpp"
 #include "common/prefault.hpp"
 #include "common/unix_socket.hpp"
 #include "protocol/peer_auth.hpp"
@@ -140,8 +141,8 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   BNF_ASSIGN_OR_RETURN(g.rep.epoch, proto::field<uint64_t>(a, "epoch"));
   BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::field<std::string>(a, "sealed_key"));
   BNF_ASSIGN_OR_RETURN(g.key, proto::open_digest_key(c, sealed_key));
-  g.rep.fallback = a.value("fallback", std::string());
-  g.direct = !stream_token.empty() && g.rep.mode == "full" && a.value("direct", false);
+  g.rep.fallback = printable_peer_text(proto::field_or<std::string>(a, "fallback", ""));
+  g.direct = !stream_token.empty() && g.rep.mode == "full" && proto::field_or(a, "direct", false);
   if (g.rep.mode == "incremental") {
     if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)
       return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
@@ -164,7 +165,7 @@ Result<json> await_arrival(transport::Connection& c, const Digest& root) {
     return Status(Errc::protocol,
                   std::string("unexpected ") + proto::type_name(done.header.type) + " frame (expected VM_DONE)");
   BNF_ASSIGN_OR_RETURN(json dj, proto::parse_json_meta(done));
-  if (dj.value("root", std::string()) != digest_hex(root))
+  if (proto::field_or<std::string>(dj, "root", "") != digest_hex(root))
     return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   return dj;
 }
@@ -223,7 +224,7 @@ std::function<void(Departed&)> complete_direct_table(std::shared_ptr<DepartureTa
     const LiveDigestCounts& n = rest->counts();
     d.rep.pages_hashed_after_settle = n.hashed_after;
     d.rep.phases["rehash_after_settle_s"] = n.hashed_after_s;
-    d.rep.destination_differs = d.done.value("root", std::string()) != digest_hex(d.table.root(h));
+    d.rep.destination_differs = proto::field_or<std::string>(d.done, "root", "") != digest_hex(d.table.root(h));
     if (d.rep.destination_differs)
       log.error(
           "vm {}: the destination resumed with an image that is not the stopped VM, in pages the guest did not "
@@ -235,9 +236,9 @@ std::function<void(Departed&)> complete_direct_table(std::shared_ptr<DepartureTa
 // Where the destination's figures go in the report.
 void report_arrival(Departed& d, double t0_wall) {
   for (const char* k : {"receive_s", "load_s", "commit_s"})
-    d.rep.phases[std::string("destination_") + k] = d.done.value(k, 0.0);
+    d.rep.phases[std::string("destination_") + k] = proto::field_or(d.done, k, 0.0);
   if (!d.done.contains("resumed_at")) return;
-  const double resumed = d.done.value("resumed_at", 0.0);
+  const double resumed = proto::field_or(d.done, "resumed_at", 0.0);
   d.rep.running_after_s = resumed - t0_wall;
   if (d.stop_event) d.rep.downtime_ms = 1000.0 * (resumed - QmpClient::event_time(*d.stop_event));
 }

@@ -45,7 +45,30 @@ TEST(FrameHeader, UnknownTypeAndOversizedMetaAreNamed) {
   h.meta_len = kMaxMetaLen + 1;
   r = decode_header(encode_header(h));
   ASSERT_FALSE(r.is_ok());
-  EXPECT_NE(r.status().message().find("over limit"), std::string::npos);
+  EXPECT_NE(r.status().message().find("HELLO metadata length 1048577 over its limit"), std::string::npos);
+}
+
+// Every type has its own bound, checked before a byte of metadata is allocated.
+TEST(FrameHeader, MetadataIsBoundedPerType) {
+  const std::pair<FrameType, uint32_t> limits[] = {
+      {FrameType::peer_hello, kMaxPeerMetaLen},  {FrameType::peer_challenge, kMaxPeerMetaLen},
+      {FrameType::peer_proof, kMaxPeerMetaLen},  {FrameType::error, kMaxErrorMetaLen},
+      {FrameType::hello, kMaxControlMetaLen},    {FrameType::begin, kMaxControlMetaLen},
+      {FrameType::vm_hello, kMaxVmHelloMetaLen}, {FrameType::vm_chunks, kMaxMetaLen},
+      {FrameType::pages, kMaxMetaLen},           {FrameType::zeros, kMaxMetaLen},
+  };
+  for (const auto& [type, limit] : limits) {
+    EXPECT_EQ(max_meta_len(type), limit) << type_name(type);
+    FrameHeader h;
+    h.type = type;
+    h.meta_len = limit;
+    EXPECT_TRUE(decode_header(encode_header(h)).is_ok()) << type_name(type);
+    h.meta_len = limit + 1;
+    auto r = decode_header(encode_header(h));
+    ASSERT_FALSE(r.is_ok()) << type_name(type);
+    EXPECT_NE(r.status().message().find(type_name(type)), std::string::npos) << r.status().message();
+  }
+  EXPECT_LE(kMaxPeerMetaLen, 512U);  // what an unauthenticated peer can make the daemon allocate
 }
 
 TEST(FrameHeader, WrongMagicSaysNotABnfPeer) {
