@@ -65,7 +65,9 @@ int run_daemon(const DaemonArgs& a) {
   if (!key.is_ok()) return fail(key.status().message());
   log.info("peer key {} (hosts that migrate to or from this one need the same file)", key_path);
   const auto protection = a.encryption == "off" ? transport::Protection::integrity : transport::Protection::encrypted;
-  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log, protection);
+  DaemonLimits limits;
+  limits.peer_timeout = std::chrono::milliseconds(topts.peer_timeout_ms);
+  Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log, limits, protection);
   if (Status s = d.start(*ep); !s.is_ok()) return fail(s.message());
   for (const std::string& o : qemu_args->allowed_as_whole())
     log.warn("QEMU option {} is allowed with any value (--allow-qemu-arg)", o);
@@ -113,7 +115,8 @@ void add_daemon_command(CLI::App& app, int& rc) {
                   "off too (a trusted migration network)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  cmd->add_option("--peer-timeout", args->peer_timeout_s, "seconds without an answer before a peer counts as gone")
+  cmd->add_option("--peer-timeout", args->peer_timeout_s,
+                  "seconds a peer may stay silent (no answer, no byte it owes) before it counts as gone")
       ->check(CLI::Range(3.0, 3600.0))
       ->capture_default_str();
   cmd->add_option("--peer-key", args->peer_key,

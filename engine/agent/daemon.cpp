@@ -1,12 +1,18 @@
 #include "agent/daemon.hpp"
 
+#include <fmt/format.h>
+
 #include "protocol/control.hpp"
 
 namespace bnf {
 
 Daemon::Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const proto::PeerKey& key,
-               const Logger& log, transport::Protection protection)
-    : store_(std::move(state_dir)), transport_(std::move(transport), key, protection), log_(log) {}
+               const Logger& log, DaemonLimits limits, transport::Protection protection)
+    : store_(std::move(state_dir)),
+      transport_(std::move(transport), key, protection),
+      log_(log),
+      limits_(limits),
+      pre_auth_(limits.pre_auth) {}
 
 Daemon::~Daemon() {
   stop();
@@ -21,7 +27,7 @@ Status Daemon::start(const Endpoint& listen) {
 }
 
 void Daemon::run() {
-  ReceiverContext ctx{store_, sessions_, log_, vm_handler_};
+  ReceiverContext ctx{store_, sessions_, log_, vm_handler_, limits_.peer_timeout};
   while (!stopping_) {
     auto conn = listener_->accept();
     if (!conn.is_ok()) {
@@ -29,12 +35,20 @@ void Daemon::run() {
       log_.warn("accept: {}", conn.status().message());
       continue;
     }
+    // Over the caps: closed here, before a thread is spent on it.
+    PreAuthGate::Admission admitted = pre_auth_.admit(source_address((*conn)->peer()));
+    if (!admitted.ticket) {
+      note_refused((*conn)->peer(), admitted.refused_because);
+      continue;
+    }
     std::lock_guard lk(mu_);
     reap(false);
     Worker& w = workers_.emplace_back();
     w.conn = std::move(conn).value();
+    w.pre_auth = std::move(*admitted.ticket);
     w.thread = std::thread([this, &ctx, &w] {
-      serve(w, ctx);
+      serve_guarded(w, ctx);
+      w.pre_auth.release();  // a refused connection's place is free at once, not when it is reaped
       std::lock_guard wlk(mu_);
       w.conn.reset();  // close now: a peer still sending gets a reset instead of a full window
       w.finished = true;
@@ -51,6 +65,7 @@ void Daemon::run() {
 
 void Daemon::serve(Worker& w, ReceiverContext& ctx) {
   transport::Connection& c = *w.conn;
+  c.limit_receives(handshake_limits());
   auto keys = proto::authenticate_peer(c, transport_.key(), transport_.protection());
   if (!keys.is_ok()) {
     log_.warn("connection from {} refused: {}", c.peer(), keys.status().message());
@@ -58,6 +73,8 @@ void Daemon::serve(Worker& w, ReceiverContext& ctx) {
     c.shutdown();
     return;
   }
+  w.pre_auth.release();  // authenticated: it no longer counts against the caps
+  c.limit_receives({.idle = limits_.peer_timeout});
   {
     // Every frame from here on goes through the secure channel; stop() may
     // shut the connection down meanwhile, so the swap holds its lock.
@@ -71,6 +88,42 @@ void Daemon::serve(Worker& w, ReceiverContext& ctx) {
     w.conn = std::move(*secure);
   }
   serve_connection(*w.conn, ctx);
+}
+
+// Nothing a peer sends may end the daemon: what escaped as an exception (an
+// allocation refused, a library's throw) ends this connection only; the
+// writer's destructor rolls an open transfer back.
+void Daemon::serve_guarded(Worker& w, ReceiverContext& ctx) noexcept {
+  try {
+    serve(w, ctx);
+  } catch (const std::exception& e) {
+    std::lock_guard lk(mu_);
+    if (!w.conn) return;
+    log_.error("connection from {}: internal error: {}", w.conn->peer(), e.what());
+    w.conn->shutdown();
+  }
+}
+
+transport::ReceiveLimits Daemon::handshake_limits() const {
+  transport::ReceiveLimits l;
+  l.deadline = std::chrono::steady_clock::now() + limits_.handshake_deadline;
+  l.deadline_passed = fmt::format("the peer did not authenticate within {} s",
+                                  std::chrono::duration<double>(limits_.handshake_deadline).count());
+  return l;
+}
+
+// One line a second at most: a flood over the caps must not flood the log too.
+void Daemon::note_refused(const std::string& peer, const std::string& why) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < std::chrono::seconds(1)) {
+    ++refusals_unlogged_;
+    return;
+  }
+  const std::string more =
+      refusals_unlogged_ == 0 ? "" : fmt::format(" ({} more closed so since the last such line)", refusals_unlogged_);
+  log_.warn("connection from {} closed at once: {}{}", peer, why, more);
+  last_refusal_log_ = now;
+  refusals_unlogged_ = 0;
 }
 
 // Joins finished workers (all of them when `all`). Caller holds mu_ or is the last user.

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include "agent/pre_auth_gate.hpp"
 #include "common/log.hpp"
 #include "protocol/authenticated_transport.hpp"
 #include "push/push_receiver.hpp"
@@ -17,10 +19,21 @@
 
 namespace bnf {
 
+// What bounds a peer's hold on the daemon (docs/operations.md, "Limits").
+struct DaemonLimits {
+  // A connection that has not completed the peer exchange by then is closed.
+  std::chrono::milliseconds handshake_deadline{5000};
+  // Connections waiting to authenticate, per source address and in all.
+  PreAuthGate::Caps pre_auth;
+  // After the exchange: a receive that gets no byte for this long fails (--peer-timeout).
+  std::chrono::milliseconds peer_timeout{30000};
+};
+
 class Daemon {
  public:
   Daemon(std::string state_dir, std::unique_ptr<transport::Transport> transport, const proto::PeerKey& key,
-         const Logger& log, transport::Protection protection = transport::Protection::encrypted);
+         const Logger& log, DaemonLimits limits = {},
+         transport::Protection protection = transport::Protection::encrypted);
   ~Daemon();
 
   // Opens the store (recovering interrupted transfers) and starts listening.
@@ -41,16 +54,24 @@ class Daemon {
  private:
   struct Worker {
     std::unique_ptr<transport::Connection> conn;
+    PreAuthGate::Ticket pre_auth;  // released once the peer authenticated
     std::thread thread;
     std::atomic<bool> finished{false};
   };
   void reap(bool all);
   void serve(Worker& w, ReceiverContext& ctx);
+  void serve_guarded(Worker& w, ReceiverContext& ctx) noexcept;
+  [[nodiscard]] transport::ReceiveLimits handshake_limits() const;
+  void note_refused(const std::string& peer, const std::string& why);
 
   SnapshotStore store_;
   SessionRegistry sessions_;
   proto::AuthenticatedTransport transport_;
   const Logger& log_;
+  const DaemonLimits limits_;
+  PreAuthGate pre_auth_;
+  std::chrono::steady_clock::time_point last_refusal_log_{};
+  uint64_t refusals_unlogged_ = 0;
   std::unique_ptr<transport::Listener> listener_;
   std::mutex mu_;
   std::list<Worker> workers_;

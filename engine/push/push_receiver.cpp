@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <chrono>
 
 #include "common/crc32c.hpp"
@@ -38,7 +39,13 @@ class PushSession {
     std::lock_guard lk(mu);
     if (s >= streams || attached.count(s) != 0 || closing) return false;
     attached[s] = c;
+    touch();
     return true;
+  }
+  // Something arrived on one of the session's data connections.
+  void touch() noexcept { last_activity_ns_ = now_ns(); }
+  [[nodiscard]] bool active_within(std::chrono::milliseconds t) const noexcept {
+    return now_ns() - last_activity_ns_.load() < std::chrono::duration_cast<std::chrono::nanoseconds>(t).count();
   }
   void detach(unsigned s) {
     std::lock_guard lk(mu);
@@ -68,6 +75,8 @@ class PushSession {
   unsigned streams;
 
  private:
+  static int64_t now_ns() noexcept { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+  std::atomic<int64_t> last_activity_ns_{now_ns()};
   std::mutex mu;
   std::condition_variable cv;
   std::vector<bool> done;
@@ -136,9 +145,11 @@ Status serve_stream(Connection& c, PushSession& s, unsigned stream) {
   uint64_t pages = 0;
   while (true) {
     BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+    s.touch();
     switch (f.header.type) {
       case FrameType::pages:
         BNF_TRY(land_pages(c, *s.writer, s.digester, stream, s.streams, f));
+        s.touch();
         ++frames;
         pages += f.header.payload_len / s.writer->page_size();
         break;
@@ -221,9 +232,26 @@ Result<PageBitmap> recv_incoming_set(Connection& c, const proto::Frame& f, uint6
   return bm;
 }
 
+// While the sender plans its pages (a digest scan of the whole image) the
+// control connection is quiet: BEGIN may take this long beyond the peer timeout.
+std::chrono::milliseconds planning_allowance(uint64_t size_bytes) {
+  constexpr uint64_t kMsPerGiB = 5000;  // reading the image at 200 MiB/s
+  return std::chrono::milliseconds((size_bytes >> 30) * kMsPerGiB + kMsPerGiB);
+}
+
+// After READY the control connection is quiet while the data streams run: the
+// sender counts as gone only when the whole session went silent.
+transport::ReceiveLimits session_limits(PushSession& s, std::chrono::milliseconds peer_timeout) {
+  return {.idle = peer_timeout, .still_active = [&s, peer_timeout] { return s.active_within(peer_timeout); }};
+}
+
 // After READY: waits for COMMIT (or ABORT), then for the streams, then commits.
-Status finish_session(Connection& c, PushSession& s, const Logger& log, const std::string& name) {
-  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
+Status finish_session(Connection& c, PushSession& s, const Logger& log, const std::string& name,
+                      std::chrono::milliseconds peer_timeout) {
+  c.limit_receives(session_limits(s, peer_timeout));
+  auto next = proto::recv_frame(c);
+  c.limit_receives({.idle = peer_timeout});  // `s` is not to be called once this returns
+  BNF_ASSIGN_OR_RETURN(proto::Frame f, std::move(next));
   if (f.header.type == FrameType::abort) {
     s.close_streams();
     auto j = proto::parse_json_meta(f);
@@ -262,6 +290,7 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
   BNF_TRY(proto::send_control(c, FrameType::accept, accept));
   ctx.log.info("push of '{}' ({} bytes, {} stream(s)) from {}", h.name, h.size_bytes, h.streams, c.peer());
 
+  c.limit_receives({.idle = ctx.peer_timeout + planning_allowance(h.size_bytes)});
   BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
   if (f.header.type == FrameType::table_request) {
     if (!base) return {Errc::protocol, "TABLE_REQUEST but there is no base"};
@@ -269,6 +298,7 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
     BNF_TRY(proto::send_control(c, FrameType::table, {{"pages", t.size()}}, t.bytes()));
     BNF_ASSIGN_OR_RETURN(f, proto::recv_frame(c));
   }
+  c.limit_receives({.idle = ctx.peer_timeout});
   if (f.header.type != FrameType::begin)
     return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " (expected BEGIN)"};
   BNF_ASSIGN_OR_RETURN(WritePlan plan, parse_begin(f, h, key, base, c.peer()));
@@ -278,7 +308,7 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
   auto session = std::make_shared<PushSession>(std::move(w), key, h.streams);
   ctx.sessions.add(id, session);
   Status st = proto::send_control(c, FrameType::ready, json::object());
-  if (st.is_ok()) st = finish_session(c, *session, ctx.log, h.name);
+  if (st.is_ok()) st = finish_session(c, *session, ctx.log, h.name, ctx.peer_timeout);
   session->fail(st.is_ok() ? Status(Errc::cancelled, "session over") : st);
   session->close_streams();
   ctx.sessions.remove(id);

@@ -2,6 +2,7 @@
 // connections attach to it and land pages straight into the snapshot image.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -39,6 +40,9 @@ struct ReceiverContext {
   // Incoming VM migrations, connections that open with VM_HELLO or VM_STREAM
   // (set by the QEMU side of the daemon; unset: refused).
   std::function<Status(transport::Connection&, const proto::Frame&)> on_migration;
+  // After the peer exchange, no receive waits longer than this for a byte
+  // (a push's control connection counts its data streams' bytes too).
+  std::chrono::milliseconds peer_timeout{30000};
 };
 
 // Serves one connection whose first frame has not been read yet: a HELLO makes

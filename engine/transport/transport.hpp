@@ -25,6 +25,7 @@
 
 #include "common/status.hpp"
 #include "common/uri.hpp"
+#include "transport/receive_limits.hpp"
 
 namespace bnf::transport {
 
@@ -61,6 +62,9 @@ class Connection {
   // Receives exactly dst.size() bytes / exactly the sum of the parts.
   [[nodiscard]] virtual Status recv(std::span<std::byte> dst) = 0;
   [[nodiscard]] virtual Status recv_scatter(std::span<const MutableBuffer> parts) = 0;
+  // Bounds the receives from now on (receive_limits.hpp); one that fails by
+  // them fails the connection.
+  virtual void limit_receives(ReceiveLimits limits) = 0;
 
   // Unblocks pending operations on both sides; later calls fail.
   virtual void shutdown() noexcept = 0;

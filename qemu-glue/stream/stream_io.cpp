@@ -27,6 +27,8 @@ Status FdSource::fill() {
     BNF_TRY(wait_for_input());
     ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))  // SO_RCVTIMEO: the sender went silent
+      return Status(Errc::connection_lost, "migration stream: nothing received within the peer timeout");
     if (n < 0) return errno_status("read migration stream", errno);
     if (n == 0) eof_ = true;
     end_ += static_cast<size_t>(n);

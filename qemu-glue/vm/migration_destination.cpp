@@ -37,9 +37,10 @@ constexpr std::chrono::seconds kStreamWait{10};
 // Frames until VM_END: pages to the image, stream bytes to QEMU.
 // A relayed trip: pages land in the image, the rest of the stream goes to our
 // QEMU, and what our QEMU says on its return path goes back between frames.
-Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd) {
+Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, int qemu_fd,
+                            unsigned peer_timeout_ms) {
   std::vector<std::byte> buf;
-  ReturnPathPump return_path(c, qemu_fd);
+  ReturnPathPump return_path(c, qemu_fd, static_cast<int>(peer_timeout_ms));
   while (true) {
     BNF_TRY(return_path.until_frame());
     BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::recv_frame(c));
@@ -224,7 +225,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
     stream_for_source = std::move(a.stream_kept);
   } else {
     BNF_ASSIGN_OR_RETURN(int qemu_fd, connect_qemu());
-    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, *w, h, qemu_fd));
+    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, *w, h, qemu_fd, peer_timeout_ms_));
   }
   const auto t_stream_end = std::chrono::steady_clock::now();
   if (!qmp) return Status(Errc::internal, "destination QEMU never connected");

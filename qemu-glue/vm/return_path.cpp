@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <vector>
 
 #include "common/files.hpp"
@@ -25,9 +26,10 @@ Status forward_return_path(transport::Connection& c, int qemu_fd, uint64_t& byte
 
 Status ReturnPathPump::until_frame() {
   while (open_ && !c_.has_pending_input()) {
-    BNF_ASSIGN_OR_RETURN(Readable r, wait_readable(c_.socket_fd(), qemu_fd_));
+    BNF_ASSIGN_OR_RETURN(Readable r, wait_readable(c_.socket_fd(), qemu_fd_, idle_ms_));
     if (r.second) BNF_TRY(relay_some());
     if (r.first) return Status::ok();
+    if (!r.second) return transport::after_quiet_wait({.idle = std::chrono::milliseconds(idle_ms_)}, c_.peer());
   }
   return Status::ok();
 }

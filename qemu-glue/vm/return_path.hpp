@@ -23,10 +23,13 @@ namespace bnf::qemu {
 // Destination: relays our QEMU's return path while waiting for the source.
 class ReturnPathPump {
  public:
-  // Inactive when `c` has no socket to wait on.
-  ReturnPathPump(transport::Connection& c, int qemu_fd) : c_(c), qemu_fd_(qemu_fd), open_(c.socket_fd() >= 0) {}
+  // Inactive when `c` has no socket to wait on. `idle_ms`: how long the
+  // source may send nothing (negative: no limit).
+  ReturnPathPump(transport::Connection& c, int qemu_fd, int idle_ms = -1)
+      : c_(c), qemu_fd_(qemu_fd), idle_ms_(idle_ms), open_(c.socket_fd() >= 0) {}
   // Returns once the source's next frame is waiting on `c`, sending whatever
-  // our QEMU writes on its return path meanwhile.
+  // our QEMU writes on its return path meanwhile; fails once the source sent
+  // nothing for `idle_ms`.
   [[nodiscard]] Status until_frame();
   [[nodiscard]] uint64_t bytes() const { return bytes_; }
 
@@ -34,6 +37,7 @@ class ReturnPathPump {
   Status relay_some();
   transport::Connection& c_;
   int qemu_fd_;
+  int idle_ms_;
   bool open_;  // our QEMU may still write on its return path
   uint64_t bytes_ = 0;
 };

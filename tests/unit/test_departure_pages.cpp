@@ -41,6 +41,7 @@ class RecordingConnection final : public transport::Connection {
   Status flush() override { return Status::ok(); }
   Status recv(std::span<std::byte>) override { return {Errc::io, "not used"}; }
   Status recv_scatter(std::span<const transport::MutableBuffer>) override { return {Errc::io, "not used"}; }
+  void limit_receives(transport::ReceiveLimits) override {}
   void shutdown() noexcept override {}
   transport::ConnectionStats stats() const override { return {}; }
   std::string peer() const override { return "recording"; }

@@ -21,7 +21,7 @@ constexpr uint64_t kPages = 2048;  // 8 MiB
 class PushMem : public ::testing::Test {
  protected:
   void SetUp() override {
-    daemon_ = std::make_unique<Daemon>(dir_.path(), net_.transport(), key_, log_);
+    daemon_ = std::make_unique<Daemon>(dir_.path(), net_.transport(), key_, log_, limits());
     ASSERT_TRUE(daemon_->start(*parse_endpoint("bnf+mem:daemon")).is_ok());
     thread_ = std::thread([this] { daemon_->run(); });
   }
@@ -29,6 +29,7 @@ class PushMem : public ::testing::Test {
     daemon_->stop();
     thread_.join();
   }
+  virtual DaemonLimits limits() { return {}; }
 
   PushOptions opts(unsigned streams = 1) {
     PushOptions o;
@@ -259,6 +260,85 @@ TEST_F(PushMem, APusherWithAnotherPeerKeyIsRefusedAndNothingChanges) {
   EXPECT_NE(r.status().message().find("peer keys differ"), std::string::npos) << r.status().message();
   EXPECT_EQ(snapshot_bytes(), before);
   EXPECT_EQ(epoch(), epoch_before);
+}
+
+// The daemon's bounds, short enough for a unit test.
+class PushMemLimits : public PushMem {
+ protected:
+  DaemonLimits limits() override {
+    DaemonLimits l;
+    l.handshake_deadline = std::chrono::milliseconds(300);
+    l.peer_timeout = std::chrono::milliseconds(500);
+    l.pre_auth = {.per_source = 2, .total = 3};
+    return l;
+  }
+  std::unique_ptr<transport::Connection> raw_connection() {
+    auto c = net_.transport()->connect(*parse_endpoint("bnf+mem:daemon"));
+    EXPECT_TRUE(c.is_ok());
+    return std::move(c).value();
+  }
+  // Seconds until the daemon ends `c` (an ERROR frame, or its end).
+  static double seconds_until_closed(transport::Connection& c) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(proto::recv_frame(c).is_ok());
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
+TEST_F(PushMemLimits, AConnectionThatDoesNotAuthenticateIsClosedAtTheDeadline) {
+  auto silent = raw_connection();
+  const double s = seconds_until_closed(*silent);
+  EXPECT_GE(s, 0.2);
+  EXPECT_LT(s, 2.0);
+}
+
+TEST_F(PushMemLimits, ConnectionsOverTheCapAreClosedAtOnceAndAuthenticatedOnesDoNotCount) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());  // two connections, one after the other authenticated
+  auto a = raw_connection();
+  auto b = raw_connection();
+  auto over = raw_connection();  // a third from the same source: over the per-source cap of 2
+  EXPECT_LT(seconds_until_closed(*over), 0.2);
+  a.reset();
+  b.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // their workers see the end
+  test::fill_page(img_.data(), 5);
+  auto r = push(img_, opts(2));  // the control connection authenticates, then two streams
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), img_);
+}
+
+// A sender that goes silent after READY holds the snapshot's lock only for the
+// peer timeout; its partial epoch is rolled back.
+TEST_F(PushMemLimits, ASenderSilentAfterReadyLosesTheLockWithinThePeerTimeout) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  const std::vector<std::byte> committed = snapshot_bytes();
+  proto::AuthenticatedTransport t(net_.transport(), key_);
+  auto c = t.connect(*parse_endpoint("bnf+mem:daemon"));
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  nlohmann::json hello = {{"version", proto::kVersion},  {"sender", "x"},     {"name", "vm"},
+                          {"size_bytes", kPages * 4096}, {"page_size", 4096}, {"streams", 1}};
+  ASSERT_TRUE(proto::send_control(**c, proto::FrameType::hello, hello).is_ok());
+  ASSERT_TRUE(proto::expect_frame(**c, proto::FrameType::accept).is_ok());
+  ASSERT_TRUE(proto::send_control(**c, proto::FrameType::begin, {{"mode", "full"}}).is_ok());
+  ASSERT_TRUE(proto::expect_frame(**c, proto::FrameType::ready).is_ok());
+  const double s = seconds_until_closed(**c);  // silent from here
+  EXPECT_GE(s, 0.4);
+  EXPECT_LT(s, 2.0);
+  EXPECT_EQ(snapshot_bytes(), committed);
+  test::fill_page(img_.data(), 6);
+  auto r = push(img_, opts());
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), img_);
+}
+
+// Data streams running keep the quiet control connection alive past the peer timeout.
+TEST_F(PushMemLimits, ATransferLongerThanThePeerTimeoutSucceeds) {
+  net_.set_client_faults(1, {.delay_us_per_post = 100000});  // the data stream: ~1 s in all
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = push(img_, opts());
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_GT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.6);
+  EXPECT_EQ(snapshot_bytes(), img_);
 }
 
 }  // namespace

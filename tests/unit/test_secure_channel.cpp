@@ -37,6 +37,7 @@ class WireBuffer final : public Connection {
     for (const MutableBuffer& p : parts) BNF_TRY(recv({p.data, p.size}));
     return Status::ok();
   }
+  void limit_receives(ReceiveLimits) override {}
   void shutdown() noexcept override {}
   ConnectionStats stats() const override { return {}; }
   std::string peer() const override { return "wire"; }

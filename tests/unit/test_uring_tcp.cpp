@@ -1,6 +1,8 @@
 // uring-tcp over real loopback sockets: ordering, scatter landing, zero-copy.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <thread>
@@ -82,6 +84,89 @@ TEST(UringTcpErrors, RefusedConnectIsUnreachable) {
   auto c = t->connect(gone);
   ASSERT_FALSE(c.is_ok());
   EXPECT_EQ(c.status().code(), Errc::unreachable);
+}
+
+}  // namespace
+}  // namespace bnf::transport
+
+namespace bnf::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+TEST(UringTcpLimits, ASilentPeerIsGivenUpAfterTheIdleLimit) {
+  auto t = make_uring_tcp_transport();
+  test::ConnectedPair p = test::connect_pair(*t);
+  p.server->limit_receives({.idle = 300ms});
+  std::byte b[32];
+  const auto t0 = Clock::now();
+  Status s = p.server->recv(b);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.code(), Errc::connection_lost);
+  EXPECT_NE(s.message().find("nothing received for 0 s (the peer timeout)"), std::string::npos) << s.message();
+  EXPECT_GE(seconds_since(t0), 0.25);
+  EXPECT_LT(seconds_since(t0), 2.0);
+}
+
+TEST(UringTcpLimits, BytesArrivingKeepAReceiveGoingPastTheIdleLimit) {
+  auto t = make_uring_tcp_transport();
+  test::ConnectedPair p = test::connect_pair(*t);
+  p.server->limit_receives({.idle = 300ms});
+  std::thread slow([&] {
+    for (int i = 0; i < 8; ++i) {
+      std::this_thread::sleep_for(100ms);
+      const std::byte one[1] = {std::byte(i)};
+      ASSERT_TRUE(post_bytes(*p.client, one).is_ok());
+      ASSERT_TRUE(p.client->flush().is_ok());
+    }
+  });
+  std::byte b[8];
+  Status s = p.server->recv(b);
+  slow.join();
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  EXPECT_EQ(b[7], std::byte(7));
+}
+
+TEST(UringTcpLimits, ABusyPeerElsewhereKeepsAQuietReceiveWaiting) {
+  auto t = make_uring_tcp_transport();
+  test::ConnectedPair p = test::connect_pair(*t);
+  std::atomic<int> asked{0};
+  p.server->limit_receives({.idle = 100ms, .still_active = [&] { return ++asked < 4; }});
+  std::byte b[4];
+  const auto t0 = Clock::now();
+  Status s = p.server->recv(b);
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(asked.load(), 4);
+  EXPECT_GE(seconds_since(t0), 0.35);
+}
+
+// The deadline holds however the bytes trickle in.
+TEST(UringTcpLimits, ATricklingPeerMissesTheDeadline) {
+  auto t = make_uring_tcp_transport();
+  test::ConnectedPair p = test::connect_pair(*t);
+  ReceiveLimits l;
+  l.deadline = Clock::now() + 500ms;
+  l.deadline_passed = "the peer did not authenticate in time";
+  p.server->limit_receives(l);
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {
+    while (!stop) {
+      const std::byte one[1] = {std::byte{1}};
+      if (!post_bytes(*p.client, one).is_ok() || !p.client->flush().is_ok()) return;
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  std::byte b[32];
+  const auto t0 = Clock::now();
+  Status s = p.server->recv(b);
+  stop = true;
+  trickle.join();
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.message(), "the peer did not authenticate in time");
+  EXPECT_LT(seconds_since(t0), 1.5);
 }
 
 }  // namespace

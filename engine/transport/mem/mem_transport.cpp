@@ -32,10 +32,21 @@ class Pipe {
     return Status::ok();
   }
 
-  Status read(std::byte* p, size_t n) {
+  // Bounded by `limits` like a socket's receive; `peer` names the other end.
+  Status read(std::byte* p, size_t n, const ReceiveLimits& limits, const std::string& peer) {
     std::unique_lock lk(mu_);
     while (n > 0) {
-      cv_.wait(lk, [&] { return !buf_.empty() || closed_ || eof_; });
+      auto ready = [&] { return !buf_.empty() || closed_ || eof_; };
+      if (const auto wait = next_receive_wait(limits)) {
+        if (!cv_.wait_for(lk, *wait, ready)) {
+          lk.unlock();  // still_active may take other locks
+          BNF_TRY(after_quiet_wait(limits, peer));
+          lk.lock();
+          continue;
+        }
+      } else {
+        cv_.wait(lk, ready);
+      }
       if (buf_.empty()) return {Errc::io, "connection closed by peer"};
       const size_t k = std::min(n, buf_.size());
       std::copy(buf_.begin(), buf_.begin() + static_cast<long>(k), p);
@@ -88,7 +99,7 @@ class MemConnection final : public Connection {
   Status flush() override { return Status::ok(); }
 
   Status recv(std::span<std::byte> dst) override {
-    BNF_TRY(in_->read(dst.data(), dst.size()));
+    BNF_TRY(in_->read(dst.data(), dst.size(), limits_, peer_));
     stats_.bytes_received += dst.size();
     return Status::ok();
   }
@@ -96,6 +107,7 @@ class MemConnection final : public Connection {
     for (const MutableBuffer& p : parts) BNF_TRY(recv({p.data, p.size}));
     return Status::ok();
   }
+  void limit_receives(ReceiveLimits limits) override { limits_ = std::move(limits); }
   void shutdown() noexcept override {  // like TCP: what was sent still arrives, then EOF
     out_->finish();
     in_->close();
@@ -133,6 +145,7 @@ class MemConnection final : public Connection {
   FaultPlan faults_;
   std::string peer_;
   ConnectionStats stats_;
+  ReceiveLimits limits_;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "transport/plain/plain_connection.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -18,9 +19,22 @@ Status PlainConnection::post(std::span<const ConstBuffer> parts) {
   return Status::ok();
 }
 
+// Until the socket has bytes (or its end), within the receive limits.
+Status PlainConnection::wait_readable() {
+  while (const auto wait = next_receive_wait(limits_)) {
+    pollfd p{fd_, POLLIN, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(wait->count()));
+    if (rc > 0) return Status::ok();
+    if (rc < 0 && errno != EINTR) return errno_status("poll", errno);
+    if (rc == 0) BNF_TRY(after_quiet_wait(limits_, peer()));
+  }
+  return Status::ok();
+}
+
 Status PlainConnection::recv(std::span<std::byte> dst) {
   size_t off = 0;
   while (off < dst.size()) {
+    BNF_TRY(wait_readable());
     const ssize_t n = ::recv(fd_, dst.data() + off, dst.size() - off, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status(Errc::connection_lost, errno_status("connection to " + peer() + " lost", errno).message());

@@ -18,15 +18,18 @@ class PlainConnection final : public Connection {
   [[nodiscard]] Status flush() override { return Status::ok(); }
   [[nodiscard]] Status recv(std::span<std::byte> dst) override;
   [[nodiscard]] Status recv_scatter(std::span<const MutableBuffer> parts) override;
+  void limit_receives(ReceiveLimits limits) override { limits_ = std::move(limits); }
   void shutdown() noexcept override;
   [[nodiscard]] ConnectionStats stats() const override { return stats_; }
   [[nodiscard]] std::string peer() const override;
   [[nodiscard]] int socket_fd() const noexcept override { return fd_; }
 
  private:
+  Status wait_readable();
   UniqueFd owned_;
   int fd_;
   ConnectionStats stats_;
+  ReceiveLimits limits_;
 };
 
 }  // namespace bnf::transport

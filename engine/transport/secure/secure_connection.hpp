@@ -60,6 +60,7 @@ class SecureConnection final : public Connection {
   [[nodiscard]] Status flush() override;
   [[nodiscard]] Status recv(std::span<std::byte> dst) override;
   [[nodiscard]] Status recv_scatter(std::span<const MutableBuffer> parts) override;
+  void limit_receives(ReceiveLimits limits) override { inner_->limit_receives(std::move(limits)); }
   void shutdown() noexcept override { inner_->shutdown(); }
   [[nodiscard]] ConnectionStats stats() const override { return inner_->stats(); }
   [[nodiscard]] std::string peer() const override { return inner_->peer(); }

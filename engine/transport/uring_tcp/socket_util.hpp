@@ -14,6 +14,9 @@ Result<UniqueFd> tcp_connect(const Endpoint& ep, int timeout_ms, unsigned peer_t
 // Keepalive and TCP_USER_TIMEOUT so that a vanished peer is found within
 // `peer_timeout_ms`; TCP_NODELAY.
 void tune_socket(int fd, unsigned peer_timeout_ms);
+// A blocking read() of `fd` that gets nothing for `timeout_ms` fails with
+// EAGAIN (SO_RCVTIMEO; io_uring's receives do not heed it: ReceiveLimits).
+void limit_socket_receives(int fd, unsigned timeout_ms);
 std::string peer_name(int fd);
 bool peer_is_loopback(int fd);
 

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "transport/uring_tcp/socket_util.hpp"
@@ -28,6 +30,11 @@ constexpr unsigned kRingDepth = 64;
 constexpr size_t kStagingBytes = 256U << 10;  // copied (unregistered) bytes per batch
 constexpr size_t kMaxIov = 512;
 constexpr uint64_t kRecvTag = 100;
+constexpr uint64_t kRecvTimeoutTag = 101;  // the receive's linked timeout: its completion says nothing new
+
+__kernel_timespec timespec_of(std::chrono::milliseconds d) {
+  return {static_cast<int64_t>(d.count() / 1000), static_cast<long long>((d.count() % 1000) * 1000000)};
+}
 
 // One batch of gathered parts, submitted as a single sendmsg. Two batches
 // alternate so the next one fills while the previous is in the kernel.
@@ -138,10 +145,14 @@ class UringTcpConnection final : public Connection {
       msghdr msg{};
       msg.msg_iov = iov.data() + idx;
       msg.msg_iovlen = n;
-      io_uring_sqe* sqe = get_sqe();
-      io_uring_prep_recvmsg(sqe, fd_.get(), &msg, MSG_WAITALL);
-      io_uring_sqe_set_data64(sqe, kRecvTag);
+      const std::optional<std::chrono::milliseconds> wait = next_receive_wait(limits_);
+      const __kernel_timespec ts = timespec_of(wait.value_or(std::chrono::milliseconds(0)));
+      prep_recv(msg, wait ? &ts : nullptr);
       BNF_ASSIGN_OR_RETURN(int res, submit_and_wait_for_recv());
+      if (wait && (res == -ECANCELED || res == -ETIME)) {  // no byte within the wait
+        BNF_TRY(fail_unless_ok(after_quiet_wait(limits_, peer_)));
+        continue;
+      }
       if (res == 0) return fail({Errc::connection_lost, "connection to " + peer_ + " lost: the peer closed it"});
       if (res < 0) return fail(broken("receiving", -res));
       stats_.bytes_received += static_cast<uint64_t>(res);
@@ -161,6 +172,8 @@ class UringTcpConnection final : public Connection {
     }
     return Status::ok();
   }
+
+  void limit_receives(ReceiveLimits limits) override { limits_ = std::move(limits); }
 
   void shutdown() noexcept override { ::shutdown(fd_.get(), SHUT_RDWR); }
   [[nodiscard]] int socket_fd() const noexcept override { return fd_.get(); }
@@ -191,6 +204,22 @@ class UringTcpConnection final : public Connection {
     failed_ = true;
     failure_ = s;
     return s;
+  }
+  Status fail_unless_ok(Status s) { return s.is_ok() ? s : fail(std::move(s)); }
+
+  // Queues one receive into `msg`; with `timeout`, linked to a timeout that
+  // cancels it (a partial receive then completes with what it got). Both SQEs
+  // go in one submission: a link split across two would lose its timeout.
+  void prep_recv(msghdr& msg, const __kernel_timespec* timeout) {
+    if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recvmsg(sqe, fd_.get(), &msg, MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, kRecvTag);
+    if (timeout == nullptr) return;
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* t = get_sqe();
+    io_uring_prep_link_timeout(t, const_cast<__kernel_timespec*>(timeout), 0);
+    io_uring_sqe_set_data64(t, kRecvTimeoutTag);
   }
 
   io_uring_sqe* get_sqe() {
@@ -312,6 +341,7 @@ class UringTcpConnection final : public Connection {
     const int res = cqe->res;
     const unsigned flags = cqe->flags;
     io_uring_cqe_seen(&ring_, cqe);
+    if (tag == kRecvTimeoutTag) return Status::ok();
     if (tag == kRecvTag) {
       recv_result_ = res;
       recv_done_ = true;
@@ -346,6 +376,7 @@ class UringTcpConnection final : public Connection {
   bool report_usage_ = true;
   std::vector<std::span<const std::byte>> regions_;
   ConnectionStats stats_;
+  ReceiveLimits limits_;
   bool recv_done_ = false;
   int recv_result_ = 0;
   bool failed_ = false;
