@@ -9,6 +9,7 @@
 
 #include "common/files.hpp"
 #include "common/unix_socket.hpp"
+#include "protocol/control.hpp"
 
 namespace bnf {
 
@@ -70,6 +71,26 @@ void ControlServer::accept_loop() {
   }
 }
 
+// Nothing a client sends may end the daemon: a request the handler could not
+// take (a library's throw, a refused allocation) is answered as an error.
+json ControlServer::answer_request(int fd, const json& req) noexcept {
+  try {
+    auto want_progress = proto::optional_field<bool>(req, "progress", false);
+    if (!want_progress.is_ok()) return {{"ok", false}, {"error", want_progress.status().message()}};
+    ProgressFn progress = [](const json&) {};
+    if (*want_progress)
+      progress = [fd](const json& p) {
+        (void)write_line(fd, json{{"progress", p}}.dump(-1, ' ', false, json::error_handler_t::replace));
+      };
+    auto r = handler_(req, progress);
+    if (r.is_ok()) return {{"ok", true}, {"result", *r}};
+    return {{"ok", false}, {"error", r.status().message()}};
+  } catch (const std::exception& e) {
+    log_.error("control request failed: internal error: {}", e.what());
+    return {{"ok", false}, {"error", std::string("internal error: ") + e.what()}};
+  }
+}
+
 void ControlServer::serve(int fd) {
   UniqueFd owned(fd);
   if (Status admitted = access_.admit(fd); !admitted.is_ok()) {
@@ -84,13 +105,9 @@ void ControlServer::serve(int fd) {
   if (req.is_discarded() || !req.is_object()) {
     answer = {{"ok", false}, {"error", "control request is not a JSON object"}};
   } else {
-    ProgressFn progress = [](const json&) {};
-    if (req.value("progress", false))
-      progress = [fd](const json& p) { (void)write_line(fd, json{{"progress", p}}.dump()); };
-    auto r = handler_(req, progress);
-    answer = r.is_ok() ? json{{"ok", true}, {"result", *r}} : json{{"ok", false}, {"error", r.status().message()}};
+    answer = answer_request(fd, req);
   }
-  (void)write_line(fd, answer.dump());
+  (void)write_line(fd, answer.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 Result<json> control_call(const std::string& path, const json& request, const ProgressFn& on_progress) {

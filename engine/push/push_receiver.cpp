@@ -11,6 +11,7 @@
 #include "protocol/peer_auth.hpp"
 #include "push/landing.hpp"
 #include "push/sharding.hpp"
+#include "snapshot/space_check.hpp"
 
 namespace bnf {
 
@@ -128,8 +129,9 @@ Result<Hello> parse_hello(const proto::Frame& f) {
   BNF_ASSIGN_OR_RETURN(h.streams, proto::field<unsigned>(j, "streams"));
   BNF_TRY(SnapshotStore::validate_name(h.name));
   if (page_size != 4096) return Status(Errc::invalid_argument, "only 4096-byte pages are supported");
-  if (h.size_bytes == 0 || h.size_bytes % page_size != 0 || h.size_bytes > (1ULL << 46))
+  if (h.size_bytes == 0 || h.size_bytes % page_size != 0)
     return Status(Errc::invalid_argument, "image size must be a non-zero multiple of 4096 bytes");
+  BNF_TRY(check_image_size(h.size_bytes));
   if (h.streams == 0 || h.streams > kMaxStreams) return Status(Errc::invalid_argument, "bad stream count");
   return h;
 }

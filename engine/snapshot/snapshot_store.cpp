@@ -13,6 +13,7 @@
 #include "bitmap/file_holes.hpp"
 #include "common/files.hpp"
 #include "digest/hole_digests.hpp"
+#include "snapshot/space_check.hpp"
 #include "snapshot/zero_pages.hpp"
 
 namespace bnf {
@@ -279,10 +280,18 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotStore::begin_write(const std::st
       return Status(Errc::mismatch, "size mismatch: snapshot '" + name + "' holds " + std::to_string(base->size_bytes) +
                                         " bytes, the image has " + std::to_string(plan.size_bytes));
   }
+  BNF_TRY(check_room(plan, base));
   auto w = std::unique_ptr<SnapshotWriter>(new SnapshotWriter(*this, name, plan));
   w->lock_ = std::move(lk);
   BNF_TRY(w->start(std::move(base)));
   return w;
+}
+
+// Before anything is allocated for the declared size (space_check.hpp).
+Status SnapshotStore::check_room(const WritePlan& plan, const std::optional<Manifest>& base) const {
+  if (plan.page_size == 0) return {Errc::invalid_argument, "page size 0"};
+  BNF_ASSIGN_OR_RETURN(SpaceAtHand at, space_at_hand(root_, base ? image_path(*base) : std::string()));
+  return check_room_for_image(plan.size_bytes, plan.page_size, at);
 }
 
 SnapshotWriter::SnapshotWriter(SnapshotStore& store, std::string name, WritePlan plan)

@@ -78,6 +78,8 @@ class SnapshotStore {
   Result<uint64_t> release_zero_pages(const Manifest& m, const DigestTable& table);
 
   [[nodiscard]] std::string dir_of(const std::string& name) const;
+  // Refuses a transfer whose declared size does not fit here (space_check.hpp).
+  [[nodiscard]] Status check_room(const WritePlan& plan, const std::optional<Manifest>& base) const;
   [[nodiscard]] std::string image_path(const Manifest& m) const;
 
  private:

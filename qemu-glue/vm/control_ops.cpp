@@ -1,28 +1,51 @@
 #include "vm/control_ops.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <initializer_list>
+
+#include "protocol/control.hpp"
+
 namespace bnf::qemu {
 
 using nlohmann::json;
 
 namespace {
-MigrateOptions migrate_options(const json& req) {
+
+// A text field that must be one of `allowed` (a missing one is `fallback`).
+Result<std::string> choice(const json& req, const char* key, std::initializer_list<const char*> allowed,
+                           const char* fallback) {
+  BNF_ASSIGN_OR_RETURN(std::string v, proto::optional_field<std::string>(req, key, fallback));
+  if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
+  return Status(Errc::invalid_argument,
+                fmt::format("{} must be one of {}, not '{}'", key, fmt::join(allowed.begin(), allowed.end(), ", "), v));
+}
+
+Result<MigrateOptions> migrate_options(const json& req) {
   MigrateOptions o;
-  o.downtime_limit_ms = req.value("downtime_limit_ms", 300);
-  const std::string check = req.value("switchover_check", std::string("auto"));
+  BNF_ASSIGN_OR_RETURN(o.downtime_limit_ms, proto::optional_field<int>(req, "downtime_limit_ms", 300));
+  if (o.downtime_limit_ms < 1 || o.downtime_limit_ms > 60000)
+    return Status(Errc::invalid_argument, "downtime_limit_ms must be 1..60000");
+  BNF_ASSIGN_OR_RETURN(std::string check,
+                       choice(req, "switchover_check", {"auto", "on", "full", "written", "off"}, "auto"));
   if (check != "auto") o.switchover_check = check != "off";
   o.check_all_before_resume = check != "written";
-  o.direct = !req.value("relay", false);
-  const std::string track = req.value("write_tracker", std::string("auto"));
+  BNF_ASSIGN_OR_RETURN(bool relay, proto::optional_field<bool>(req, "relay", false));
+  o.direct = !relay;
+  BNF_ASSIGN_OR_RETURN(std::string track, choice(req, "write_tracker", {"auto", "on", "off"}, "auto"));
   o.track_writes = track == "on"    ? MigrateOptions::TrackWrites::on
                    : track == "off" ? MigrateOptions::TrackWrites::off
                                     : MigrateOptions::TrackWrites::automatic;
   return o;
 }
+
 }  // namespace
 
 Result<json> handle_control(VmManager& vms, const json& req, const ProgressFn& progress) {
-  const std::string op = req.value("op", std::string());
-  const std::string name = req.value("name", std::string());
+  BNF_ASSIGN_OR_RETURN(std::string op, proto::optional_field<std::string>(req, "op", ""));
+  BNF_ASSIGN_OR_RETURN(std::string name, proto::optional_field<std::string>(req, "name", ""));
   if (op == "vm.create") {
     if (!req.contains("definition")) return Status(Errc::invalid_argument, "vm.create needs a definition");
     BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(req["definition"]));
@@ -34,8 +57,10 @@ Result<json> handle_control(VmManager& vms, const json& req, const ProgressFn& p
   if (op == "vm.list") return vms.list();
   if (op == "vm.status") return vms.status(name);
   if (op == "migrate") {
-    BNF_ASSIGN_OR_RETURN(Endpoint to, parse_endpoint(req.value("to", std::string())));
-    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, migrate_options(req), progress));
+    BNF_ASSIGN_OR_RETURN(std::string to_text, proto::optional_field<std::string>(req, "to", ""));
+    BNF_ASSIGN_OR_RETURN(Endpoint to, parse_endpoint(to_text));
+    BNF_ASSIGN_OR_RETURN(MigrateOptions o, migrate_options(req));
+    BNF_ASSIGN_OR_RETURN(MigrationReport r, vms.migrate(name, to, o, progress));
     return r.to_json();
   }
   return Status(Errc::invalid_argument, "unknown control operation '" + op + "'");

@@ -108,7 +108,7 @@ mkdir -p small
 if mount -t tmpfs -o size=16m tmpfs small 2>/dev/null; then
   kill "$DAEMON_PID"; wait "$DAEMON_PID" || true
   start_daemon "$WORK/small"
-  expect_error "full disk" "No space left" "$BNF" image push img --peer-key "$WORK/peer.key" --name big --to "$URI"
+  expect_error "full disk" "not enough space for a 64 MiB image" "$BNF" image push img --peer-key "$WORK/peer.key" --name big --to "$URI"
   check "nothing committed on the full disk" test -z "$("$BNF" snapshot list --state-dir small --json | tr -d '[]')"
 else
   echo "skip - full disk (cannot mount a tmpfs here)"

@@ -75,6 +75,22 @@ check "user nobody is refused by its credentials, non-zero exit" \
 check "the daemon logs the refusal" grep -q "warn: control access refused: uid 65534" A.log
 check "the daemon stays up and serves root" ctl "$SOCK_A" "$BNF" vm list
 
+# --- malformed requests from an allowed client: an error answer, never a crash
+raw_request() {  # raw_request SOCK JSON_LINE: prints the daemon's answer line
+  python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b"\n"); print(s.makefile().readline().strip())' "$1" "$2"
+}
+answers_with() { local text=$1; shift; raw_request "$@" | grep -qF -- "$text"; }
+check "a request whose op is not a string is answered with the field named" \
+  answers_with "message field 'op' has the wrong type" "$SOCK_A" '{"op": 5}'
+check "a progress flag that is not a bool likewise" \
+  answers_with "message field 'progress' has the wrong type" "$SOCK_A" '{"op": "vm.list", "progress": "yes"}'
+check "an unknown switchover check is refused, not taken as on" \
+  answers_with "switchover_check must be one of auto, on, full, written, off, not 'onn'" "$SOCK_A" \
+  '{"op": "migrate", "name": "x", "to": "bnf+tcp:127.0.0.1:1", "switchover_check": "onn"}'
+check "a definition with a negative memory size is refused" answers_with '"ok":false' "$SOCK_A" \
+  '{"op": "vm.create", "definition": {"name": "n", "memory_bytes": -1}}'
+check "after them the daemon still serves" ctl "$SOCK_A" "$BNF" vm list
+
 # --- extra QEMU arguments
 printf '#!/bin/sh\ntouch %s/helper-ran\n' "$WORK" >helper
 chmod 755 helper

@@ -1,6 +1,7 @@
 // The real push engine (sender, daemon, store) over the in-memory transport,
 // with faults injected into the byte streams.
 #include <gtest/gtest.h>
+#include <sys/statvfs.h>
 
 #include <cstring>
 #include <thread>
@@ -260,6 +261,48 @@ TEST_F(PushMem, APusherWithAnotherPeerKeyIsRefusedAndNothingChanges) {
   EXPECT_NE(r.status().message().find("peer keys differ"), std::string::npos) << r.status().message();
   EXPECT_EQ(snapshot_bytes(), before);
   EXPECT_EQ(epoch(), epoch_before);
+}
+
+// A HELLO and a full BEGIN declaring `size_bytes`, written by hand; the
+// daemon's answer to BEGIN: ok (READY) or the reason of its ERROR.
+Status declare_image(transport::MemNetwork& net, const proto::PeerKey& key, uint64_t size_bytes) {
+  proto::AuthenticatedTransport t(net.transport(), key);
+  BNF_ASSIGN_OR_RETURN(auto c, t.connect(*parse_endpoint("bnf+mem:daemon")));
+  nlohmann::json hello = {{"version", proto::kVersion}, {"sender", "x"},     {"name", "vm"},
+                          {"size_bytes", size_bytes},   {"page_size", 4096}, {"streams", 1}};
+  BNF_TRY(proto::send_control(*c, proto::FrameType::hello, hello));
+  BNF_ASSIGN_OR_RETURN(proto::Frame f, proto::expect_frame(*c, proto::FrameType::accept));
+  if (f.header.type == proto::FrameType::accept) {
+    BNF_TRY(proto::send_control(*c, proto::FrameType::begin, {{"mode", "full"}}));
+    BNF_ASSIGN_OR_RETURN(f, proto::expect_frame(*c, proto::FrameType::ready));
+  }
+  if (f.header.type != proto::FrameType::error) return Status::ok();
+  BNF_ASSIGN_OR_RETURN(nlohmann::json j, proto::parse_json_meta(f));
+  return {Errc::denied, j.value("reason", std::string("no reason"))};
+}
+
+TEST_F(PushMem, AnImageOverTheMaximumIsRefusedBeforeAnythingIsAllocated) {
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  const std::vector<std::byte> committed = snapshot_bytes();
+  Status st = declare_image(net_, key_, (64ULL << 40) + 4096);
+  EXPECT_NE(st.message().find("over the maximum of 64 TiB"), std::string::npos) << st.message();
+  EXPECT_EQ(snapshot_bytes(), committed);
+  test::fill_page(img_.data(), 7);
+  ASSERT_TRUE(push(img_, opts()).is_ok());  // the daemon is still there
+  EXPECT_EQ(snapshot_bytes(), img_);
+}
+
+TEST_F(PushMem, AnImageLargerThanTheFreeSpaceIsRefusedNamingBoth) {
+  struct statvfs vfs {};
+  ASSERT_EQ(::statvfs(dir_.path().c_str(), &vfs), 0);
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  const uint64_t declared = (free_bytes + (1ULL << 30)) & ~4095ULL;
+  if (declared > (64ULL << 40)) GTEST_SKIP() << "this filesystem has more free space than the largest image";
+  Status st = declare_image(net_, key_, declared);
+  EXPECT_NE(st.message().find("not enough space for a"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(" free in "), std::string::npos) << st.message();
+  ASSERT_TRUE(push(img_, opts()).is_ok());
+  EXPECT_EQ(snapshot_bytes(), img_);
 }
 
 // The daemon's bounds, short enough for a unit test.
