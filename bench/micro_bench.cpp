@@ -1,6 +1,5 @@
 // Micro-benchmarks of the engine's hot loops (Google Benchmark).
 #include <benchmark/benchmark.h>
-
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -54,7 +53,12 @@ void BM_DigestTable1GiB(benchmark::State& st) {
     benchmark::DoNotOptimize(bnf::DigestTable::compute(h, gib(), 4096, static_cast<unsigned>(st.range(0))));
   st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * (1LL << 30));
 }
-BENCHMARK(BM_DigestTable1GiB)->Setup([](const benchmark::State&) { gib(); })->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DigestTable1GiB)
+    ->Setup([](const benchmark::State&) { gib(); })
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // The same re-hash over a 1 GiB tmpfs file (a VM's RAM file): through a fresh
 // mapping, as a daemon that maps it at the stop does (page faults in the pass),
@@ -90,7 +94,12 @@ void BM_DigestTableTmpfs1GiB(benchmark::State& st) {
   if (kept) munmap(const_cast<std::byte*>(kept_map.data()), kept_map.size());
   st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * (1LL << 30));
 }
-BENCHMARK(BM_DigestTableTmpfs1GiB)->ArgName("kept_mapping")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DigestTableTmpfs1GiB)
+    ->ArgName("kept_mapping")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_ReadSum1GiB(benchmark::State& st) {
   const auto* w = reinterpret_cast<const uint64_t*>(gib().data());

@@ -68,8 +68,8 @@ int run_verify(const SnapArgs& a) {
                                       {"root_ok", r->root_ok}}
                            .dump());
   } else {
-    fmt::print("{}: epoch {}, {} pages checked, {} mismatched, root {}\n", a.name, r->manifest.epoch,
-               r->pages_checked, r->pages_mismatched, r->root_ok ? "ok" : "MISMATCH");
+    fmt::print("{}: epoch {}, {} pages checked, {} mismatched, root {}\n", a.name, r->manifest.epoch, r->pages_checked,
+               r->pages_mismatched, r->root_ok ? "ok" : "MISMATCH");
   }
   return r->ok() ? 0 : fail("snapshot " + a.name + " does not match its manifest");
 }

@@ -1,7 +1,6 @@
 #include "numa_placement.hpp"
 
 #include <numa.h>
-#include <numaif.h>
 
 #include <cerrno>
 
@@ -28,14 +27,6 @@ Status prefer_node(int node) {
   BNF_TRY(run_on_node(node));
   numa_set_preferred(node);
   return Status::ok();
-}
-
-int node_of(const void* addr) {
-  if (numa_available() < 0) return -1;
-  int node = -1;
-  void* page = const_cast<void*>(addr);
-  if (get_mempolicy(&node, nullptr, 0, page, MPOL_F_NODE | MPOL_F_ADDR) != 0) return -1;
-  return node;
 }
 
 }  // namespace bnf

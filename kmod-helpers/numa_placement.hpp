@@ -19,7 +19,5 @@ NumaInfo numa_info();
 Status run_on_node(int node);
 // Prefers `node` for the calling thread's future allocations (-1: leave as is).
 Status prefer_node(int node);
-// The node whose memory backs `addr`, or -1 when unknown.
-int node_of(const void* addr);
 
 }  // namespace bnf

@@ -13,8 +13,7 @@ enum class LogLevel { error = 0, warn = 1, info = 2, debug = 3 };
 
 class Logger {
  public:
-  explicit Logger(LogLevel level = LogLevel::info, std::string_view tag = "bnf")
-      : level_(level), tag_(tag) {}
+  explicit Logger(LogLevel level = LogLevel::info, std::string_view tag = "bnf") : level_(level), tag_(tag) {}
   template <typename... Args>
   void log(LogLevel lvl, fmt::format_string<Args...> f, Args&&... args) const {
     if (lvl > level_) return;
@@ -25,13 +24,21 @@ class Logger {
     std::fwrite(line.data(), 1, line.size(), stderr);
   }
   template <typename... Args>
-  void info(fmt::format_string<Args...> f, Args&&... a) const { log(LogLevel::info, f, std::forward<Args>(a)...); }
+  void info(fmt::format_string<Args...> f, Args&&... a) const {
+    log(LogLevel::info, f, std::forward<Args>(a)...);
+  }
   template <typename... Args>
-  void warn(fmt::format_string<Args...> f, Args&&... a) const { log(LogLevel::warn, f, std::forward<Args>(a)...); }
+  void warn(fmt::format_string<Args...> f, Args&&... a) const {
+    log(LogLevel::warn, f, std::forward<Args>(a)...);
+  }
   template <typename... Args>
-  void error(fmt::format_string<Args...> f, Args&&... a) const { log(LogLevel::error, f, std::forward<Args>(a)...); }
+  void error(fmt::format_string<Args...> f, Args&&... a) const {
+    log(LogLevel::error, f, std::forward<Args>(a)...);
+  }
   template <typename... Args>
-  void debug(fmt::format_string<Args...> f, Args&&... a) const { log(LogLevel::debug, f, std::forward<Args>(a)...); }
+  void debug(fmt::format_string<Args...> f, Args&&... a) const {
+    log(LogLevel::debug, f, std::forward<Args>(a)...);
+  }
 
  private:
   LogLevel level_;

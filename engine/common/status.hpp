@@ -28,10 +28,10 @@ enum class Errc {
   internal,
   connection_lost,  // an established connection broke: peer closed, reset or went silent
   denied,           // the peer did not prove it holds this host's peer key; a local client may not use the daemon
+  base_changed,     // a retained snapshot no longer holds what its digest table says: the trip must be full
   // Numbers travel in ERROR frames: add new codes here, at the end.
 };
-
-std::string_view errc_name(Errc c) noexcept;
+inline constexpr Errc kLastErrc = Errc::base_changed;
 
 class [[nodiscard]] Status {
  public:
@@ -44,15 +44,33 @@ class [[nodiscard]] Status {
   [[nodiscard]] Errc code() const noexcept { return code_; }
   [[nodiscard]] const std::string& message() const noexcept { return message_; }
 
+  // A failure the peer reported (its ERROR frame): `reason` is its own text,
+  // shown after `prefix`. Decisions look at the code and at from_peer(),
+  // never at the words.
+  static Status from_peer(Errc code, std::string_view reason, std::string_view prefix = "peer: ") {
+    Status s(code, std::string(prefix) + std::string(reason));
+    s.reason_at_ = prefix.size();
+    return s;
+  }
+  [[nodiscard]] bool from_peer() const noexcept { return reason_at_ != kHere; }
+  // The peer's own words (from_peer()), else the whole message.
+  [[nodiscard]] std::string_view peer_reason() const noexcept {
+    return std::string_view(message_).substr(from_peer() ? reason_at_ : 0);
+  }
+
   // "context: message" — keeps the error on one line.
   [[nodiscard]] Status context(std::string_view what) const {
     if (is_ok()) return *this;
-    return {code_, std::string(what) + ": " + message_};
+    Status s(code_, std::string(what) + ": " + message_);
+    if (from_peer()) s.reason_at_ = reason_at_ + what.size() + 2;
+    return s;
   }
 
  private:
+  static constexpr size_t kHere = static_cast<size_t>(-1);
   Errc code_ = Errc::ok;
   std::string message_;
+  size_t reason_at_ = kHere;  // where the peer's reason starts in message_; kHere: the failure is this host's
 };
 
 // Builds a Status from errno: "what: strerror(errno)", mapping ENOSPC etc.

@@ -28,8 +28,8 @@ struct FilterInput {
   std::span<const std::byte> image;
   uint32_t page_size = 4096;
   const PageDigester* digester = nullptr;
-  const DigestTable* base = nullptr;     // null: no base, everything non-zero travels
-  const PageBitmap* dirty = nullptr;     // null: digest every page
+  const DigestTable* base = nullptr;  // null: no base, everything non-zero travels
+  const PageBitmap* dirty = nullptr;  // null: digest every page
   unsigned threads = 1;
 };
 

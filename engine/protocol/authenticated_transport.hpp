@@ -23,6 +23,7 @@ class AuthenticatedTransport final : public transport::Transport {
   }
 
   [[nodiscard]] std::string name() const override { return inner_->name(); }
+  [[nodiscard]] transport::Capabilities capabilities() const noexcept override { return inner_->capabilities(); }
   [[nodiscard]] Result<std::unique_ptr<transport::Connection>> connect(const Endpoint& ep) override {
     BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> c, inner_->connect(ep));
     return secure_to_peer(std::move(c), key_, ep.to_string(), protection_);

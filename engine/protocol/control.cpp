@@ -38,9 +38,9 @@ Status peer_error(const Frame& f) {
   if (j.is_object() && j.contains("reason") && j["reason"].is_string())
     reason = printable_peer_text(j["reason"].get_ref<const std::string&>());
   Errc code = Errc::protocol;
-  if (auto v = optional_field<int>(j, "code", 0); v.is_ok() && *v > 0 && *v <= static_cast<int>(Errc::denied))
+  if (auto v = optional_field<int>(j, "code", 0); v.is_ok() && *v > 0 && *v <= static_cast<int>(kLastErrc))
     code = static_cast<Errc>(*v);
-  return {code, "peer: " + reason};
+  return Status::from_peer(code, reason);
 }
 
 Result<Frame> recv_rest(transport::Connection& c, const FrameHeader& h) {

@@ -13,8 +13,8 @@ Status check_shard(std::span<const PageRun> runs, unsigned stream, unsigned stre
 }
 }  // namespace
 
-Status land_pages(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, unsigned stream,
-                  unsigned streams, const proto::Frame& f) {
+Status land_pages(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, unsigned stream, unsigned streams,
+                  const proto::Frame& f) {
   BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, w.pages()));
   const uint64_t bytes = pages_in(runs) * w.page_size();
   if (f.header.payload_len != bytes || bytes > proto::kMaxPagesPayload)

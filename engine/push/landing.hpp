@@ -8,8 +8,8 @@
 namespace bnf {
 
 // A PAGES frame: bounds-checked runs, journal, bytes straight into the image, CRC, digests.
-Status land_pages(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, unsigned stream,
-                  unsigned streams, const proto::Frame& f);
+Status land_pages(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, unsigned stream, unsigned streams,
+                  const proto::Frame& f);
 // A ZEROS frame: bounds-checked runs become zero pages.
 Status land_zeros(SnapshotWriter& w, const PageDigester& h, unsigned stream, unsigned streams, const proto::Frame& f);
 // On a single-stream connection (VM trips): a PAGES or ZEROS frame is landed

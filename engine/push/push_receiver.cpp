@@ -56,9 +56,8 @@ class PushSession {
   // Waits until every stream passed its barrier, or something failed.
   Status wait_streams(std::chrono::seconds limit) {
     std::unique_lock lk(mu);
-    const bool ok = cv.wait_for(lk, limit, [&] {
-      return !failure.is_ok() || std::all_of(done.begin(), done.end(), [](bool d) { return d; });
-    });
+    const bool ok = cv.wait_for(
+        lk, limit, [&] { return !failure.is_ok() || std::all_of(done.begin(), done.end(), [](bool d) { return d; }); });
     if (!failure.is_ok()) return failure;
     if (!ok) return {Errc::protocol, "data streams did not finish in time"};
     return Status::ok();
@@ -119,8 +118,8 @@ Result<Hello> parse_hello(const proto::Frame& f) {
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
   BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
   if (version != proto::kVersion)
-    return Status(Errc::version, fmt::format("unsupported protocol version {} (this daemon speaks {})", version,
-                                             proto::kVersion));
+    return Status(Errc::version,
+                  fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion));
   Hello h;
   BNF_ASSIGN_OR_RETURN(h.sender, proto::field<std::string>(j, "sender"));
   BNF_ASSIGN_OR_RETURN(h.name, proto::field<std::string>(j, "name"));
@@ -281,11 +280,12 @@ Status finish_session(Connection& c, PushSession& s, const Logger& log, const st
 
 Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& hello_frame) {
   BNF_ASSIGN_OR_RETURN(Hello h, parse_hello(hello_frame));
-  if (ctx.store.is_live(h.name))
-    return {Errc::busy, "snapshot '" + h.name + "' is in use by a running VM"};
+  if (ctx.store.is_live(h.name)) return {Errc::busy, "snapshot '" + h.name + "' is in use by a running VM"};
   std::optional<Manifest> base;
-  if (auto m = ctx.store.manifest(h.name); m.is_ok()) base = std::move(m).value();
-  else if (m.status().code() != Errc::not_found) return m.status();
+  if (auto m = ctx.store.manifest(h.name); m.is_ok())
+    base = std::move(m).value();
+  else if (m.status().code() != Errc::not_found)
+    return m.status();
   const DigestKey key = base ? base->key : random_digest_key();
   BNF_ASSIGN_OR_RETURN(std::string id, new_session_id());
   BNF_ASSIGN_OR_RETURN(json accept, accept_message(c, id, key, base));
@@ -347,8 +347,8 @@ void serve_first_frame(Connection& c, ReceiverContext& ctx) {
   }
   Status st = first->header.type == FrameType::hello
                   ? serve_control(c, ctx, *first)
-                  : Status(Errc::protocol, std::string("unexpected ") + proto::type_name(first->header.type) +
-                                               " as first frame");
+                  : Status(Errc::protocol,
+                           std::string("unexpected ") + proto::type_name(first->header.type) + " as first frame");
   if (!st.is_ok()) {
     ctx.log.warn("push from {}: {}", c.peer(), st.message());
     proto::send_error(c, st);

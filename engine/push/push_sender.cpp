@@ -6,6 +6,7 @@
 #include <optional>
 #include <thread>
 
+#include "common/elapsed.hpp"
 #include "digest/page_digest.hpp"
 #include "filter/page_filter.hpp"
 #include "protocol/control.hpp"
@@ -24,8 +25,6 @@ namespace {
 constexpr uint32_t kPageSize = 4096;
 constexpr uint64_t kFramePages = 256;  // 1 MiB of payload per PAGES frame
 constexpr uint64_t kFrameRuns = 256;
-
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 struct BaseOffer {
   std::string lineage;
@@ -209,9 +208,10 @@ Result<PushReport> push_image(transport::Transport& t, std::span<const std::byte
     // Let the receiver name the cause if it knows it better (e.g. "disk full").
     (void)proto::send_control(*ctl, proto::FrameType::abort, {{"reason", first_failure.message()}});
     auto answer = proto::recv_frame(*ctl);
-    // A transport error here is usually the echo of the receiver's reason: prefer its own.
+    // The receiver's own failure (out of space, say) names the cause; its
+    // report of a broken stream (io) only echoes ours.
     const Status peer = answer.status();
-    if (!peer.is_ok() && peer.code() != Errc::io && peer.message().starts_with("peer:")) return peer;
+    if (!peer.is_ok() && peer.from_peer() && peer.code() != Errc::io) return peer;
     return first_failure;
   }
   rep.transfer_seconds = since(t2);

@@ -1,10 +1,9 @@
 #include "push/push_state.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "common/crc32c.hpp"
 #include "common/files.hpp"
@@ -18,12 +17,13 @@ constexpr uint32_t kMagic = 0x53464E42;  // "BNFS"
 }
 
 Status PushState::save(const std::string& path) const {
-  const std::string head = json{{"lineage", lineage},
-                                {"epoch", epoch},
-                                {"root", digest_hex(root)},
-                                {"key", to_hex(key)},
-                                {"size_bytes", size_bytes}}
-                               .dump();
+  const std::string head = json{
+      {"lineage", lineage},
+      {"epoch", epoch},
+      {"root", digest_hex(root)},
+      {"key", to_hex(key)},
+      {"size_bytes",
+       size_bytes}}.dump();
   std::string out;
   const uint32_t head_len = static_cast<uint32_t>(head.size());
   out.append(reinterpret_cast<const char*>(&kMagic), 4);

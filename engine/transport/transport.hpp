@@ -49,6 +49,15 @@ struct ConnectionStats {
   uint64_t zc_copied = 0;         // ... of which the kernel had to copy after all
 };
 
+// What a transport's connections can do beyond posting and receiving.
+// Callers ask for a capability; they never compare transport names.
+struct Capabilities {
+  // socket_fd() is a descriptor that polls readable when bytes arrive, so a
+  // caller may wait on it beside others (the return-path relay, a QEMU
+  // stream's tunnel, both of which wait on QEMU's socket too).
+  bool pollable = false;
+};
+
 class Connection {
  public:
   virtual ~Connection() = default;
@@ -73,6 +82,7 @@ class Connection {
   // The connection's socket, to wait on it beside other descriptors (poll);
   // -1 if the transport has none. Only the connection reads or writes it.
   [[nodiscard]] virtual int socket_fd() const noexcept { return -1; }
+  [[nodiscard]] virtual Capabilities capabilities() const noexcept { return {.pollable = socket_fd() >= 0}; }
   // Bytes already received and not yet read: a wait on socket_fd() would
   // not see them.
   [[nodiscard]] virtual bool has_pending_input() const noexcept { return false; }
@@ -93,6 +103,8 @@ class Transport {
  public:
   virtual ~Transport() = default;
   [[nodiscard]] virtual std::string name() const = 0;
+  // What every connection this transport makes or accepts can do.
+  [[nodiscard]] virtual Capabilities capabilities() const noexcept = 0;
   [[nodiscard]] virtual Result<std::unique_ptr<Connection>> connect(const Endpoint& ep) = 0;
   [[nodiscard]] virtual Result<std::unique_ptr<Listener>> listen(const Endpoint& ep) = 0;
 };

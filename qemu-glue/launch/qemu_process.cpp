@@ -15,40 +15,50 @@
 #include <utility>
 
 #include "common/files.hpp"
+#include "common/unique_fd.hpp"
 
 namespace bnf::qemu {
+
+namespace {
+
+// In the forked child: only async-signal-safe calls until exec.
+[[noreturn]] void exec_child(const std::vector<char*>& args, int log_fd, int ready_fd, bool background) {
+  ::dup2(log_fd, STDERR_FILENO);
+  const int devnull = ::open("/dev/null", O_RDWR);
+  ::dup2(devnull, STDIN_FILENO);
+  ::dup2(devnull, STDOUT_FILENO);
+  ::setsid();  // not killed with the daemon's terminal
+  if (background) (void)::setpriority(PRIO_PROCESS, 0, 19);
+  ::execvp(args[0], args.data());
+  const int err = errno;
+  (void)::write(ready_fd, &err, sizeof err);
+  ::_exit(127);
+}
+
+}  // namespace
 
 Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log,
                                        bool background) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const int log = ::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, kPrivateFileMode);
-  if (log < 0) return errno_status("open " + stderr_log, errno);
-  int ready[2];
-  if (::pipe2(ready, O_CLOEXEC) != 0) {
-    ::close(log);
-    return errno_status("pipe", errno);
-  }
+  UniqueFd log(::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, kPrivateFileMode));
+  if (!log.valid()) return errno_status("open " + stderr_log, errno);
+  // The child writes exec's errno here; a successful exec closes it (CLOEXEC).
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) return errno_status("pipe", errno);
+  UniqueFd ready_read(ends[0]);
+  UniqueFd ready_write(ends[1]);
   const pid_t pid = ::fork();
   if (pid < 0) return errno_status("fork", errno);
-  if (pid == 0) {
-    ::dup2(log, STDERR_FILENO);
-    const int devnull = ::open("/dev/null", O_RDWR);
-    ::dup2(devnull, STDIN_FILENO);
-    ::dup2(devnull, STDOUT_FILENO);
-    ::setsid();  // not killed with the daemon's terminal
-    if (background) (void)::setpriority(PRIO_PROCESS, 0, 19);
-    ::execvp(args[0], args.data());
-    const int err = errno;
-    (void)::write(ready[1], &err, sizeof err);
-    ::_exit(127);
-  }
-  ::close(log);
-  ::close(ready[1]);
+  if (pid == 0) exec_child(args, log.get(), ready_write.get(), background);
+  log.reset();
+  ready_write.reset();
   int err = 0;
-  const ssize_t n = ::read(ready[0], &err, sizeof err);  // EOF on a successful exec
-  ::close(ready[0]);
+  ssize_t n = 0;
+  do {
+    n = ::read(ready_read.get(), &err, sizeof err);  // EOF on a successful exec
+  } while (n < 0 && errno == EINTR);
   QemuProcess p(pid, true);
   if (n == sizeof err) {
     (void)p.wait(std::chrono::seconds(1));

@@ -3,9 +3,8 @@
 // (RAM in a shared memory-backend file, a QMP socket, a serial log).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>

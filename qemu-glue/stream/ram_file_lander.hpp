@@ -12,10 +12,10 @@
 namespace bnf::qemu {
 
 struct LanderStats {
-  uint64_t landed = 0;   // written into the RAM file
-  uint64_t same = 0;     // already there
-  uint64_t zeroed = 0;   // ZERO records applied to the file
-  uint64_t passed = 0;   // pages of other blocks, left in the stream
+  uint64_t landed = 0;  // written into the RAM file
+  uint64_t same = 0;    // already there
+  uint64_t zeroed = 0;  // ZERO records applied to the file
+  uint64_t passed = 0;  // pages of other blocks, left in the stream
 };
 
 class RamFileLander final : public PageHandler {

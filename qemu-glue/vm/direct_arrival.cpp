@@ -16,7 +16,7 @@
 #include "protocol/control.hpp"
 #include "push/landing.hpp"
 #include "stream/stream_rewriter.hpp"
-#include "transport/uring_tcp/socket_util.hpp"
+#include "transport/tcp/socket_util.hpp"
 #include "vm/main_block.hpp"
 
 namespace bnf::qemu {
@@ -172,8 +172,7 @@ class QemuFeed final : public ByteSink {
         return now || pending_.size() >= (qemu_up_locked() ? kSmallFlush : kBuffer) ? flush_locked() : Status::ok();
       case State::settling:  // device state waits for the settle
         return Status::ok();
-      case State::settled:
-        return flush_locked();
+      case State::settled: return flush_locked();
       case State::failed:  // never device state into an unsettled image
         return settle_status_;
     }
@@ -255,9 +254,7 @@ Result<Digest> settle_with_source(transport::Connection& c, SnapshotWriter& w, c
     BNF_ASSIGN_OR_RETURN(bool landed, land_if_pages(c, w, h, f));
     if (landed) continue;
     switch (f.header.type) {
-      case proto::FrameType::vm_chunks:
-        BNF_TRY(send_chunk_pages(c, w, f));
-        break;
+      case proto::FrameType::vm_chunks: BNF_TRY(send_chunk_pages(c, w, f)); break;
       case proto::FrameType::vm_end: {
         BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
         BNF_ASSIGN_OR_RETURN(std::string hex, proto::field<std::string>(j, "root"));

@@ -9,11 +9,12 @@
 #include <thread>
 
 #include "common/cpu_wait.hpp"
+#include "common/elapsed.hpp"
 #include "common/files.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
 #include "transport/plain/plain_connection.hpp"
-#include "transport/uring_tcp/socket_util.hpp"
+#include "transport/tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
 #include "vm/peer_reason.hpp"
 #include "vm/vm_manager.hpp"
@@ -27,8 +28,6 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kFramePages = 64;
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 constexpr int kPollMs = 20;
 // The stopped VM's re-hash, per GiB, on two threads beside QEMU's final pass

@@ -17,7 +17,7 @@
 #include "common/unix_socket.hpp"
 #include "push/landing.hpp"
 #include "qmp/qmp_client.hpp"
-#include "transport/uring_tcp/socket_util.hpp"
+#include "transport/tcp/socket_util.hpp"
 #include "vm/direct_arrival.hpp"
 #include "vm/return_path.hpp"
 #include "vm/stream_tunnel.hpp"
@@ -55,9 +55,10 @@ Result<Digest> receive_trip(transport::Connection& c, SnapshotWriter& w, const P
         if (!w.plan().full) {
           BNF_ASSIGN_OR_RETURN(uint64_t differ, w.finish_base_check());
           if (differ != 0)
-            return Status(Errc::mismatch, fmt::format("the retained snapshot was changed behind bnf's back ({} pages "
-                                                      "differ from its digest table, e.g. page {})",
-                                                      differ, fmt::join(w.base_check_examples(), ", ")));
+            return Status(Errc::base_changed,
+                          fmt::format("the retained snapshot was changed behind bnf's back ({} pages "
+                                      "differ from its digest table, e.g. page {})",
+                                      differ, fmt::join(w.base_check_examples(), ", ")));
         }
         break;
       case proto::FrameType::vm_end: {
@@ -168,7 +169,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   // A full trip offered direct: the source QEMU's stream comes on a
   // connection of its own, named by this token (stream_rendezvous.hpp).
   BNF_ASSIGN_OR_RETURN(std::string stream_token, proto::optional_field<std::string>(j, "stream_token", ""));
-  const bool direct = plan.full && !stream_token.empty() && c.socket_fd() >= 0;
+  const bool direct = plan.full && !stream_token.empty() && c.capabilities().pollable;
   // The source's QEMU migrates already (direct) or starts on VM_ACCEPT
   // (relayed); ours is started after the answer and comes up meanwhile
   // (~0.1 s under load).

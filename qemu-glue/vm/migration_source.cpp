@@ -14,6 +14,7 @@
 #include <future>
 #include <thread>
 
+#include "common/elapsed.hpp"
 #include "common/files.hpp"
 #include "common/peer_text.hpp"
 #include "common/prefault.hpp"
@@ -36,8 +37,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Rewritten stream bytes travel to the destination as STREAM frames.
 class FrameSink final : public ByteSink {
@@ -481,15 +480,13 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
 Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
                                            const std::function<void(const json&)>& progress) {
   auto r = migrate_once(name, to, opt, progress, "");
-  if (r.is_ok() || r.status().code() != Errc::mismatch) return r;
+  if (r.is_ok() || r.status().code() != Errc::base_changed || !r.status().from_peer()) return r;
   // The destination found that its retained snapshot no longer holds the bytes
   // its table says (checked during the trip): the VM runs here still; go again,
   // asking for a full trip. The report's fallback says why.
-  const std::string msg = r.status().message();
-  const auto at = msg.find("the retained snapshot");
-  if (at == std::string::npos) return r;
-  log_.warn("vm {}: {}; trying again with a full trip", name, msg.substr(at));
-  return migrate_once(name, to, opt, progress, msg.substr(at));
+  const std::string why(r.status().peer_reason());
+  log_.warn("vm {}: {}; trying again with a full trip", name, why);
+  return migrate_once(name, to, opt, progress, why);
 }
 
 Result<MigrationReport> VmManager::migrate_once(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
@@ -519,7 +516,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   // starts on a connection of its own while the handshake runs beside it
   // (stream_rendezvous.hpp). Otherwise QEMU's migration into our socket starts
   // first and its first bytes wait there during the handshake.
-  const bool offer_direct = opt.direct && transport_.name() == "uring-tcp" && !store_.manifest(name).is_ok();
+  const bool offer_direct = opt.direct && transport_.capabilities().pollable && !store_.manifest(name).is_ok();
   std::string stream_token;
   if (offer_direct) stream_token = to_hex(random_digest_key());  // 256 random bits name the stream
   struct Handshake {
@@ -578,7 +575,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   std::optional<UniqueFd> qfd;
   // The return path is relayed where both daemons can wait on the bnf
   // connection's socket beside QEMU's (return_path.hpp).
-  const bool return_path = transport_.name() == "uring-tcp";
+  const bool return_path = transport_.capabilities().pollable;
   double migrate_issued_s = 0;
   auto start_relay = [&]() -> Status {
     track_writes();
@@ -631,7 +628,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                 progress,
                 log_,
                 t0,
-                return_path && c->socket_fd() >= 0,
+                return_path && c->capabilities().pollable,
                 check,
                 std::move(tracker),
                 no_tracker,

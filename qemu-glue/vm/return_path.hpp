@@ -26,7 +26,7 @@ class ReturnPathPump {
   // Inactive when `c` has no socket to wait on. `idle_ms`: how long the
   // source may send nothing (negative: no limit).
   ReturnPathPump(transport::Connection& c, int qemu_fd, int idle_ms = -1)
-      : c_(c), qemu_fd_(qemu_fd), idle_ms_(idle_ms), open_(c.socket_fd() >= 0) {}
+      : c_(c), qemu_fd_(qemu_fd), idle_ms_(idle_ms), open_(c.capabilities().pollable) {}
   // Returns once the source's next frame is waiting on `c`, sending whatever
   // our QEMU writes on its return path meanwhile; fails once the source sent
   // nothing for `idle_ms`.

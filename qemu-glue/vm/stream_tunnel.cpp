@@ -27,7 +27,8 @@ Result<std::unique_ptr<StreamTunnel>> StreamTunnel::start(transport::Connection&
 }
 
 Result<std::unique_ptr<StreamTunnel>> StreamTunnel::launch(std::unique_ptr<StreamTunnel> t) {
-  if (t->c_.socket_fd() < 0) return Status(Errc::invalid_argument, "this transport cannot carry a QEMU stream");
+  if (!t->c_.capabilities().pollable)
+    return Status(Errc::invalid_argument, "this transport cannot carry a QEMU stream");
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
     return errno_status("socketpair for QEMU's stream", errno);

@@ -13,7 +13,7 @@
 #ifndef BNF_TESTS_GUEST_LAYOUT_H
 #define BNF_TESTS_GUEST_LAYOUT_H
 
-#define BNF_GUEST_STATUS_ADDR 0x80000u  /* conventional memory, below the VGA hole */
+#define BNF_GUEST_STATUS_ADDR 0x80000u   /* conventional memory, below the VGA hole */
 #define BNF_GUEST_REGION_START 0x200000u /* 2 MiB: above the guest's own code */
 #define BNF_GUEST_PAGE_WORDS 1024u
 #define BNF_GUEST_MAGIC 0xB0F1C0DEu
@@ -23,16 +23,16 @@
 enum bnf_guest_phase { BNF_GUEST_POPULATING = 1, BNF_GUEST_RUNNING = 2, BNF_GUEST_IDLE = 3 };
 
 struct bnf_guest_status {
-  unsigned int magic;          /* BNF_GUEST_MAGIC once the block is valid */
-  unsigned int version;        /* BNF_GUEST_LAYOUT_VERSION */
-  unsigned int phase;          /* enum bnf_guest_phase */
-  unsigned int first_page;     /* first page of the pattern region */
-  unsigned int end_page;       /* one past its last page */
-  unsigned int hot_pages;      /* pages rewritten every pass */
-  unsigned int hot_stride;     /* distance between hot pages, in pages */
-  unsigned int pause_ms;       /* wait between passes */
-  unsigned int passes;         /* completed passes */
-  unsigned int cursor;         /* page being written, or BNF_GUEST_NO_CURSOR */
+  unsigned int magic;      /* BNF_GUEST_MAGIC once the block is valid */
+  unsigned int version;    /* BNF_GUEST_LAYOUT_VERSION */
+  unsigned int phase;      /* enum bnf_guest_phase */
+  unsigned int first_page; /* first page of the pattern region */
+  unsigned int end_page;   /* one past its last page */
+  unsigned int hot_pages;  /* pages rewritten every pass */
+  unsigned int hot_stride; /* distance between hot pages, in pages */
+  unsigned int pause_ms;   /* wait between passes */
+  unsigned int passes;     /* completed passes */
+  unsigned int cursor;     /* page being written, or BNF_GUEST_NO_CURSOR */
 };
 
 static inline unsigned int bnf_guest_base(unsigned int page, unsigned int gen) {

@@ -20,7 +20,8 @@ static inline unsigned char inb(unsigned short port) {
 
 static void serial_puts(const char* s) {
   for (; *s; ++s) {
-    while (!(inb(0x3FD) & 0x20)) {}
+    while (!(inb(0x3FD) & 0x20)) {
+    }
     outb(0x3F8, (unsigned char)*s);
   }
 }
@@ -28,7 +29,10 @@ static void serial_putu(unsigned int v) {
   char buf[12];
   int i = 11;
   buf[i] = 0;
-  do { buf[--i] = (char)('0' + v % 10); v /= 10; } while (v);
+  do {
+    buf[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
   serial_puts(buf + i);
 }
 
@@ -39,7 +43,8 @@ static void pit_wait_ms(unsigned int ms) {
     outb(0x43, 0xB0);
     outb(0x42, 1193 & 0xFF);
     outb(0x42, 1193 >> 8);
-    while (!(inb(0x61) & 0x20)) {}
+    while (!(inb(0x61) & 0x20)) {
+    }
   }
 }
 
@@ -50,7 +55,10 @@ static unsigned int cmdline_value(const char* cmd, const char* key, unsigned int
     if (p != cmd && p[-1] != ' ') continue;
     const char* k = key;
     const char* q = p;
-    while (*k && *q == *k) { ++k; ++q; }
+    while (*k && *q == *k) {
+      ++k;
+      ++q;
+    }
     if (*k || *q != '=') continue;
     unsigned int v = 0;
     for (++q; *q >= '0' && *q <= '9'; ++q) v = v * 10 + (unsigned int)(*q - '0');
@@ -66,9 +74,7 @@ static void write_body(volatile unsigned int* page, unsigned int pageno, unsigne
   for (unsigned int w = 2; w < BNF_GUEST_PAGE_WORDS; ++w, step += BNF_GUEST_WORD_STEP) page[w] = base ^ step;
 }
 
-static volatile unsigned int* page_at(unsigned int pageno) {
-  return (volatile unsigned int*)(pageno * 4096u);
-}
+static volatile unsigned int* page_at(unsigned int pageno) { return (volatile unsigned int*)(pageno * 4096u); }
 
 void guest_main(unsigned int magic, const struct multiboot_info* mbi) {
   volatile struct bnf_guest_status* st = (volatile struct bnf_guest_status*)BNF_GUEST_STATUS_ADDR;
@@ -117,7 +123,7 @@ void guest_main(unsigned int magic, const struct multiboot_info* mbi) {
       st->cursor = p;
       volatile unsigned int* page = page_at(p);
       write_body(page, p, gen);
-      page[1] = gen;  /* last: a page with word1 == gen is complete */
+      page[1] = gen; /* last: a page with word1 == gen is complete */
     }
     st->passes = gen;
     st->cursor = BNF_GUEST_NO_CURSOR;

@@ -117,6 +117,19 @@ TEST_F(Wire, APeersErrorReasonCannotForgeALogLine) {
   EXPECT_EQ(f.status().message(), "peer: x?bnf-daemon: [info] forged?[2J");
 }
 
+// Decisions on a peer's failure read its code and origin, never its words.
+TEST_F(Wire, APeersErrorKeepsItsCodeAndOriginThroughContext) {
+  send_error(*client_, Status(Errc::base_changed, "the retained snapshot was changed behind bnf's back"));
+  auto f = recv_frame(*server_);
+  ASSERT_FALSE(f.is_ok());
+  const Status s = f.status().context("migration of vm failed");
+  EXPECT_EQ(s.code(), Errc::base_changed);
+  EXPECT_TRUE(s.from_peer());
+  EXPECT_EQ(s.peer_reason(), "the retained snapshot was changed behind bnf's back");
+  EXPECT_EQ(s.message(), "migration of vm failed: peer: the retained snapshot was changed behind bnf's back");
+  EXPECT_FALSE(Status(Errc::base_changed, "peer: the same words, said here").from_peer());
+}
+
 TEST_F(Wire, AnErrorWithABadCodeIsStillAnError) {
   send_raw(*client_, FrameType::error, R"({"reason": 5, "code": "9"})");
   auto f = recv_frame(*server_);

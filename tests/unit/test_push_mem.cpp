@@ -101,6 +101,21 @@ TEST_F(PushMem, WithoutLocalStateTheReceiversTableIsUsed) {
   EXPECT_EQ(snapshot_bytes(), img_);
 }
 
+// The daemon's side of the wire is protected too: its digest table (32 KiB
+// for 8 MiB), altered on the way, fails the sender's channel before a page is planned from it.
+TEST_F(PushMem, ACorruptedTableFromTheDaemonFailsThePushAndNothingChanges) {
+  PushOptions o = opts(1);
+  o.state_file.clear();
+  ASSERT_TRUE(push(img_, o).is_ok());  // the daemon accepts connections 0 (control) and 1 (stream)
+  const auto committed = snapshot_bytes();
+  test::fill_page(img_.data() + 700 * 4096, 5);
+  net_.set_server_faults(2, {.corrupt_at_byte = 20000});  // the next control connection, inside TABLE
+  auto r = push(img_, o);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("failed authentication"), std::string::npos) << r.status().message();
+  EXPECT_EQ(snapshot_bytes(), committed);
+}
+
 TEST_F(PushMem, DirtyBitmapIsTrustedOnlyAgainstAProvenBase) {
   ASSERT_TRUE(push(img_, opts(2)).is_ok());
   test::fill_page(img_.data() + 300 * 4096, 6);

@@ -204,6 +204,7 @@ class MemTransport final : public Transport {
  public:
   explicit MemTransport(std::shared_ptr<MemNetwork::State> s) : s_(std::move(s)) {}
   [[nodiscard]] std::string name() const override { return "mem"; }
+  [[nodiscard]] Capabilities capabilities() const noexcept override { return {}; }
 
   Result<std::unique_ptr<Connection>> connect(const Endpoint& ep) override {
     std::lock_guard lk(s_->mu);

@@ -13,11 +13,11 @@
 namespace bnf::transport {
 
 struct FaultPlan {
-  std::optional<uint64_t> cut_after_bytes;     // the connection dies after this many bytes sent
-  std::optional<uint64_t> corrupt_at_byte;     // this byte is flipped in flight
-  std::optional<uint64_t> drop_from_byte;      // bytes from here ... are lost (the stream goes silent)
-  uint64_t drop_bytes = 0;                     //   ... this many
-  uint32_t delay_us_per_post = 0;              // latency added to every post()
+  std::optional<uint64_t> cut_after_bytes;  // the connection dies after this many bytes sent
+  std::optional<uint64_t> corrupt_at_byte;  // this byte is flipped in flight
+  std::optional<uint64_t> drop_from_byte;   // bytes from here ... are lost (the stream goes silent)
+  uint64_t drop_bytes = 0;                  //   ... this many
+  uint32_t delay_us_per_post = 0;           // latency added to every post()
 };
 
 class MemNetwork {

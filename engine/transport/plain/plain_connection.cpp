@@ -6,7 +6,7 @@
 #include <cerrno>
 
 #include "common/files.hpp"
-#include "transport/uring_tcp/socket_util.hpp"
+#include "transport/tcp/socket_util.hpp"
 
 namespace bnf::transport {
 

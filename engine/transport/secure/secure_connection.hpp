@@ -65,6 +65,7 @@ class SecureConnection final : public Connection {
   [[nodiscard]] ConnectionStats stats() const override { return inner_->stats(); }
   [[nodiscard]] std::string peer() const override { return inner_->peer(); }
   [[nodiscard]] int socket_fd() const noexcept override { return inner_->socket_fd(); }
+  [[nodiscard]] Capabilities capabilities() const noexcept override { return inner_->capabilities(); }
   [[nodiscard]] bool has_pending_input() const noexcept override { return kept_pos_ < kept_.size(); }
   [[nodiscard]] std::optional<Secret> keying_material(std::string_view label) const override;
   [[nodiscard]] Protection protection() const noexcept { return keys_.protection; }

@@ -13,7 +13,7 @@
 #include <optional>
 #include <vector>
 
-#include "transport/uring_tcp/socket_util.hpp"
+#include "transport/tcp/socket_util.hpp"
 
 #ifndef IORING_SEND_ZC_REPORT_USAGE
 #define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
@@ -147,7 +147,7 @@ class UringTcpConnection final : public Connection {
       msg.msg_iovlen = n;
       const std::optional<std::chrono::milliseconds> wait = next_receive_wait(limits_);
       const __kernel_timespec ts = timespec_of(wait.value_or(std::chrono::milliseconds(0)));
-      prep_recv(msg, wait ? &ts : nullptr);
+      BNF_TRY(prep_recv(msg, wait ? &ts : nullptr));
       BNF_ASSIGN_OR_RETURN(int res, submit_and_wait_for_recv());
       if (wait && (res == -ECANCELED || res == -ETIME)) {  // no byte within the wait
         BNF_TRY(fail_unless_ok(after_quiet_wait(limits_, peer_)));
@@ -210,22 +210,33 @@ class UringTcpConnection final : public Connection {
   // Queues one receive into `msg`; with `timeout`, linked to a timeout that
   // cancels it (a partial receive then completes with what it got). Both SQEs
   // go in one submission: a link split across two would lose its timeout.
-  void prep_recv(msghdr& msg, const __kernel_timespec* timeout) {
-    if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
-    io_uring_sqe* sqe = get_sqe();
+  Status prep_recv(msghdr& msg, const __kernel_timespec* timeout) {
+    if (io_uring_sq_space_left(&ring_) < 2) BNF_TRY(submit());
+    BNF_ASSIGN_OR_RETURN(io_uring_sqe * sqe, get_sqe());
     io_uring_prep_recvmsg(sqe, fd_.get(), &msg, MSG_WAITALL);
     io_uring_sqe_set_data64(sqe, kRecvTag);
-    if (timeout == nullptr) return;
+    if (timeout == nullptr) return Status::ok();
     sqe->flags |= IOSQE_IO_LINK;
-    io_uring_sqe* t = get_sqe();
+    BNF_ASSIGN_OR_RETURN(io_uring_sqe * t, get_sqe());
     io_uring_prep_link_timeout(t, const_cast<__kernel_timespec*>(timeout), 0);
     io_uring_sqe_set_data64(t, kRecvTimeoutTag);
+    return Status::ok();
   }
 
-  io_uring_sqe* get_sqe() {
+  // Hands the queued SQEs to the kernel. One it refused is never in flight,
+  // so waiting for its completion would wait for ever: the connection fails.
+  Status submit() {
+    while (true) {
+      const int rc = io_uring_submit(&ring_);
+      if (rc >= 0) return Status::ok();
+      if (rc != -EINTR) return fail(errno_status("io_uring_submit", -rc));
+    }
+  }
+
+  Result<io_uring_sqe*> get_sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     while (sqe == nullptr) {
-      io_uring_submit(&ring_);
+      BNF_TRY(submit());
       sqe = io_uring_get_sqe(&ring_);
     }
     return sqe;
@@ -239,19 +250,19 @@ class UringTcpConnection final : public Connection {
     // One send in the kernel at a time: a second sendmsg on the socket could
     // overtake the first one's unsent rest and interleave the byte stream.
     while (batches_[cur_ ^ 1].result_pending) BNF_TRY(reap_one());
-    issue(cur_);
+    BNF_TRY(issue(cur_));
     cur_ ^= 1;
     while (batches_[cur_].busy()) BNF_TRY(reap_one());
     batches_[cur_].reset();
     return Status::ok();
   }
 
-  void issue(int idx) {
+  Status issue(int idx) {
     SendBatch& b = batches_[idx];
     b.msg = {};
     b.msg.msg_iov = b.iov.data();
     b.msg.msg_iovlen = b.iov.size();
-    io_uring_sqe* sqe = get_sqe();
+    BNF_ASSIGN_OR_RETURN(io_uring_sqe * sqe, get_sqe());
     const bool zc = use_zc_ && b.zc_bytes >= opts_.zero_copy_min_bytes;
     if (zc) {
       io_uring_prep_sendmsg_zc(sqe, fd_.get(), &b.msg, MSG_WAITALL | MSG_NOSIGNAL);
@@ -261,9 +272,10 @@ class UringTcpConnection final : public Connection {
       io_uring_prep_sendmsg(sqe, fd_.get(), &b.msg, MSG_WAITALL | MSG_NOSIGNAL);
     }
     io_uring_sqe_set_data64(sqe, static_cast<uint64_t>(idx));
-    b.result_pending = true;
     ++stats_.send_ops;
-    io_uring_submit(&ring_);
+    BNF_TRY(submit());
+    b.result_pending = true;  // only once the kernel has it: a failed submit leaves nothing to reap
+    return Status::ok();
   }
 
   Status on_send_cqe(int idx, int res, unsigned flags) {
@@ -278,14 +290,12 @@ class UringTcpConnection final : public Connection {
     if ((flags & IORING_CQE_F_MORE) != 0) ++b.notifs_pending;
     if (res == -EINVAL && report_usage_) {
       report_usage_ = false;  // older kernel: retry without usage reports
-      issue(idx);
-      return Status::ok();
+      return issue(idx);
     }
     if (res == -EINVAL || res == -EOPNOTSUPP) {
       if (use_zc_) {
         use_zc_ = false;  // no SEND_ZC here: plain sends from now on
-        issue(idx);
-        return Status::ok();
+        return issue(idx);
       }
     }
     if (res < 0) return fail(broken("sending", -res));
@@ -293,7 +303,7 @@ class UringTcpConnection final : public Connection {
     b.done += static_cast<size_t>(res);
     if (b.done < b.bytes) {
       advance(b, static_cast<size_t>(res));
-      issue(idx);
+      return issue(idx);
     }
     return Status::ok();
   }
@@ -353,7 +363,7 @@ class UringTcpConnection final : public Connection {
   // Submits the queued receive and reaps completions (sends included) until it is done.
   Result<int> submit_and_wait_for_recv() {
     recv_done_ = false;
-    io_uring_submit(&ring_);
+    BNF_TRY(submit());
     while (!recv_done_) BNF_TRY(reap_one());
     return recv_result_;
   }
@@ -416,6 +426,7 @@ class UringTcpTransport final : public Transport {
  public:
   explicit UringTcpTransport(UringTcpOptions opts) : opts_(opts) {}
   [[nodiscard]] std::string name() const override { return "uring-tcp"; }
+  [[nodiscard]] Capabilities capabilities() const noexcept override { return {.pollable = true}; }
 
   Result<std::unique_ptr<Connection>> connect(const Endpoint& ep) override {
     BNF_ASSIGN_OR_RETURN(UniqueFd fd, tcp_connect(ep, opts_.connect_timeout_ms, opts_.peer_timeout_ms));

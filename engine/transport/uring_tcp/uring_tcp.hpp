@@ -11,7 +11,7 @@
 namespace bnf::transport {
 
 struct UringTcpOptions {
-  size_t batch_bytes = 256U << 10;       // submit a send batch once this much is queued
+  size_t batch_bytes = 256U << 10;         // submit a send batch once this much is queued
   size_t zero_copy_min_bytes = 64U << 10;  // use SEND_ZC when a batch has this many registered bytes
   // auto: SEND_ZC except to a loopback peer, where the kernel copies anyway and
   // the completion waits for the receiver to read (it only adds latency there).

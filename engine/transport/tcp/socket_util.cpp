@@ -1,4 +1,4 @@
-#include "transport/uring_tcp/socket_util.hpp"
+#include "transport/tcp/socket_util.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
