@@ -10,7 +10,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   liburing-dev libisal-dev libnuma-dev libxxhash-dev \
   nlohmann-json3-dev libcli11-dev libfmt-dev libssl-dev \
   libgtest-dev libbenchmark-dev \
-  clang libclang-rt-14-dev \
+  clang libclang-rt-14-dev clang-format clang-tidy \
   iperf3 iproute2 util-linux procps \
   qemu-system-x86 qemu-utils \
   linux-image-cloud-amd64 busybox-static cpio gnuplot-nox >/dev/null

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs, builds with warnings as errors, and runs every test: unit and
-# end-to-end suites, again under ASan+UBSan, and the frame-decoder and
-# control-message fuzzers for a short time each.
+# end-to-end suites, the style checks (clang-format, clang-tidy), again under
+# ASan+UBSan, and the frame-decoder and control-message fuzzers for a short
+# time each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 echo "== build (warnings are errors)"
 BUILD_DIR=build-ci ./scripts/build.sh --werror -Dbuildtype=debugoptimized
 meson test -C build-ci --print-errorlogs --num-processes 2
+BUILD_DIR=build-ci ./scripts/check-style.sh
 echo "== ASan + UBSan"
 BUILD_DIR=build-asan ./scripts/build.sh --werror -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 # Stack use after return too: a thread still reading a frame that returned
