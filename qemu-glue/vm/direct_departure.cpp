@@ -154,92 +154,132 @@ std::optional<int> stop_limit_ms(LiveDigestTable& live, const json& ram, double 
 // Watches QEMU's migration until it stops the VM for its final pass: the
 // operator's downtime limit from its second pass, progress reports, and a
 // stream that stops moving (a cut link: QEMU itself would wait for minutes).
-Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDigestTable& live, DirectDeparture& d) {
-  auto last_move = Clock::now();
-  auto last_report = Clock::now() - std::chrono::seconds(1);
-  const auto t0 = Clock::now();
-  uint64_t last_sent = UINT64_MAX;
-  bool limit_set = false;
-  std::optional<double> min_tail;                  // decided once, near the first pass's end (kQemuLimitDelayMs)
-  std::optional<Clock::time_point> stop_limit_by;  // a stop limit is on: QEMU should have stopped by then
-  CpuBoundGauge gauge(s.qemu_pid);
-  while (true) {
-    auto stop = qmp.wait_event("STOP", std::chrono::milliseconds(kPollMs));
-    if (stop.is_ok()) return *stop;
-    if (stop.status().code() != Errc::cancelled) return stop.status();
-    // Not a plain execute: QEMU answers only after its final pass if the VM
-    // stops meanwhile, and the re-hash must start at the stop.
-    BNF_ASSIGN_OR_RETURN(std::optional<json> polled, qmp.execute_unless_event("query-migrate", nullptr, "STOP"));
-    if (!polled) continue;  // stopped: the loop's wait_event takes it
-    const json& m = *polled;
+class StopWatcher {
+ public:
+  StopWatcher(QmpClient& qmp, const DirectDepartureSetup& s, LiveDigestTable& live, DirectDeparture& d)
+      : qmp_(qmp), s_(s), live_(live), d_(d), gauge_(s.qemu_pid) {}
+
+  Result<json> run() {
+    while (true) {
+      auto stop = qmp_.wait_event("STOP", std::chrono::milliseconds(kPollMs));
+      if (stop.is_ok()) return *stop;
+      if (stop.status().code() != Errc::cancelled) return stop.status();
+      // Not a plain execute: QEMU answers only after its final pass if the VM
+      // stops meanwhile, and the re-hash must start at the stop.
+      BNF_ASSIGN_OR_RETURN(std::optional<json> polled, qmp_.execute_unless_event("query-migrate", nullptr, "STOP"));
+      if (polled) BNF_TRY(on_poll(*polled));  // else stopped: the next wait_event takes it
+    }
+  }
+
+ private:
+  // One answer to query-migrate.
+  Status on_poll(const json& m) {
     const std::string st = m.value("status", std::string());
     if (st == "failed" || st == "cancelled")  // its connection to the destination broke
       return Status(Errc::connection_lost,
                     fmt::format("QEMU's migration {}: {}", st, m.value("error-desc", std::string("no reason given"))));
     const json ram = m.value("ram", json::object());
-    const uint64_t sent = ram.value("transferred", 0ULL);
-    const bool cpu_bound = !limit_set && gauge.cpu_bound();  // gauged only until the limit is on
-    // Tracked, the downtime hashes only what the guest wrote (little, where a
-    // stop limit applies); untracked, what hashing ahead did not reach.
-    const uint64_t to_rehash = !s.switchover_check                             ? s.ram.size()
-                               : live.tracking() && !s.check_all_before_resume ? 0
-                                                                               : live.pages_not_reached() * kPage;
-    const double own_tail = tail_ms(to_rehash);
-    if (!limit_set && !stop_limit_by && !cpu_bound &&
-        first_pass_ending(ram, s.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs)) {
-      const double tail = std::max<double>(2 * kPollMs, own_tail);
-      if (std::optional<int> limit = stop_limit_ms(live, ram, tail, s.downtime_limit_ms)) {
-        BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", *limit}}).status());
-        stop_limit_by =
-            Clock::now() + std::chrono::milliseconds(static_cast<int>(2 * (tail + kQemuLimitDelayMs)) + 100);
-        d.tail_ms = tail;
-        d.held_back_by = "link";
-        d.qemu_cpu_wait = gauge.wait_share().value_or(-1);
-        d.stop_limit_ms = *limit;
-      }
-    }
-    if (!min_tail && !stop_limit_by && first_pass_ending(ram, s.ram.size(), kQemuLimitDelayMs))
-      min_tail = guest_writes_much(live, ram) ? kQemuLimitDelayMs : 0;  // a stop limit needs no tail of its own
-    const double tail = std::max(min_tail.value_or(0), own_tail);
+    BNF_TRY(set_limits(ram));
+    BNF_TRY(check_moving(ram.value("transferred", 0ULL)));
+    report(ram);
+    return Status::ok();
+  }
+
+  // Tracked, the downtime hashes only what the guest wrote (little, where a
+  // stop limit applies); untracked, what hashing ahead did not reach.
+  [[nodiscard]] double own_tail_ms() const {
+    const uint64_t to_rehash = !s_.switchover_check                              ? s_.ram.size()
+                               : live_.tracking() && !s_.check_all_before_resume ? 0
+                                                                                 : live_.pages_not_reached() * kPage;
+    return tail_ms(to_rehash);
+  }
+
+  Status set_limits(const json& ram) {
+    const bool cpu_bound = !limit_set_ && gauge_.cpu_bound();  // gauged only until the limit is on
+    const double own_tail = own_tail_ms();
+    if (!limit_set_ && !stop_limit_by_ && !cpu_bound &&
+        first_pass_ending(ram, s_.ram.size(), std::max<double>(2 * kPollMs, own_tail) + kQemuLimitDelayMs))
+      BNF_TRY(set_stop_limit(ram, std::max<double>(2 * kPollMs, own_tail)));
+    if (!min_tail_ && !stop_limit_by_ && first_pass_ending(ram, s_.ram.size(), kQemuLimitDelayMs))
+      min_tail_ = guest_writes_much(live_, ram) ? kQemuLimitDelayMs : 0;  // a stop limit needs no tail of its own
+    const double tail = std::max(min_tail_.value_or(0), own_tail);
     // With a stop limit on, the operator's limit only if QEMU did not stop by
     // itself in time (the guest dirtied more than it had): the pass syncs its
     // dirty bitmap on its way to that stop, so its sync count says nothing.
     const bool operator_limit_due =
-        stop_limit_by ? Clock::now() > *stop_limit_by
-                      : ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s.ram.size(), tail);
-    if (!limit_set && operator_limit_due) {
-      if (!stop_limit_by) {
-        d.tail_ms = tail;
-        d.held_back_by = cpu_bound ? "cpu" : "link";
-        d.qemu_cpu_wait = gauge.wait_share().value_or(-1);
-      }
-      BNF_TRY(qmp.execute("migrate-set-parameters", {{"downtime-limit", s.downtime_limit_ms}}).status());
-      limit_set = true;
+        stop_limit_by_ ? Clock::now() > *stop_limit_by_
+                       : ram.value("dirty-sync-count", 0ULL) >= 2 || first_pass_ending(ram, s_.ram.size(), tail);
+    if (limit_set_ || !operator_limit_due) return Status::ok();
+    if (!stop_limit_by_) {
+      d_.tail_ms = tail;
+      d_.held_back_by = cpu_bound ? "cpu" : "link";
+      d_.qemu_cpu_wait = gauge_.wait_share().value_or(-1);
     }
-    if (sent != last_sent) {
-      last_sent = sent;
-      last_move = Clock::now();
-    } else if (since(last_move) * 1000 > s.peer_timeout_ms) {
-      (void)qmp.execute("migrate_cancel");
-      return Status(Errc::unreachable,
-                    fmt::format("the destination is unreachable: QEMU's stream to {} made no progress for {:.0f} s",
-                                s.destination, since(last_move)));
-    }
-    if (s.progress && since(last_report) >= 0.5) {
-      last_report = Clock::now();
-      const uint64_t total = ram.value("total", uint64_t{0}) / kPage;
-      const uint64_t left = std::min<uint64_t>(total, ram.value("remaining", uint64_t{0}) / kPage);
-      s.progress(json{{"seconds", since(t0)},
-                      {"mode", "full"},
-                      {"round", ram.value("dirty-sync-count", 0ULL)},
-                      {"pages_total", total},
-                      {"pages_seen", total - left},
-                      {"pages_sent", ram.value("normal", 0ULL)},
-                      {"pages_skipped", 0},
-                      {"wire_bytes", sent},
-                      {"stream_bytes", sent}});
-    }
+    BNF_TRY(qmp_.execute("migrate-set-parameters", {{"downtime-limit", s_.downtime_limit_ms}}).status());
+    limit_set_ = true;
+    return Status::ok();
   }
+
+  // Near the first pass's end, with the link the bound: a limit that makes
+  // QEMU stop as soon as what is left fits in `tail`.
+  Status set_stop_limit(const json& ram, double tail) {
+    std::optional<int> limit = stop_limit_ms(live_, ram, tail, s_.downtime_limit_ms);
+    if (!limit) return Status::ok();
+    BNF_TRY(qmp_.execute("migrate-set-parameters", {{"downtime-limit", *limit}}).status());
+    stop_limit_by_ = Clock::now() + std::chrono::milliseconds(static_cast<int>(2 * (tail + kQemuLimitDelayMs)) + 100);
+    d_.tail_ms = tail;
+    d_.held_back_by = "link";
+    d_.qemu_cpu_wait = gauge_.wait_share().value_or(-1);
+    d_.stop_limit_ms = *limit;
+    return Status::ok();
+  }
+
+  Status check_moving(uint64_t sent) {
+    if (sent != last_sent_) {
+      last_sent_ = sent;
+      last_move_ = Clock::now();
+      return Status::ok();
+    }
+    if (since(last_move_) * 1000 <= s_.peer_timeout_ms) return Status::ok();
+    (void)qmp_.execute("migrate_cancel");
+    return Status(Errc::unreachable,
+                  fmt::format("the destination is unreachable: QEMU's stream to {} made no progress for {:.0f} s",
+                              s_.destination, since(last_move_)));
+  }
+
+  void report(const json& ram) {
+    if (!s_.progress || since(last_report_) < 0.5) return;
+    last_report_ = Clock::now();
+    const uint64_t total = ram.value("total", uint64_t{0}) / kPage;
+    const uint64_t left = std::min<uint64_t>(total, ram.value("remaining", uint64_t{0}) / kPage);
+    const uint64_t sent = ram.value("transferred", 0ULL);
+    s_.progress(json{{"seconds", since(t0_)},
+                     {"mode", "full"},
+                     {"round", ram.value("dirty-sync-count", 0ULL)},
+                     {"pages_total", total},
+                     {"pages_seen", total - left},
+                     {"pages_sent", ram.value("normal", 0ULL)},
+                     {"pages_skipped", 0},
+                     {"wire_bytes", sent},
+                     {"stream_bytes", sent}});
+  }
+
+  QmpClient& qmp_;
+  const DirectDepartureSetup& s_;
+  LiveDigestTable& live_;
+  DirectDeparture& d_;
+  CpuBoundGauge gauge_;
+  const Clock::time_point t0_ = Clock::now();
+  Clock::time_point last_move_ = Clock::now();
+  Clock::time_point last_report_ = Clock::now() - std::chrono::seconds(1);
+  uint64_t last_sent_ = UINT64_MAX;
+  bool limit_set_ = false;
+  std::optional<double> min_tail_;                  // decided once, near the first pass's end (kQemuLimitDelayMs)
+  std::optional<Clock::time_point> stop_limit_by_;  // a stop limit is on: QEMU should have stopped by then
+};
+
+Result<json> await_stop(QmpClient& qmp, const DirectDepartureSetup& s, LiveDigestTable& live, DirectDeparture& d) {
+  return StopWatcher(qmp, s, live, d).run();
 }
 
 // Sends the pages of `chunks` whose digests differ from the destination's

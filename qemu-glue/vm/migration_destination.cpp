@@ -82,6 +82,104 @@ bool is_arrival_of(const json& arrival, const Manifest& base) {
          *root == digest_hex(base.root);
 }
 
+// Our QEMU for an arriving VM. It starts on a thread of its own: a direct
+// trip's stream is being read meanwhile (unread, it would hold the source
+// QEMU back). In a direct trip it starts in the background (lowest CPU
+// priority) and gets ours back once it listens: its start-up (~0.1 s of CPU)
+// otherwise takes a core from the source's pass wherever the two share a
+// machine or a busy host (measured: a 1 GiB first trip over 1 Gbit/s ~15 ms
+// shorter with it started 2 s late).
+class ArrivingQemu {
+ public:
+  ArrivingQemu(std::vector<std::string> argv, const std::string& log_file, LaunchPaths lp, std::string incoming,
+               bool background, const Logger& log, std::string name)
+      : lp_(std::move(lp)),
+        incoming_(std::move(incoming)),
+        background_(background),
+        normal_nice_(::getpriority(PRIO_PROCESS, 0)),
+        log_(log),
+        name_(std::move(name)) {
+    spawning_ = std::async(std::launch::async, [argv = std::move(argv), log_file, background] {
+      return QemuProcess::spawn(argv, log_file, background);
+    });
+  }
+
+  // QMP and the incoming-migration socket, once QEMU listens; the socket's fd.
+  Result<int> connect() {
+    BNF_TRY(connect_once().context("destination QEMU (did it exit? see its qemu.log)"));
+    if (Status st = background_ ? QemuProcess::set_nice(proc_->pid(), normal_nice_) : Status::ok(); !st.is_ok())
+      log_.warn("vm {}: the arriving QEMU stays at the lowest CPU priority: {}", name_, st.message());
+    return qemu_in_.get();
+  }
+  [[nodiscard]] QmpClient* qmp() { return qmp_ ? &*qmp_ : nullptr; }
+  [[nodiscard]] QemuProcess take_process() { return std::move(*proc_); }
+
+ private:
+  Status connect_once() {
+    if (!proc_) {
+      BNF_ASSIGN_OR_RETURN(QemuProcess p, spawning_.get());
+      proc_.emplace(std::move(p));
+    }
+    BNF_ASSIGN_OR_RETURN(qmp_, QmpClient::connect(lp_.qmp_socket, std::chrono::seconds(10)));
+    BNF_ASSIGN_OR_RETURN(qemu_in_, unix_connect(incoming_, std::chrono::seconds(10)));
+    return Status::ok();
+  }
+
+  LaunchPaths lp_;
+  std::string incoming_;
+  bool background_;
+  int normal_nice_;
+  const Logger& log_;
+  std::string name_;
+  std::future<Result<QemuProcess>> spawning_;
+  std::optional<QemuProcess> proc_;
+  std::optional<QmpClient> qmp_;
+  UniqueFd qemu_in_;
+};
+
+// VM_HELLO's version and definition, the definition's QEMU arguments checked
+// as one made here would be.
+Result<VmDefinition> read_vm_hello(const json& j) {
+  BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
+  if (version != proto::kVersion)
+    return Status(Errc::version,
+                  fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion));
+  if (!j.contains("definition")) return Status(Errc::protocol, "VM_HELLO lacks the VM definition");
+  return VmDefinition::from_json(j["definition"]);
+}
+
+// The answer to VM_HELLO: the mode, the lineage and epoch the arrival
+// becomes, the digest key (sealed), and why the trip is full if it could
+// have been incremental.
+Status send_vm_accept(transport::Connection& c, const SnapshotWriter& w, const Arrival& a, bool direct) {
+  BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::seal_digest_key(c, a.plan.key));
+  json accept = {{"mode", a.plan.full ? "full" : "incremental"},
+                 {"lineage", w.lineage()},
+                 {"epoch", w.next_epoch()},
+                 {"sealed_key", sealed_key},
+                 {"fallback", a.fallback}};
+  if (direct) accept["direct"] = true;
+  return proto::send_control(c, proto::FrameType::vm_accept, accept);
+}
+
+// After the commit: the source's copy of the device state it did not see
+// (direct trips), then VM_DONE with the arrival's root and timings.
+Status send_vm_done(transport::Connection& c, const Manifest& m, std::string_view stream_for_source, double resumed_at,
+                    const ArrivalTimes& t) {
+  for (size_t off = 0; off < stream_for_source.size(); off += kStreamChunk) {
+    const std::string_view part = stream_for_source.substr(off, kStreamChunk);
+    BNF_TRY(proto::send_control(c, proto::FrameType::stream, json::object(), std::as_bytes(std::span(part))));
+  }
+  using Secs = std::chrono::duration<double>;
+  return proto::send_control(c, proto::FrameType::vm_done,
+                             {{"root", digest_hex(m.root)},
+                              {"epoch", m.epoch},
+                              {"resumed_at", resumed_at},
+                              {"receive_s", Secs(t.stream_end - t.receive).count()},
+                              {"load_s", Secs(t.loaded - t.stream_end).count()},
+                              {"commit_s", Secs(t.committed - t.loaded).count()}});
+}
+
 }  // namespace
 
 // A direct trip's QEMU stream, held until its trip (VM_HELLO with the same
@@ -98,15 +196,38 @@ Status VmManager::serve_stream(transport::Connection& c, const proto::Frame& f) 
   return tunnel->wait();
 }
 
+// Incremental only when our retained snapshot is exactly the source's arrival image.
+Result<Arrival> VmManager::plan_arrival(const VmDefinition& def, const json& hello, const std::string& peer) {
+  Arrival a;
+  a.plan.size_bytes = def.memory_bytes;
+  a.plan.peer = peer;
+  a.plan.go_live = true;
+  auto base = store_.manifest(def.name);
+  const bool record_matches = base.is_ok() && !store_.is_live(def.name) && hello.contains("arrival") &&
+                              is_arrival_of(hello["arrival"], *base) && base->size_bytes == def.memory_bytes;
+  // The manifest says what the image was; only the bytes prove what it is now:
+  // they are checked while the trip runs (SnapshotWriter::start_base_check), and a
+  // source told that they differ comes back asking for a full trip.
+  BNF_ASSIGN_OR_RETURN(std::string force_full, proto::optional_field<std::string>(hello, "force_full", ""));
+  force_full = printable_peer_text(force_full);
+  if (record_matches && !force_full.empty()) a.fallback = force_full + ": full transfer";
+  if (record_matches && force_full.empty()) {
+    a.plan.full = false;
+    a.plan.key = base->key;
+    a.plan.base_lineage = base->lineage;
+    a.plan.base_epoch = base->epoch;
+  } else {
+    a.plan.key = random_digest_key();
+    if (base.is_ok() && a.fallback.empty())
+      a.fallback = "the retained snapshot here is not the image the VM left with: full transfer";
+  }
+  return a;
+}
+
 Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& first) {
   if (first.header.type == proto::FrameType::vm_stream) return serve_stream(c, first);
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(first));
-  BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
-  if (version != proto::kVersion)
-    return {Errc::version,
-            fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion)};
-  if (!j.contains("definition")) return {Errc::protocol, "VM_HELLO lacks the VM definition"};
-  BNF_ASSIGN_OR_RETURN(VmDefinition def, VmDefinition::from_json(j["definition"]));
+  BNF_ASSIGN_OR_RETURN(VmDefinition def, read_vm_hello(j));
   BNF_TRY(check_qemu_args(def));  // the peer's definition, checked as one made here
   const std::string& name = def.name;
   std::unique_lock lk(mu_);
@@ -132,129 +253,69 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
     }
   } guard{*this, slot, is_new, arrived};
 
-  // Incremental only when our retained snapshot is exactly the source's arrival image.
-  WritePlan plan;
-  plan.size_bytes = def.memory_bytes;
-  plan.peer = c.peer();
-  plan.go_live = true;
-  std::string fallback;
-  auto base = store_.manifest(name);
-  const bool record_matches = base.is_ok() && !store_.is_live(name) && is_arrival_of(j["arrival"], *base) &&
-                              base->size_bytes == def.memory_bytes;
-  // The manifest says what the image was; only the bytes prove what it is now:
-  // they are checked while the trip runs (SnapshotWriter::start_base_check), and a
-  // source told that they differ comes back asking for a full trip.
-  BNF_ASSIGN_OR_RETURN(std::string force_full, proto::optional_field<std::string>(j, "force_full", ""));
-  force_full = printable_peer_text(force_full);
-  if (record_matches && !force_full.empty()) fallback = force_full + ": full transfer";
-  if (record_matches && force_full.empty()) {
-    plan.full = false;
-    plan.key = base->key;
-    plan.base_lineage = base->lineage;
-    plan.base_epoch = base->epoch;
-  } else {
-    plan.key = random_digest_key();
-    if (base.is_ok() && fallback.empty())
-      fallback = "the retained snapshot here is not the image the VM left with: full transfer";
-  }
-  BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, store_.begin_write(name, plan));
-  if (!plan.full) w->start_base_check(PageDigester(plan.key));
+  BNF_ASSIGN_OR_RETURN(Arrival a, plan_arrival(def, j, c.peer()));
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, store_.begin_write(name, a.plan));
+  if (!a.plan.full) w->start_base_check(PageDigester(a.plan.key));
+  BNF_ASSIGN_OR_RETURN(Arrived got, arrive(c, def, j, a, *w));
+  lk.lock();
+  entry.def = def;
+  entry.ram_file = w->image_file();
+  runs_here(entry, std::move(*got.proc));
+  BNF_TRY(save(entry));
+  arrived = true;
+  lk.unlock();
+  log_.info("vm {}: arrived from {} ({}, epoch {})", name, c.peer(), a.plan.full ? "full" : "incremental",
+            got.manifest.epoch);
+  return send_vm_done(c, got.manifest, got.stream_for_source, got.resumed_at, got.times);
+}
 
+// The trip itself, once the image is open for writing: the answer, our QEMU,
+// the pages and the stream, QEMU's load and the commit.
+Result<Arrived> VmManager::arrive(transport::Connection& c, const VmDefinition& def, const json& hello,
+                                  const Arrival& a, SnapshotWriter& w) {
+  const std::string& name = def.name;
   BNF_TRY(make_dirs(vm_dir(name)));
-  const LaunchPaths lp = paths(name, w->image_file());
+  const LaunchPaths lp = paths(name, w.image_file());
   const std::string incoming = vm_dir(name) + "/incoming.sock";
   std::error_code ec;
   std::filesystem::remove(lp.qmp_socket, ec);
   std::filesystem::remove(incoming, ec);
   // A full trip offered direct: the source QEMU's stream comes on a
   // connection of its own, named by this token (stream_rendezvous.hpp).
-  BNF_ASSIGN_OR_RETURN(std::string stream_token, proto::optional_field<std::string>(j, "stream_token", ""));
-  const bool direct = plan.full && !stream_token.empty() && c.capabilities().pollable;
+  BNF_ASSIGN_OR_RETURN(std::string stream_token, proto::optional_field<std::string>(hello, "stream_token", ""));
+  const bool direct = a.plan.full && !stream_token.empty() && c.capabilities().pollable;
   // The source's QEMU migrates already (direct) or starts on VM_ACCEPT
   // (relayed); ours is started after the answer and comes up meanwhile
   // (~0.1 s under load).
-  BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::seal_digest_key(c, plan.key));
-  json accept = {{"mode", plan.full ? "full" : "incremental"},
-                 {"lineage", w->lineage()},
-                 {"epoch", w->next_epoch()},
-                 {"sealed_key", sealed_key},
-                 {"fallback", fallback}};
-  if (direct) accept["direct"] = true;
-  BNF_TRY(proto::send_control(c, proto::FrameType::vm_accept, accept));
-  // Our QEMU starts on a thread of its own: a direct trip's stream is being
-  // read meanwhile (unread, it would hold the source QEMU back). It starts in
-  // the background (lowest CPU priority) and gets ours back once it listens:
-  // its start-up (~0.1 s of CPU) otherwise takes a core from the source's
-  // pass wherever the two share a machine or a busy host (measured: a 1 GiB
-  // first trip over 1 Gbit/s ~15 ms shorter with it started 2 s late).
-  const bool background = direct && background_arrivals_;
-  std::future<Result<QemuProcess>> spawning = std::async(std::launch::async, [&] {
-    return QemuProcess::spawn(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log", background);
-  });
-  const int normal_nice = ::getpriority(PRIO_PROCESS, 0);
-  std::optional<QemuProcess> proc;
-  auto qemu_started = [&]() -> Status {
-    if (proc) return Status::ok();
-    BNF_ASSIGN_OR_RETURN(QemuProcess p, spawning.get());
-    proc.emplace(std::move(p));
-    return Status::ok();
-  };
-  std::optional<QmpClient> qmp;
-  UniqueFd qemu_in;
-  auto connect_qemu = [&]() -> Result<int> {
-    auto connected = [&]() -> Status {
-      BNF_TRY(qemu_started());
-      BNF_ASSIGN_OR_RETURN(qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-      BNF_ASSIGN_OR_RETURN(qemu_in, unix_connect(incoming, std::chrono::seconds(10)));
-      return Status::ok();
-    }();
-    BNF_TRY(connected.context("destination QEMU (did it exit? see its qemu.log)"));
-    if (Status st = background ? QemuProcess::set_nice(proc->pid(), normal_nice) : Status::ok(); !st.is_ok())
-      log_.warn("vm {}: the arriving QEMU stays at the lowest CPU priority: {}", name, st.message());
-    return qemu_in.get();
-  };
-  const PageDigester h(plan.key);
-  const auto t_receive = std::chrono::steady_clock::now();
+  BNF_TRY(send_vm_accept(c, w, a, direct));
+  ArrivingQemu qemu(qemu_command(def, lp, "unix:" + incoming), vm_dir(name) + "/qemu.log", lp, incoming,
+                    direct && background_arrivals_, log_, name);
+  auto connect_qemu = [&qemu] { return qemu.connect(); };
+  const PageDigester h(a.plan.key);
+  Arrived got;
+  got.times.receive = std::chrono::steady_clock::now();
   Digest root;
-  std::string stream_for_source;  // direct: the source's device-state blob, which it did not see
   if (direct) {
     BNF_ASSIGN_OR_RETURN(StreamRendezvous::Claim stream, streams_.claim(stream_token, c.peer(), kStreamWait));
     // Pages land while our QEMU starts: the feed connects to it in the background.
-    BNF_ASSIGN_OR_RETURN(DirectArrival a,
-                         receive_direct(c, *w, h, connect_qemu, stream.fd(), stream.take_read_ahead()));
-    root = a.root;
-    stream_for_source = std::move(a.stream_kept);
+    BNF_ASSIGN_OR_RETURN(DirectArrival da,
+                         receive_direct(c, w, h, connect_qemu, stream.fd(), stream.take_read_ahead()));
+    root = da.root;
+    got.stream_for_source = std::move(da.stream_kept);
   } else {
-    BNF_ASSIGN_OR_RETURN(int qemu_fd, connect_qemu());
-    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, *w, h, qemu_fd, peer_timeout_ms_));
+    BNF_ASSIGN_OR_RETURN(int qemu_fd, qemu.connect());
+    BNF_ASSIGN_OR_RETURN(root, receive_trip(c, w, h, qemu_fd, peer_timeout_ms_));
   }
-  const auto t_stream_end = std::chrono::steady_clock::now();
-  if (!qmp) return Status(Errc::internal, "destination QEMU never connected");
-  auto resumed_at = qmp->wait_incoming_loaded(std::chrono::seconds(60));
+  got.times.stream_end = std::chrono::steady_clock::now();
+  if (qemu.qmp() == nullptr) return Status(Errc::internal, "destination QEMU never connected");
+  auto resumed_at = qemu.qmp()->wait_incoming_loaded(std::chrono::seconds(60));
   BNF_TRY(resumed_at.status().context("destination QEMU"));
-  const auto t_loaded = std::chrono::steady_clock::now();
-  BNF_ASSIGN_OR_RETURN(Manifest m, w->commit(root, h));
-  const auto t_committed = std::chrono::steady_clock::now();
-  lk.lock();
-  entry.def = def;
-  entry.ram_file = w->image_file();
-  runs_here(entry, std::move(*proc));
-  BNF_TRY(save(entry));
-  arrived = true;
-  lk.unlock();
-  log_.info("vm {}: arrived from {} ({}, epoch {})", name, c.peer(), plan.full ? "full" : "incremental", m.epoch);
-  for (size_t off = 0; off < stream_for_source.size(); off += kStreamChunk) {
-    const std::string_view part = std::string_view(stream_for_source).substr(off, kStreamChunk);
-    BNF_TRY(proto::send_control(c, proto::FrameType::stream, json::object(), std::as_bytes(std::span(part))));
-  }
-  using Secs = std::chrono::duration<double>;
-  return proto::send_control(c, proto::FrameType::vm_done,
-                             {{"root", digest_hex(m.root)},
-                              {"epoch", m.epoch},
-                              {"resumed_at", *resumed_at},
-                              {"receive_s", Secs(t_stream_end - t_receive).count()},
-                              {"load_s", Secs(t_loaded - t_stream_end).count()},
-                              {"commit_s", Secs(t_committed - t_loaded).count()}});
+  got.resumed_at = *resumed_at;
+  got.times.loaded = std::chrono::steady_clock::now();
+  BNF_ASSIGN_OR_RETURN(got.manifest, w.commit(root, h));
+  got.times.committed = std::chrono::steady_clock::now();
+  got.proc = qemu.take_process();
+  return got;
 }
 
 }  // namespace bnf::qemu

@@ -568,6 +568,9 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
   QmpClient qmp = std::move(*qmp_connected);
   auto fail_here = [&](Status st) {
+    // A QEMU blocked writing its stream (its final pass holds the lock QMP
+    // needs) sees the socket close, fails its migration and runs on.
+    tunnel.reset();
     keep_running_here(qmp, log_, name);
     return st.context("migration of " + name + " failed, the VM keeps running here");
   };

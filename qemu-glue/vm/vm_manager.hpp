@@ -2,6 +2,7 @@
 // directions (stream mode, see docs/stream-mode-design.md).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -73,6 +74,26 @@ struct MigrateOptions {
   TrackWrites track_writes = TrackWrites::automatic;
 };
 
+// What an arriving VM's trip is to be (VmManager::plan_arrival): the write
+// plan (full or incremental against the retained snapshot) and, for a full
+// trip that could have been incremental, why not.
+struct Arrival {
+  WritePlan plan;
+  std::string fallback;
+};
+struct ArrivalTimes {
+  std::chrono::steady_clock::time_point receive, stream_end, loaded, committed;
+};
+// A trip that arrived: the committed image, the QEMU that runs it, and what
+// VM_DONE tells the source.
+struct Arrived {
+  Manifest manifest;
+  std::optional<QemuProcess> proc;
+  std::string stream_for_source;  // direct trips: the device-state blob the source did not see
+  double resumed_at = 0;
+  ArrivalTimes times;
+};
+
 class VmManager {
  public:
   // `peer_timeout_ms`: a silent peer (or its QEMU's stream) counts as gone
@@ -137,6 +158,9 @@ class VmManager {
   void runs_here(Vm& vm, QemuProcess proc);
   Result<Vm*> find(const std::string& name);
   Status serve_stream(transport::Connection& c, const proto::Frame& f);
+  Result<Arrival> plan_arrival(const VmDefinition& def, const nlohmann::json& hello, const std::string& peer);
+  Result<Arrived> arrive(transport::Connection& c, const VmDefinition& def, const nlohmann::json& hello,
+                         const Arrival& a, SnapshotWriter& w);
   nlohmann::json describe(const std::string& name, Vm& vm);
 
   std::string state_dir_;
