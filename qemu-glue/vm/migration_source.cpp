@@ -206,11 +206,9 @@ struct Departed {
   std::string stream;  // the stream state kept for a restore (device state)
   json done;           // VM_DONE
   std::optional<json> stop_event;
-  // Set where `table` is still being made: run once the VM runs there,
-  // before our QEMU quits. (Awaited after the quit, the Linux guest's table
-  // differed from what the destination held in 3 runs of 3: the rest was
-  // hashed with the trip's digester after the trip had freed it, fixed in
-  // e29ebaa; awaiting it before the quit only made that rarer.)
+  // Set where `table` is still being made: run once the VM runs there and
+  // before our QEMU quits, while the RAM it hashes is still QEMU's and the
+  // trip's digester still lives.
   std::function<void(Departed&)> complete;
 };
 
@@ -311,17 +309,60 @@ void report_check(MigrationReport& rep, const TripContext& x, uint64_t hashed_at
                x.def.name, hashed_at_stop, why_not);
 }
 
+// A relayed trip's progress, a tick of its page filter: the operator's
+// downtime limit from QEMU's second pass, and a progress line twice a second.
+std::function<void(const DeparturePageCounts&)> relay_ticker(TripContext& x, const std::string& mode,
+                                                             uint64_t pages_total, const FdSource& src) {
+  return [&x, mode, pages_total, &src, limit_set = false, t = Clock::now()](const DeparturePageCounts& n) mutable {
+    if (!limit_set && n.rounds >= 2) {
+      limit_set = true;
+      // Not awaited: QEMU may have entered its final pass, whose writes to our
+      // socket hold the lock QMP needs, and we read that socket (awaited, it
+      // stalled for the QMP timeout).
+      Status r = x.qmp.send("migrate-set-parameters", {{"downtime-limit", x.opt.downtime_limit_ms}});
+      if (!r.is_ok()) x.log.warn("vm {}: cannot set the downtime limit: {}", x.def.name, r.message());
+    }
+    if (!x.progress || since(t) < 0.5) return;
+    t = Clock::now();
+    x.progress({{"seconds", since(x.t0)},
+                {"mode", mode},
+                {"round", n.rounds},
+                {"pages_total", pages_total},
+                {"pages_seen", n.sent + n.skipped + n.zero},
+                {"pages_sent", n.sent},
+                {"pages_skipped", n.skipped},
+                {"wire_bytes", x.c.stats().bytes_sent},
+                {"stream_bytes", src.consumed()}});
+  };
+}
+
+// After a relayed trip's stream: what QEMU and the page filter say about it.
+void report_relay(Departed& d, TripContext& x, const DeparturePages& pages, bool tracked) {
+  MigrationReport& rep = d.rep;
+  auto stopped = x.qmp.wait_event("STOP", std::chrono::seconds(1));
+  if (stopped.is_ok()) d.stop_event = *stopped;
+  auto info = x.qmp.execute("query-migrate");
+  if (info.is_ok()) rep.source_downtime_ms = info->value("downtime", 0.0);
+  const DeparturePageCounts& n = pages.counts();
+  rep.phases["digest_s"] = n.digest_s;
+  rep.phases["page_send_s"] = n.send_s;
+  rep.phases["final_section_s"] = n.final_section_s;
+  rep.phases["rehash_wait_s"] = n.rehash_wait_s;
+  if (x.check)
+    report_check(rep, x, n.hashed_at_stop, tracked && n.tracker_error.empty(),
+                 !tracked ? x.no_tracker : "the write tracker failed at the stop: " + n.tracker_error);
+  fill_counts(rep, n);
+}
+
 // Relayed trip: QEMU's stream through this daemon's codec and page filter.
 Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_stream) {
   Departed d;
   d.rep = x.g.rep;
   MigrationReport& rep = d.rep;
-  const bool incremental = rep.mode == "incremental";
   const PageDigester h(x.g.key);
   const uint64_t pages_total = x.def.memory_bytes / 4096;
   std::optional<RamView> ram_view;  // the switchover check reads the VM's RAM file
-  const bool check = x.check;
-  if (check) {
+  if (x.check) {
     BNF_ASSIGN_OR_RETURN(ram_view, view_ram(x));
   }
   const bool tracked = x.tracker != nullptr;
@@ -331,7 +372,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   Prefault prefault(ram_view && !tracked ? ram_view->bytes : std::span<const std::byte>(),
                     {.file = ram_view ? ram_view->file.get() : -1});
   DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
-                       {.incremental = incremental,
+                       {.incremental = rep.mode == "incremental",
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
                         .hot_window = kQemuHotWindow,
                         .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>(),
@@ -343,28 +384,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
     src.also_watch(
         x.c.socket_fd(), [&] { return forward_return_path(x.c, qfd.get(), return_path_bytes); },
         [&] { return x.c.has_pending_input(); });
-  bool limit_set = false;
-  pages.on_tick([&, t = Clock::now()](const DeparturePageCounts& n) mutable {
-    if (!limit_set && n.rounds >= 2) {  // second pass: the operator's downtime limit (see above)
-      limit_set = true;
-      // Not awaited: QEMU may have entered its final pass, whose writes to our
-      // socket hold the lock QMP needs, and we read that socket (measured: a
-      // 60 s stall, the QMP timeout, before this was a send).
-      Status r = x.qmp.send("migrate-set-parameters", {{"downtime-limit", x.opt.downtime_limit_ms}});
-      if (!r.is_ok()) x.log.warn("vm {}: cannot set the downtime limit: {}", x.def.name, r.message());
-    }
-    if (!x.progress || since(t) < 0.5) return;
-    t = Clock::now();
-    x.progress({{"seconds", since(x.t0)},
-                {"mode", rep.mode},
-                {"round", n.rounds},
-                {"pages_total", pages_total},
-                {"pages_seen", n.sent + n.skipped + n.zero},
-                {"pages_sent", n.sent},
-                {"pages_skipped", n.skipped},
-                {"wire_bytes", x.c.stats().bytes_sent},
-                {"stream_bytes", src.consumed()}});
-  });
+  pages.on_tick(relay_ticker(x, rep.mode, pages_total, src));
   FrameSink sink(x.c);
   StreamRewriter rw(src, sink, pages);
   BNF_TRY(rw.run());
@@ -372,21 +392,8 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   const auto t_finish = Clock::now();
   BNF_ASSIGN_OR_RETURN(d.done, await_arrival(x.c, pages.departure().root(h)));
   rep.phases["destination_finish_s"] = since(t_finish);  // tail landed, device state loaded, arrival committed
-  auto stopped = x.qmp.wait_event("STOP", std::chrono::seconds(1));
-  if (stopped.is_ok()) d.stop_event = *stopped;
-  auto info = x.qmp.execute("query-migrate");
-  if (info.is_ok()) rep.source_downtime_ms = info->value("downtime", 0.0);
-  rep.phases["digest_s"] = pages.counts().digest_s;
-  rep.phases["page_send_s"] = pages.counts().send_s;
-  rep.phases["final_section_s"] = pages.counts().final_section_s;
-  rep.phases["rehash_wait_s"] = pages.counts().rehash_wait_s;
-  if (check) {
-    const DeparturePageCounts& n = pages.counts();
-    report_check(rep, x, n.hashed_at_stop, tracked && n.tracker_error.empty(),
-                 !tracked ? x.no_tracker : "the write tracker failed at the stop: " + n.tracker_error);
-  }
+  report_relay(d, x, pages, tracked);
   rep.pages_total = pages_total;
-  fill_counts(rep, pages.counts());
   rep.stream_bytes_in = rw.stats().bytes_in;
   rep.stream_bytes_forwarded = sink.forwarded();
   rep.return_path_bytes = return_path_bytes;
@@ -475,6 +482,141 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   return d;
 }
 
+// A VM's warm-RAM walks, paused for a trip and resumed if the VM stays here.
+class WalksPaused {
+ public:
+  explicit WalksPaused(WarmRam* w) : warm(w) {
+    if (warm) warm->pause_walks();
+  }
+  ~WalksPaused() {
+    if (warm) warm->resume_walks();
+  }
+  WalksPaused(const WalksPaused&) = delete;
+  WalksPaused& operator=(const WalksPaused&) = delete;
+  WarmRam* warm;
+};
+
+// The switchover check learns from QEMU's writes which pages it need not
+// hash again at the stop (UffdWriteTracker): a page nothing wrote since the
+// tracker started and QEMU read after that is as QEMU read it. Direct trips
+// track by default (their check hashes the RAM itself), armed as the pass
+// begins, beside the handshake (read_before_tracking); relayed ones only if
+// asked (measured slower, see stream-mode-design), before `migrate`.
+class TripWriteTracker {
+ public:
+  TripWriteTracker(bool check, MigrateOptions::TrackWrites mode, bool direct, std::string ram_file, int qemu_pid,
+                   const VmDefinition& def)
+      : wanted_(check && mode != MigrateOptions::TrackWrites::off &&
+                (direct || mode == MigrateOptions::TrackWrites::on)),
+        ram_file_(std::move(ram_file)),
+        qemu_pid_(qemu_pid),
+        def_(def),
+        why_not_(mode == MigrateOptions::TrackWrites::off ? "off (--write-tracker off)"
+                                                          : "not in relayed trips unless asked (--write-tracker on)") {}
+
+  void start() {
+    if (!wanted_) return;
+    const auto t = Clock::now();
+    Result<std::unique_ptr<WriteTracker>> started = start_write_tracker(ram_file_, qemu_pid_, def_);
+    start_s_ = since(t);
+    if (started.is_ok())
+      tracker_ = std::move(*started);
+    else
+      why_not_ = started.status().message();
+  }
+  [[nodiscard]] bool wanted() const { return wanted_; }
+  [[nodiscard]] bool tracking() const { return tracker_ != nullptr; }
+  [[nodiscard]] double start_s() const { return start_s_; }
+  [[nodiscard]] const std::string& why_not() const { return why_not_; }
+  [[nodiscard]] std::unique_ptr<WriteTracker> take() { return std::move(tracker_); }
+
+ private:
+  bool wanted_;
+  std::string ram_file_;
+  int qemu_pid_;
+  const VmDefinition& def_;
+  std::string why_not_;
+  double start_s_ = 0;
+  std::unique_ptr<WriteTracker> tracker_;
+};
+
+struct Handshake {
+  std::unique_ptr<transport::Connection> c;
+  Agreement g;
+};
+
+// How a trip begins on the source. Direct: the handshake and QEMU's own
+// stream connection (stream_rendezvous.hpp) start at once, beside QMP's
+// preparation. Relayed: the handshake starts beside the tracker's start and
+// `migrate`, and QEMU's first bytes wait in our socket meanwhile.
+class TripStart {
+ public:
+  using Shake = std::function<Result<Handshake>()>;
+  using OpenStream = std::function<Result<std::unique_ptr<StreamTunnel>>()>;
+  TripStart(bool direct, Shake shake, const OpenStream& open_stream, TripWriteTracker& writes)
+      : direct_(direct), shake_(std::move(shake)), writes_(writes) {
+    if (!direct_) return;
+    early_ = std::async(std::launch::async, shake_);
+    stream_ = std::async(std::launch::async, open_stream);
+  }
+
+  // QEMU's migration starts; `relay_socket` and `return_path` for relayed trips.
+  Status begin(QmpClient& qmp, const std::string& relay_socket, bool return_path, Clock::time_point t0) {
+    if (direct_) return begin_direct(qmp, t0);
+    early_ = std::async(std::launch::async, shake_);
+    writes_.start();
+    BNF_ASSIGN_OR_RETURN(qfd_, start_qemu_migration(qmp, relay_socket, return_path));
+    migrate_issued_s_ = since(t0);
+    return Status::ok();
+  }
+  Result<Handshake> handshake() { return early_.get(); }
+  // A direct trip's tracker starts after QEMU's pass began (arming takes ~20
+  // ms per GiB): what QEMU read by then is compared at the stop whatever the
+  // tracker says.
+  uint64_t read_before_tracking(QmpClient& qmp) {
+    if (!tracking_.valid()) return 0;
+    tracking_.get();
+    return writes_.tracking() ? pages_read_so_far(qmp) : 0;
+  }
+  [[nodiscard]] double migrate_issued_s() const { return migrate_issued_s_; }
+  UniqueFd take_qemu_socket() { return std::move(qfd_); }
+  void close_stream() { tunnel_.reset(); }
+
+ private:
+  Status begin_direct(QmpClient& qmp, Clock::time_point t0) {
+    BNF_TRY(prepare_qemu_migration(qmp, true));
+    BNF_ASSIGN_OR_RETURN(tunnel_, stream_.get());
+    BNF_TRY(start_direct_migration(qmp, tunnel_->take_local_end()));
+    migrate_issued_s_ = since(t0);
+    // Arming stops QEMU's main thread and holds its mmap lock (~20 ms per
+    // GiB): beside QMP's preparation it stalled that (`migrate` 48-66 ms
+    // after the command instead of 10-25), and beside the pass's setup it
+    // held back the pass's first bytes by as long (see await_pass_started):
+    // it goes once the pass is under way.
+    if (writes_.wanted()) BNF_TRY(await_pass_started(qmp));
+    tracking_ = std::async(std::launch::async, [this] { writes_.start(); });
+    return Status::ok();
+  }
+
+  bool direct_;
+  Shake shake_;
+  TripWriteTracker& writes_;
+  double migrate_issued_s_ = 0;
+  std::future<Result<Handshake>> early_;
+  std::future<void> tracking_;  // a direct trip's tracker, armed once QEMU's pass is under way
+  std::future<Result<std::unique_ptr<StreamTunnel>>> stream_;
+  std::unique_ptr<StreamTunnel> tunnel_;  // relays QEMU's stream until the trip is over
+  UniqueFd qfd_;                          // a relayed trip's QEMU stream socket
+};
+
+void log_departure(const Logger& log, const std::string& name, const Endpoint& to, const MigrationReport& rep) {
+  log.info("vm {}: migrated to {} ({}{}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode,
+           rep.direct ? ", direct" : "", rep.pages_sent, rep.pages_skipped);
+  if (rep.pages_fixed_at_switchover != 0)
+    log.warn("vm {}: QEMU did not resend {} changed pages; the switchover check sent them", name,
+             rep.pages_fixed_at_switchover);
+}
+
 }  // namespace
 
 Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
@@ -489,29 +631,25 @@ Result<MigrationReport> VmManager::migrate(const std::string& name, const Endpoi
   return migrate_once(name, to, opt, progress, why);
 }
 
+// Marks a VM that runs here busy for its departure (the caller's BusyGuard
+// clears it); status requests and incoming trips of other VMs go on meanwhile.
+Result<VmManager::Vm*> VmManager::reserve_departure(const std::string& name) {
+  std::lock_guard lk(mu_);
+  BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
+  if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated already");
+  if (!vm->proc || !vm->proc->running()) return Status(Errc::invalid_argument, "VM '" + name + "' is not running here");
+  vm->busy = true;
+  return vm;
+}
+
 Result<MigrationReport> VmManager::migrate_once(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
                                                 const std::function<void(const json&)>& progress,
                                                 const std::string& force_full) {
   const auto t0 = Clock::now();
   const double t0_wall = QmpClient::wall_now();
-  std::unique_lock lk(mu_);
-  BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
-  if (vm->busy) return Status(Errc::busy, "VM '" + name + "' is being migrated already");
-  if (!vm->proc || !vm->proc->running()) return Status(Errc::invalid_argument, "VM '" + name + "' is not running here");
-  vm->busy = true;
-  lk.unlock();  // status requests and incoming migrations of other VMs go on meanwhile
+  BNF_ASSIGN_OR_RETURN(Vm * vm, reserve_departure(name));
   BusyGuard busy(mu_, *vm);
-  struct WalksPaused {  // resumed if the VM stays here
-    WarmRam* warm;
-    explicit WalksPaused(WarmRam* w) : warm(w) {
-      if (warm) warm->pause_walks();
-    }
-    ~WalksPaused() {
-      if (warm) warm->resume_walks();
-    }
-    WalksPaused(const WalksPaused&) = delete;
-    WalksPaused& operator=(const WalksPaused&) = delete;
-  } walks(vm->warm.get());
+  WalksPaused walks(vm->warm.get());
   // No arrival record: the trip is full, and may go direct: QEMU's stream
   // starts on a connection of its own while the handshake runs beside it
   // (stream_rendezvous.hpp). Otherwise QEMU's migration into our socket starts
@@ -519,107 +657,40 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   const bool offer_direct = opt.direct && transport_.capabilities().pollable && !store_.manifest(name).is_ok();
   std::string stream_token;
   if (offer_direct) stream_token = to_hex(random_digest_key());  // 256 random bits name the stream
-  struct Handshake {
-    std::unique_ptr<transport::Connection> c;
-    Agreement g;
-  };
   auto handshake = [&]() -> Result<Handshake> {
     BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> conn, transport_.connect(to));
     BNF_ASSIGN_OR_RETURN(Agreement g, agree(*conn, store_, vm->def, force_full, stream_token));
     return Handshake{std::move(conn), std::move(g)};
   };
-  // The switchover check learns from QEMU's writes which pages it need not
-  // hash again at the stop (UffdWriteTracker): a page nothing wrote since the
-  // tracker started and QEMU read after that is as QEMU read it. Direct trips
-  // track by default (their check hashes the RAM itself), armed as the pass
-  // begins, beside the handshake (read_before_tracking);
-  // relayed ones only if asked (measured slower, see stream-mode-design),
-  // before `migrate`.
   const bool check = opt.switchover_check.value_or(vm->def.accel == "tcg");
-  using TrackWrites = MigrateOptions::TrackWrites;
-  std::unique_ptr<WriteTracker> tracker;
-  std::string no_tracker = opt.track_writes == TrackWrites::off
-                               ? "off (--write-tracker off)"
-                               : "not in relayed trips unless asked (--write-tracker on)";
-  double tracker_start_s = 0;
-  const bool tracks =
-      check && opt.track_writes != TrackWrites::off && (offer_direct || opt.track_writes == TrackWrites::on);
-  auto track_writes = [&] {
-    if (!tracks) return;
-    const auto t_track = Clock::now();
-    Result<std::unique_ptr<WriteTracker>> t = start_write_tracker(vm->ram_file, vm->proc->pid(), vm->def);
-    tracker_start_s = since(t_track);
-    if (t.is_ok())
-      tracker = std::move(*t);
-    else
-      no_tracker = t.status().message();
-  };
-  std::future<Result<Handshake>> early;
-  std::future<void> tracking;  // a direct trip's tracker, armed once QEMU's pass is under way
-  // A direct trip's QEMU stream connection, opened beside QMP's preparation.
-  std::future<Result<std::unique_ptr<StreamTunnel>>> stream;
-  std::unique_ptr<StreamTunnel> tunnel;  // relays QEMU's stream until the trip is over
-  if (offer_direct) {
-    early = std::async(std::launch::async, handshake);
-    stream = std::async(std::launch::async,
-                        [&] { return open_direct_stream(to, stream_token, transport_, peer_timeout_ms_); });
-  }
+  TripWriteTracker writes(check, opt.track_writes, offer_direct, vm->ram_file, vm->proc->pid(), vm->def);
+  TripStart start(
+      offer_direct, handshake, [&] { return open_direct_stream(to, stream_token, transport_, peer_timeout_ms_); },
+      writes);
   auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
-  if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what `early` began
+  if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what the start began
   QmpClient qmp = std::move(*qmp_connected);
   auto fail_here = [&](Status st) {
-    // A QEMU blocked writing its stream (its final pass holds the lock QMP
-    // needs) sees the socket close, fails its migration and runs on.
-    tunnel.reset();
+    start.close_stream();  // a QEMU blocked writing its stream fails its migration and runs on
     keep_running_here(qmp, log_, name);
     return st.context("migration of " + name + " failed, the VM keeps running here");
   };
   const auto t_stream = Clock::now();
-  std::optional<UniqueFd> qfd;
   // The return path is relayed where both daemons can wait on the bnf
   // connection's socket beside QEMU's (return_path.hpp).
   const bool return_path = transport_.capabilities().pollable;
-  double migrate_issued_s = 0;
-  auto start_relay = [&]() -> Status {
-    track_writes();
-    BNF_ASSIGN_OR_RETURN(qfd, start_qemu_migration(qmp, vm_dir(name) + "/migrate.sock", return_path));
-    migrate_issued_s = since(t0);
-    return Status::ok();
-  };
-  auto start_direct = [&]() -> Status {
-    BNF_TRY(prepare_qemu_migration(qmp, true));
-    BNF_ASSIGN_OR_RETURN(tunnel, stream.get());
-    BNF_TRY(start_direct_migration(qmp, tunnel->take_local_end()));
-    migrate_issued_s = since(t0);
-    // Arming stops QEMU's main thread and holds its mmap lock (~20 ms per
-    // GiB): beside QMP's preparation it stalled that (`migrate` 48-66 ms
-    // after the command instead of 10-25), and beside the pass's setup it
-    // held back the pass's first bytes by as long (see await_pass_started):
-    // it goes once the pass is under way.
-    if (tracks) BNF_TRY(await_pass_started(qmp));
-    tracking = std::async(std::launch::async, track_writes);
-    return Status::ok();
-  };
-  if (!offer_direct) early = std::async(std::launch::async, handshake);  // beside the tracker's start and `migrate`
-  Status started = offer_direct ? start_direct() : start_relay();
-  if (!started.is_ok()) return fail_here(started);  // `early` is waited for as it goes
-  Result<Handshake> shaken = early.get();
+  Status started = start.begin(qmp, vm_dir(name) + "/migrate.sock", return_path, t0);
+  if (!started.is_ok()) return fail_here(started);  // the handshake is waited for as it goes
+  Result<Handshake> shaken = start.handshake();
   if (!shaken.is_ok()) return fail_here(shaken.status());
   std::unique_ptr<transport::Connection> c = std::move(shaken->c);
   Agreement& agreed = shaken->g;
   agreed.rep.phases["handshake_s"] = since(t0);
-  agreed.rep.phases["migrate_issued_s"] = migrate_issued_s;
+  agreed.rep.phases["migrate_issued_s"] = start.migrate_issued_s();
   if (offer_direct && !agreed.direct)
     return fail_here(Status(Errc::protocol, "the destination did not take QEMU's direct stream"));
-  // A direct trip's tracker starts after QEMU's pass began (arming takes ~20
-  // ms per GiB): what QEMU read by then is compared at the stop whatever the
-  // tracker says.
-  uint64_t read_before_tracking = 0;
-  if (tracking.valid()) {
-    tracking.get();
-    if (tracker) read_before_tracking = pages_read_so_far(qmp);
-  }
-  if (tracker_start_s > 0) agreed.rep.phases["write_tracker_start_s"] = tracker_start_s;
+  const uint64_t read_before_tracking = start.read_before_tracking(qmp);
+  if (writes.start_s() > 0) agreed.rep.phases["write_tracker_start_s"] = writes.start_s();
   TripContext x{qmp,
                 *c,
                 agreed,
@@ -633,52 +704,58 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
                 t0,
                 return_path && c->capabilities().pollable,
                 check,
-                std::move(tracker),
-                no_tracker,
+                writes.take(),
+                writes.why_not(),
                 read_before_tracking};
   Result<Departed> trip =
-      offer_direct ? direct_trip(x, to, peer_timeout_ms_) : relay_trip(x, std::move(*qfd), t_stream);
-  if (!trip.is_ok()) {
-    return fail_here(peer_reason(*c, trip.status()));
-  }
+      offer_direct ? direct_trip(x, to, peer_timeout_ms_) : relay_trip(x, start.take_qemu_socket(), t_stream);
+  if (!trip.is_ok()) return fail_here(peer_reason(*c, trip.status()));
   report_arrival(*trip, t0_wall);
   MigrationReport& rep = trip->rep;
 
   // Switched over: the VM runs there. Our RAM file becomes the retained snapshot.
-  const auto t_commit = Clock::now();
   if (trip->complete) trip->complete(*trip);  // before the quit: see Departed::complete
+  BNF_TRY(keep_departure(*vm, to, qmp, agreed.key, trip->table, trip->stream, rep, walks.warm));
+  const auto cs = c->stats();
+  rep.wire_bytes = cs.bytes_sent + cs.bytes_received + (rep.direct ? rep.stream_bytes_in : 0);
+  rep.seconds = since(t0);
+  log_departure(log_, name, to, rep);
+  return rep;
+}
+
+// The VM runs on `to` now: our QEMU quits and its RAM file becomes the
+// retained snapshot, with the departure's table and device state.
+// `paused` (the VM's warm mapping, its walks paused for the trip) is cleared
+// as the mapping goes with the VM.
+Status VmManager::keep_departure(Vm& vm, const Endpoint& to, QmpClient& qmp, const DigestKey& key,
+                                 const DigestTable& table, const std::string& stream, MigrationReport& rep,
+                                 WarmRam*& paused) {
+  const std::string& name = vm.def.name;
+  const auto t_commit = Clock::now();
   (void)qmp.execute("quit");
-  if (!vm->proc->wait(std::chrono::seconds(10)).is_ok()) vm->proc->kill();
-  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm->ram_file, rep.lineage, rep.epoch, agreed.key,
-                                                             trip->table, to.to_string(), trip->stream));
+  if (!vm.proc->wait(std::chrono::seconds(10)).is_ok()) vm.proc->kill();
+  BNF_ASSIGN_OR_RETURN(Manifest dep, store_.commit_departure(name, vm.ram_file, rep.lineage, rep.epoch, key, table,
+                                                             to.to_string(), stream));
   {
     std::lock_guard relock(mu_);
-    vm->proc.reset();
-    walks.warm = nullptr;  // it goes with the VM
-    vm->warm.reset();
-    vm->ram_file = store_.image_path(dep);
-    vm->where = to.to_string();
-    BNF_TRY(save(*vm));
+    vm.proc.reset();
+    paused = nullptr;
+    vm.warm.reset();
+    vm.ram_file = store_.image_path(dep);
+    vm.where = to.to_string();
+    BNF_TRY(save(vm));
   }
   rep.phases["source_commit_s"] = since(t_commit);
   // QEMU's pass allocated every page of the RAM file on its way: the zero
   // pages go back to the host (not part of the commit: if it fails, the
   // snapshot is whole, only larger).
   const auto t_release = Clock::now();
-  if (Result<uint64_t> released = store_.release_zero_pages(dep, trip->table); released.is_ok())
+  if (Result<uint64_t> released = store_.release_zero_pages(dep, table); released.is_ok())
     rep.snapshot_bytes_released = *released;
   else
     log_.warn("vm {}: the retained snapshot keeps its zero pages: {}", name, released.status().message());
   rep.phases["release_zero_pages_s"] = since(t_release);
-  const auto cs = c->stats();
-  rep.wire_bytes = cs.bytes_sent + cs.bytes_received + (rep.direct ? rep.stream_bytes_in : 0);
-  rep.seconds = since(t0);
-  log_.info("vm {}: migrated to {} ({}{}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode,
-            rep.direct ? ", direct" : "", rep.pages_sent, rep.pages_skipped);
-  if (rep.pages_fixed_at_switchover != 0)
-    log_.warn("vm {}: QEMU did not resend {} changed pages; the switchover check sent them", name,
-              rep.pages_fixed_at_switchover);
-  return rep;
+  return Status::ok();
 }
 
 }  // namespace bnf::qemu

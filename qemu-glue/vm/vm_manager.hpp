@@ -16,6 +16,7 @@
 #include "launch/vm_definition.hpp"
 #include "protocol/authenticated_transport.hpp"
 #include "protocol/control.hpp"
+#include "qmp/qmp_client.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "transport/transport.hpp"
 #include "vm/stream_rendezvous.hpp"
@@ -153,6 +154,9 @@ class VmManager {
   Result<MigrationReport> migrate_once(const std::string& name, const Endpoint& to, const MigrateOptions& opt,
                                        const std::function<void(const nlohmann::json&)>& progress,
                                        const std::string& force_full);
+  Result<Vm*> reserve_departure(const std::string& name);
+  Status keep_departure(Vm& vm, const Endpoint& to, QmpClient& qmp, const DigestKey& key, const DigestTable& table,
+                        const std::string& stream, MigrationReport& rep, WarmRam*& paused);
   void adopt(Vm& vm, int pid);
   // The VM runs here now (started, arrived, restored or adopted) as `proc`.
   void runs_here(Vm& vm, QemuProcess proc);
