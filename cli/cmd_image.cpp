@@ -91,8 +91,7 @@ int run_make(const std::string& file, const std::string& size_s, double zero_per
   if (size == 0 || size % 4096 != 0) return fail("--size must be a non-zero multiple of 4096");
   auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC, kUserFileMode);
   if (!fd.is_ok()) return fail(fd.status().message());
-  if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0)
-    return fail("resize " + file + ": " + std::strerror(errno));
+  if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0) return fail("resize " + file + ": " + errno_text(errno));
   auto map = map_file(fd->get(), size, true);
   if (!map.is_ok()) return fail(map.status().message());
   std::mt19937_64 rng(seed);

@@ -15,7 +15,7 @@ using nlohmann::json;
 namespace {
 
 std::string default_control() {
-  const char* env = std::getenv("BNF_CONTROL");
+  const char* env = std::getenv("BNF_CONTROL");  // NOLINT(concurrency-mt-unsafe): no thread sets the environment
   return env != nullptr ? env : "/var/lib/bnf/control.sock";
 }
 

@@ -30,7 +30,7 @@ Check io_uring_check() {
   io_uring ring{};
   int rc = io_uring_queue_init(8, &ring, 0);
   if (rc < 0) {
-    c.detail = fmt::format("io_uring_queue_init failed: {}", std::strerror(-rc));
+    c.detail = fmt::format("io_uring_queue_init failed: {}", errno_text(-rc));
     return c;
   }
   io_uring_probe* probe = io_uring_get_probe_ring(&ring);
@@ -60,12 +60,12 @@ Check uffd_wp_check() {
   Check c{"userfaultfd write-protect", false, ""};
   UniqueFd fd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY)));
   if (!fd.valid()) {
-    c.detail = fmt::format("userfaultfd unavailable: {}", std::strerror(errno));
+    c.detail = fmt::format("userfaultfd unavailable: {}", errno_text(errno));
     return c;
   }
   uffdio_api api{UFFD_API, UFFD_FEATURE_PAGEFAULT_FLAG_WP, 0};
   if (::ioctl(fd.get(), UFFDIO_API, &api) != 0) {
-    c.detail = fmt::format("UFFDIO_API with WP failed: {}", std::strerror(errno));
+    c.detail = fmt::format("UFFDIO_API with WP failed: {}", errno_text(errno));
     return c;
   }
   c.ok = true;
@@ -80,7 +80,7 @@ Check write_tracking_check() {
   UniqueFd file(::memfd_create("bnf-doctor", MFD_CLOEXEC));
   int ready[2];
   if (!file.valid() || ::ftruncate(file.get(), 4096) != 0 || ::pipe2(ready, O_CLOEXEC) != 0) {
-    c.detail = fmt::format("cannot set up the probe: {}", std::strerror(errno));
+    c.detail = fmt::format("cannot set up the probe: {}", errno_text(errno));
     return c;
   }
   const pid_t child = ::fork();

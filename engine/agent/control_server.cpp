@@ -73,7 +73,7 @@ void ControlServer::accept_loop() {
 
 // Nothing a client sends may end the daemon: a request the handler could not
 // take (a library's throw, a refused allocation) is answered as an error.
-json ControlServer::answer_request(int fd, const json& req) noexcept {
+json ControlServer::answer_request(int fd, const json& req) {
   try {
     auto want_progress = proto::optional_field<bool>(req, "progress", false);
     if (!want_progress.is_ok()) return {{"ok", false}, {"error", want_progress.status().message()}};

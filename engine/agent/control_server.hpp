@@ -33,7 +33,7 @@ class ControlServer {
  private:
   void accept_loop();
   void serve(int fd);
-  [[nodiscard]] nlohmann::json answer_request(int fd, const nlohmann::json& req) noexcept;
+  [[nodiscard]] nlohmann::json answer_request(int fd, const nlohmann::json& req);
   std::string path_;
   ControlAccess access_;
   ControlHandler handler_;

@@ -73,6 +73,8 @@ class [[nodiscard]] Status {
   size_t reason_at_ = kHere;  // where the peer's reason starts in message_; kHere: the failure is this host's
 };
 
+// errno's text, thread-safe (strerror_r; strerror may share a buffer between threads).
+std::string errno_text(int err);
 // Builds a Status from errno: "what: strerror(errno)", mapping ENOSPC etc.
 Status errno_status(std::string_view what, int err);
 

@@ -72,9 +72,11 @@ Result<PushState> PushState::load(const std::string& path) {
 
 std::string default_push_state_path(const std::string& peer, const std::string& name) {
   std::string base;
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
+  if (const char* x = std::getenv("XDG_STATE_HOME");  // NOLINT(concurrency-mt-unsafe): nothing sets the environment
+      x != nullptr && *x != '\0') {
     base = x;
-  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
+  } else if (const char* h = std::getenv("HOME");  // NOLINT(concurrency-mt-unsafe)
+             h != nullptr && *h != '\0') {
     base = std::string(h) + "/.local/state";
   } else {
     base = "/tmp";

@@ -434,22 +434,30 @@ Result<Manifest> SnapshotWriter::commit(const Digest& expected_root, const PageD
 }
 
 void SnapshotWriter::roll_back() noexcept {
-  stop_reserve();
-  base_check_.reset();
-  map_.reset();
-  if (plan_.full) {
-    std::error_code ec;
-    fs::remove(image_file_, ec);
-    if (!base_) fs::remove_all(dir_, ec);
-    return;
+  try {
+    stop_reserve();
+    base_check_.reset();
+    map_.reset();
+    if (plan_.full) {
+      std::error_code ec;
+      fs::remove(image_file_, ec);
+      if (!base_) fs::remove_all(dir_, ec);
+      return;
+    }
+    journals_.clear();
+    (void)store_.recover_locked(name_);
+  } catch (...) {
+    // What is left is rolled back from its undo journal when the store next opens.
   }
-  journals_.clear();
-  (void)store_.recover_locked(name_);
 }
 
 SnapshotWriter::~SnapshotWriter() {
-  stop_reserve();
-  base_check_.reset();  // before the image is unmapped
+  try {
+    stop_reserve();
+    base_check_.reset();  // before the image is unmapped
+  } catch (...) {
+    // Rolling back below still restores the committed epoch.
+  }
   if (!committed_) roll_back();
 }
 

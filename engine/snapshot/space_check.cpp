@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <charconv>
 #include <fstream>
 #include <sstream>
 
@@ -18,8 +19,13 @@ uint64_t memory_available() {
   std::ifstream in("/proc/meminfo");
   std::string line;
   while (std::getline(in, line)) {
+    constexpr std::string_view kKey = "MemAvailable:";
+    if (!line.starts_with(kKey)) continue;
+    const size_t at = line.find_first_not_of(' ', kKey.size());
     uint64_t kib = 0;
-    if (std::sscanf(line.c_str(), "MemAvailable: %lu kB", &kib) == 1) return kib << 10;
+    if (at == std::string::npos) return 0;
+    const auto [end, err] = std::from_chars(line.data() + at, line.data() + line.size(), kib);
+    return err == std::errc() ? kib << 10 : 0;
   }
   return 0;
 }

@@ -25,7 +25,7 @@ Status ptrace_status(const char* what, int tid, int err) {
   if (err == EPERM)
     return {Errc::denied, fmt::format("{} thread {}: not allowed to trace it ({}; Yama's ptrace_scope or a "
                                       "container may forbid it)",
-                                      what, tid, std::strerror(err))};
+                                      what, tid, errno_text(err))};
   return errno_status(fmt::format("{} thread {}", what, tid), err);
 }
 

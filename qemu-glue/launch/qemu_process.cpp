@@ -40,6 +40,7 @@ namespace {
 Result<QemuProcess> QemuProcess::spawn(const std::vector<std::string>& argv, const std::string& stderr_log,
                                        bool background) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   UniqueFd log(::open(stderr_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, kPrivateFileMode));

@@ -30,53 +30,33 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kFramePages = 64;
 
 constexpr int kPollMs = 20;
-// The stopped VM's re-hash, per GiB, on two threads beside QEMU's final pass
-// (measured 100-120 ms at 1 GiB here with the mapping kept warm, 116-139
-// without).
+// The stopped VM's re-hash, per GiB, on two threads beside QEMU's final pass,
+// with the mapping kept warm.
 constexpr double kRehashMsPerGiB = 120;
 // The share of one core the check's table is hashed ahead with while the
 // machine is busy (LiveDigestOptions::busy_core_share): a CPU-bound pass
-// leaves no idle time, and the whole RAM was re-hashed in the downtime. It
-// slows such a pass about as much as it takes. Same-run A/B, 1 GiB 1% hot,
-// 10 Gbit/s, first trips: 0.1 gave downtime 55-210 ms (median 118) against
-// 135-258 (178) without, time 2.01-2.22 s against 1.95-2.10 (native
-// 2.6-3.6 s), 4 each; 0.2 gave 24-75 ms (57) against 79-349 (138), time
-// 2.18-2.38 s against 1.82-2.15 (native 1.9-2.9 s: slower than native in 3
-// of 6), 6 each.
+// leaves no idle time, and without it the whole RAM is re-hashed in the
+// downtime; more than this slows the pass more than it saves.
 constexpr double kBusyHashShare = 0.1;
 
 // The operator's downtime limit goes on as QEMU's first pass ends: when what
 // is left of the main block is about what QEMU sends while the stopped VM is
 // re-hashed (the two overlap in the downtime, so that tail costs no time of
 // its own). QEMU walks the biggest block first, so the small ones (ROMs, VGA
-// memory: mostly zero pages, sent in no time) are what is left after it.
-// Earlier, QEMU would stop with up to a limit's worth of unsent pages (native:
-// 130-230 ms downtime at 1 GiB); later, it would first resend what the guest
-// dirtied in a live second pass and the re-hash would add its own time (+0.13
-// s at 1 GiB, 1 Gbit/s, measured).
-//
-// When the pass is held back by the CPUs, the tail was bigger: 0.8 of the
-// operator's downtime limit, since the stopped vCPU gives its core to the
-// migration and what is left goes faster stopped than live (7 repeats each,
-// 1 GiB at 10 Gbit/s, when the whole RAM was re-hashed in the downtime: a
-// tail of 180 ms gave 1.399 s / 130 ms downtime, 240 ms 1.346 s / 177 ms).
-// Once the table was hashed ahead on busy cores too (a tenth of a core), that
-// tail was most of the downtime (~240 ms to cross in docs/bench/default-18b280f, not
-// ~170) and the trip ran at 55-93% of native's time. Same-run A/B, 1 GiB 1%
-// hot, 10 Gbit/s, 5 runs each: the re-hash's tail alone gave downtime 33-68
-// ms (median 48) against 95-533 (165), time 1.31-2.02 s (1.93) against
-// 1.58-2.25 (1.89), native 2.9-3.5 s. So the tail is the re-hash's, whatever
-// holds the pass back.
-//
-// With QEMU's writes tracked, what is left to hash at the stop is what the
-// table made ahead has not reached (and the few pages written since).
+// memory: mostly zero pages) are what is left after it. Earlier, QEMU stops
+// with up to a limit's worth of unsent pages; later, it first resends what the
+// guest dirtied in a live second pass and the re-hash adds its own time. The
+// tail is the re-hash's, whatever holds the pass back; with QEMU's writes
+// tracked, what is left to hash at the stop is what the table made ahead has
+// not reached (and the few pages written since).
 //
 // QEMU applies a new downtime limit only at its next bandwidth update, every
-// 100 ms (BUFFER_DELAY in QEMU's migration.c). A limit set less than that
-// (plus a poll) before the first pass ends can come after it: QEMU then
-// resends what the guest dirtied in a live second pass (measured with a 40 ms
-// tail: 11 MB and 1% more time at 1 GiB, 1% hot, 1 Gbit/s). Where the guest
-// wrote little since the trip began, that costs nothing and the tail stays small.
+// 100 ms (BUFFER_DELAY in QEMU's migration.c): a limit set later than that
+// (plus a poll) before the first pass ends comes after it, and QEMU resends
+// what the guest dirtied in a live second pass. Where the guest wrote little
+// since the trip began, that costs nothing and the tail stays small.
+// How each constant was chosen: docs/stream-mode-design.md, "The direct
+// departure's constants".
 constexpr double kQemuLimitDelayMs = 100 + 2 * kPollMs;
 
 double tail_ms(uint64_t bytes_to_rehash) {
@@ -85,8 +65,7 @@ double tail_ms(uint64_t bytes_to_rehash) {
 
 // Whether QEMU's pass is held back by the CPUs: its migration thread waited
 // for one a tenth of the time or more since it started; a link-bound thread
-// sleeps in its sends instead (measured: 29-52% at 1 GiB over 10 Gbit/s,
-// 0.7-1.3% at 256 MiB over 1 Gbit/s with a busy guest). Without thread names (a QEMU started by an
+// sleeps in its sends instead. Without thread names (a QEMU started by an
 // older daemon), the machine had under half a core idle. Gauged at most every
 // 200 ms (/proc/stat counts 10 ms ticks).
 class CpuBoundGauge {
@@ -496,7 +475,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   d.qemu_stats = await_completed(qmp);
   if (d.rest) return d;
   if (s.switchover_check) {  // the destination checked our whole table before it resumed
-    if (!s.check_all_before_resume) d.table = live->finish(2);
+    // d.rest took `live` only on the path that returned above.
+    if (!s.check_all_before_resume) d.table = live->finish(2);  // NOLINT(bugprone-use-after-move)
     if (proto::field_or<std::string>(d.done, "root", "") != digest_hex(d.table.root(h)))
       return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   } else {

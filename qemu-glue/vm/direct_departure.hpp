@@ -64,6 +64,7 @@ class DepartureTableRest {
   std::future<DigestTable> done_;  // last: waited for before live_ goes
 };
 
+// NOLINTNEXTLINE(bugprone-exception-escape): its members' destructors do not throw
 struct DirectDeparture {
   // The VM's memory at the stop; when `rest` is set, the table is its
   // table() and the roots are still to be compared (VM_DONE's, `done`).

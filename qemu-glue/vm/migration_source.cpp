@@ -670,7 +670,7 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   auto qmp_connected = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(5));
   if (!qmp_connected.is_ok()) return qmp_connected.status();  // the destination drops what the start began
   QmpClient qmp = std::move(*qmp_connected);
-  auto fail_here = [&](Status st) {
+  auto fail_here = [&](const Status& st) {
     start.close_stream();  // a QEMU blocked writing its stream fails its migration and runs on
     keep_running_here(qmp, log_, name);
     return st.context("migration of " + name + " failed, the VM keeps running here");

@@ -63,10 +63,13 @@ class UringTcpConnection final : public Connection {
     use_zc_ = opts_.zero_copy == ZC::on || (opts_.zero_copy == ZC::automatic && !peer_is_loopback(fd_.get()));
   }
   ~UringTcpConnection() override {
-    if (ring_ok_) {
-      (void)drain_all();
-      io_uring_queue_exit(&ring_);
+    if (!ring_ok_) return;
+    try {
+      (void)drain_all();  // the kernel may still read sends' buffers
+    } catch (...) {
+      // A failure's message could not be made: the ring goes all the same.
     }
+    io_uring_queue_exit(&ring_);
   }
 
   Status init() {
@@ -197,7 +200,7 @@ class UringTcpConnection final : public Connection {
     const bool lost = err == EPIPE || err == ECONNRESET || err == ECONNABORTED || err == ETIMEDOUT ||
                       err == EHOSTUNREACH || err == ENETUNREACH;
     if (!lost) return errno_status(std::string(doing) + " to/from " + peer_, err);
-    return {Errc::connection_lost, fmt::format("connection to {} lost while {}: {}{}", peer_, doing, std::strerror(err),
+    return {Errc::connection_lost, fmt::format("connection to {} lost while {}: {}{}", peer_, doing, errno_text(err),
                                                err == ETIMEDOUT ? " (no answer within the peer timeout)" : "")};
   }
   Status fail(Status s) {
