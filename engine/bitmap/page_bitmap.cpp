@@ -19,6 +19,11 @@ std::atomic_ref<uint64_t> word_ref(std::vector<uint64_t>& w, uint64_t page) {
   return std::atomic_ref<uint64_t>(w[page / kBits]);
 }
 
+// Word `i` of a bitmap another thread may be setting bits in (set() is atomic).
+uint64_t load_word(const std::vector<uint64_t>& w, size_t i) {
+  return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(w[i])).load(std::memory_order_relaxed);
+}
+
 void put64(std::string& out, uint64_t v) {
   char b[8];
   std::memcpy(b, &v, 8);  // little-endian hosts only (x86-64, aarch64)
@@ -134,13 +139,13 @@ std::vector<PageRun> PageBitmap::runs() const {
 
 Status PageBitmap::unite(const PageBitmap& other) {
   if (other.pages_ != pages_) return {Errc::mismatch, "bitmap sizes differ"};
-  for (size_t i = 0; i < words_.size(); ++i) words_[i] |= other.words_[i];
+  for (size_t i = 0; i < words_.size(); ++i) words_[i] |= load_word(other.words_, i);
   return Status::ok();
 }
 
 Status PageBitmap::subtract(const PageBitmap& other) {
   if (other.pages_ != pages_) return {Errc::mismatch, "bitmap sizes differ"};
-  for (size_t i = 0; i < words_.size(); ++i) words_[i] &= ~other.words_[i];
+  for (size_t i = 0; i < words_.size(); ++i) words_[i] &= ~load_word(other.words_, i);
   return Status::ok();
 }
 

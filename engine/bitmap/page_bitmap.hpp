@@ -51,6 +51,7 @@ class PageBitmap {
   [[nodiscard]] std::vector<PageRun> runs() const;
 
   // Bulk set algebra; both bitmaps must have the same size.
+  // `other` may be getting bits set meanwhile (read atomically); `this` is the caller's alone.
   Status unite(const PageBitmap& other);     // this |= other
   Status subtract(const PageBitmap& other);  // this &= ~other
 

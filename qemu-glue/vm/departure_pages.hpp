@@ -120,6 +120,12 @@ class DeparturePages final : public PageHandler {
   Status fix_up_from_rehash();
   [[nodiscard]] bool may_hold() const;
 
+  // Two threads use it: the stream's reader (every on_* call and
+  // before_device_state) and, from the final RAM section to its join in
+  // fix_up_from_rehash, rehash_thread_. The reader owns everything but what
+  // is marked as the rehash thread's below; that thread reads opt_,
+  // held_.size() and seen_ (whose bits are atomic), and writes only the
+  // rehash_ group, which the reader reads after the join. No lock.
   transport::Connection& c_;
   const PageDigester& h_;
   DigestTable held_;
@@ -137,11 +143,12 @@ class DeparturePages final : public PageHandler {
   uint64_t batch_first_ = 0;
   std::thread rehash_thread_;  // switchover check: hashes the stopped VM's RAM
   std::optional<std::chrono::steady_clock::time_point> final_section_at_;
+  // The rehash thread's, until its join:
   std::optional<DigestTable> rehash_;  // the pages `rehashed_` names
   PageBitmap rehashed_;
   uint64_t rehashed_count_ = 0;
   std::string tracker_error_;
-  PageBitmap seen_;  // pages QEMU sent in this trip
+  PageBitmap seen_;  // pages QEMU sent in this trip (set by the reader, read by the rehash thread)
   std::function<void(const DeparturePageCounts&)> tick_;
   uint64_t records_ = 0;
 };

@@ -198,11 +198,16 @@ class QemuFeed final : public ByteSink {
 
   static constexpr size_t kBuffer = 1U << 20;
   static constexpr size_t kSmallFlush = 64U << 10;
+  // Two threads use a feed: the stream's reader (write, flush,
+  // before_device_state) and the settle thread. Set at construction, read by
+  // both: stream_fd_, settle_. Guarded by mu_: everything from connecting_
+  // to settle_status_, except that finish() reads settle_status_ after the
+  // join, when only one thread is left.
   int stream_fd_;
   std::function<Status()> settle_;
+  mutable std::mutex mu_;
   std::future<Result<int>> connecting_;  // our QEMU's incoming socket, once it is up
   Status connect_status_ = Status::ok();
-  mutable std::mutex mu_;
   std::vector<std::byte> pending_;
   std::optional<FdSink> out_;
   std::optional<ReturnPathRelay> relay_;  // after out_: stops first

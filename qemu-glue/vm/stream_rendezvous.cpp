@@ -51,10 +51,10 @@ Status StreamRendezvous::serve(const std::string& token, const std::string& peer
   std::unique_lock lk(mu_);
   if (offers_.size() >= kMaxHeld)
     return Status(Errc::busy, fmt::format("{} QEMU streams are held here already", kMaxHeld));
-  const Status bad_token(Errc::protocol, "VM_STREAM names a token already in use or none");
-  if (token.empty()) return bad_token;
+  auto bad_token = [] { return Status(Errc::protocol, "VM_STREAM names a token already in use or none"); };
+  if (token.empty()) return bad_token();
   auto [slot, added] = offers_.try_emplace(token, Offer{host_of(peer), fd, wake.get()});
-  if (!added) return bad_token;
+  if (!added) return bad_token();
   Offer& o = slot->second;
   cv_.notify_all();
   const auto deadline = Clock::now() + unclaimed_for;
