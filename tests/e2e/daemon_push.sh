@@ -14,12 +14,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-pass=0
-fail=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   - $name"; pass=$((pass + 1)); else echo "FAIL - $name"; fail=$((fail + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 json_field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
 start_daemon() {  # start_daemon STATE_DIR -> sets DAEMON_PID, URI
@@ -118,5 +113,4 @@ kill -TERM "$DAEMON_PID"
 set +e; wait "$DAEMON_PID"; rc=$?; set -e; DAEMON_PID=""
 check "daemon exits 0 on SIGTERM" test "$rc" -eq 0
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+checks_done

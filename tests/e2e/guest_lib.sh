@@ -1,7 +1,6 @@
 # Helpers shared by the VM end-to-end tests (sourced). Expects WORK (the test's
 # scratch dir, holding HOST/control.sock per daemon) and GUEST_CHECK.
-pass=0; fail=0
-check() { local n=$1; shift; if "$@"; then echo "ok   - $n"; pass=$((pass+1)); else echo "FAIL - $n"; fail=$((fail+1)); fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 QMP="python3 $(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/qmp.py"
 vm() { local host=$1; shift; BNF_CONTROL="$WORK/$host/control.sock" "$BNF" "$@"; }

@@ -18,12 +18,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-pass=0
-fail=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   - $name"; pass=$((pass + 1)); else echo "FAIL - $name"; fail=$((fail + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 
 port_from() {  # port_from WHAT FILE SED_SCRIPT: prints the port the file names once it does
   for _ in $(seq 100); do
@@ -115,5 +110,4 @@ check "a host that keeps encryption on gets it from a host that turned it off" p
 stop_proxy
 check "and no page crossed in clear" lacks_page seen-mixed.bin next.img
 
-echo "onpath: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+checks_done "onpath: "

@@ -45,14 +45,15 @@ def seconds_until_closed(s: socket.socket, t0: float) -> float:
 
 
 def closed_within(s: socket.socket, seconds: float) -> bool:
-    s.settimeout(seconds)
+    """Whether the daemon closes `s` within `seconds` (0: has closed it already)."""
+    s.settimeout(seconds)  # 0: non-blocking
     try:
         while True:
             if not s.recv(65536):
                 return True
     except ConnectionResetError:
         return True
-    except socket.timeout:
+    except (socket.timeout, BlockingIOError):
         return False
     finally:
         s.settimeout(30)
@@ -64,20 +65,6 @@ def rss_mib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) // 1024
     return 0
-
-
-def closed_now(s: socket.socket) -> bool:
-    s.setblocking(False)
-    try:
-        while True:
-            if not s.recv(65536):
-                return True
-    except BlockingIOError:
-        return False
-    except ConnectionResetError:
-        return True
-    finally:
-        s.settimeout(30)
 
 
 def main() -> None:
@@ -115,7 +102,7 @@ def main() -> None:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
         time.sleep(0.5)
-        at_once = sum(1 for s in socks if closed_now(s))
+        at_once = sum(1 for s in socks if closed_within(s, 0))
         rss = rss_mib(a.rss_of) if a.rss_of else 0
         rest = [seconds_until_closed(s, t0) for s in socks]
         print(f"closed_at_once {at_once} last_closed_after {max(rest):.2f} rss_mib {rss}")

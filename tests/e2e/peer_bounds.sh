@@ -17,12 +17,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-pass=0
-fail=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   - $name"; pass=$((pass + 1)); else echo "FAIL - $name"; fail=$((fail + 1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 between() { python3 -c "import sys; sys.exit(0 if $2 <= float(sys.argv[1]) <= $3 else 1)" "$1"; }
 fact() { sed -n "s/.*$1 \([0-9.]*\).*/\1/p" <<<"$2"; }  # fact NAME LINE: the number after NAME
 client() { python3 "$CLIENT" --port "$PORT" "$@"; }
@@ -67,5 +62,4 @@ check "silent connections under the cap wait for the deadline, over it are close
 check "after all this the daemon takes a push" push base.img
 check "and it is still running" kill -0 "$DAEMON_PID"
 
-echo "peer bounds: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+checks_done "peer bounds: "

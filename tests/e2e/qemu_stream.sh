@@ -14,8 +14,7 @@ WORK=$(mktemp -d /dev/shm/bnf-qs-XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-pass=0; fail=0
-check() { local n=$1; shift; if "$@"; then echo "ok   - $n"; pass=$((pass+1)); else echo "FAIL - $n"; fail=$((fail+1)); fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/check_lib.sh"
 cd "$WORK"
 
 qemu() {  # qemu NAME RAMFILE [extra args] -> starts paused QEMU with QMP at NAME.qmp
@@ -79,5 +78,4 @@ set +e; "$BNF" qemu-stream filter --in compressed.bin --out /dev/null --ram-file
 check "a compressed stream is refused" test "$rc" -ne 0
 check "... naming compression" grep -q "compression" err.txt
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+checks_done
