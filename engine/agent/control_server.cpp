@@ -33,6 +33,10 @@ Result<std::string> read_line(int fd) {
 }
 
 Status write_line(int fd, const std::string& s) { return send_all(fd, s + "\n", "control socket write"); }
+// An answer as one line; text that is not UTF-8 (a path, a peer's words) is
+// replaced, never an exception.
+std::string one_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 }  // namespace
 
 ControlServer::ControlServer(std::string path, ControlAccess access, ControlHandler handler, const Logger& log)
@@ -78,10 +82,7 @@ json ControlServer::answer_request(int fd, const json& req) {
     auto want_progress = proto::optional_field<bool>(req, "progress", false);
     if (!want_progress.is_ok()) return {{"ok", false}, {"error", want_progress.status().message()}};
     ProgressFn progress = [](const json&) {};
-    if (*want_progress)
-      progress = [fd](const json& p) {
-        (void)write_line(fd, json{{"progress", p}}.dump(-1, ' ', false, json::error_handler_t::replace));
-      };
+    if (*want_progress) progress = [fd](const json& p) { (void)write_line(fd, one_line(json{{"progress", p}})); };
     auto r = handler_(req, progress);
     if (r.is_ok()) return {{"ok", true}, {"result", *r}};
     return {{"ok", false}, {"error", r.status().message()}};
@@ -95,7 +96,7 @@ void ControlServer::serve(int fd) {
   UniqueFd owned(fd);
   if (Status admitted = access_.admit(fd); !admitted.is_ok()) {
     log_.warn("{}", admitted.message());
-    (void)write_line(fd, json{{"ok", false}, {"error", admitted.message()}}.dump());
+    (void)write_line(fd, one_line(json{{"ok", false}, {"error", admitted.message()}}));
     return;
   }
   auto line = read_line(fd);
@@ -107,7 +108,7 @@ void ControlServer::serve(int fd) {
   } else {
     answer = answer_request(fd, req);
   }
-  (void)write_line(fd, answer.dump(-1, ' ', false, json::error_handler_t::replace));
+  (void)write_line(fd, one_line(answer));
 }
 
 Result<json> control_call(const std::string& path, const json& request, const ProgressFn& on_progress) {

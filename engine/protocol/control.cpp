@@ -128,6 +128,12 @@ Status out_of_range(const char* key) {
 }
 }  // namespace detail
 
+Status check_version(const json& j) {
+  BNF_ASSIGN_OR_RETURN(uint32_t version, field<uint32_t>(j, "version"));
+  if (version == kVersion) return Status::ok();
+  return {Errc::version, fmt::format("unsupported protocol version {} (this daemon speaks {})", version, kVersion)};
+}
+
 Result<json> parse_json_meta(const Frame& f) {
   json j = json::parse(f.meta, nullptr, false);
   if (j.is_discarded() || !j.is_object())

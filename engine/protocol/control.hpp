@@ -44,6 +44,8 @@ Status post_run_frame(transport::Connection& c, FrameType t, std::span<const Pag
 void send_error(transport::Connection& c, const Status& why);
 
 Result<nlohmann::json> parse_json_meta(const Frame& f);
+// The message's "version" field is this build's kVersion (else Errc::version, naming both).
+[[nodiscard]] Status check_version(const nlohmann::json& j);
 
 // Typed field access with a one-line error naming the field. Strict: an
 // integer field takes only a JSON integer in T's range (no negative number for

@@ -185,10 +185,7 @@ Result<transport::ChannelKeys> authenticate_peer(transport::Connection& c, const
     return Status(Errc::denied, std::string("the peer did not authenticate: its first frame was ") +
                                     type_name(hello.header.type) + ", not PEER_HELLO (a bnf older than protocol 3?)");
   BNF_ASSIGN_OR_RETURN(json hj, parse_json_meta(hello));
-  BNF_ASSIGN_OR_RETURN(uint32_t version, field<uint32_t>(hj, "version"));
-  if (version != kVersion)
-    return Status(Errc::version,
-                  fmt::format("unsupported protocol version {} (this daemon speaks {})", version, kVersion));
+  BNF_TRY(check_version(hj));
   BNF_ASSIGN_OR_RETURN(Nonce theirs, nonce_field(hj, "nonce", "PEER_HELLO nonce"));
   BNF_ASSIGN_OR_RETURN(Protection asked, protection_field(hj, "PEER_HELLO"));
   // Encrypted unless both hosts turned it off.

@@ -116,10 +116,7 @@ struct Hello {
 
 Result<Hello> parse_hello(const proto::Frame& f) {
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
-  BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
-  if (version != proto::kVersion)
-    return Status(Errc::version,
-                  fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion));
+  BNF_TRY(proto::check_version(j));
   Hello h;
   BNF_ASSIGN_OR_RETURN(h.sender, proto::field<std::string>(j, "sender"));
   BNF_ASSIGN_OR_RETURN(h.name, proto::field<std::string>(j, "name"));

@@ -137,13 +137,9 @@ class ArrivingQemu {
   UniqueFd qemu_in_;
 };
 
-// VM_HELLO's version and definition, the definition's QEMU arguments checked
-// as one made here would be.
+// VM_HELLO's version and VM definition.
 Result<VmDefinition> read_vm_hello(const json& j) {
-  BNF_ASSIGN_OR_RETURN(uint32_t version, proto::field<uint32_t>(j, "version"));
-  if (version != proto::kVersion)
-    return Status(Errc::version,
-                  fmt::format("unsupported protocol version {} (this daemon speaks {})", version, proto::kVersion));
+  BNF_TRY(proto::check_version(j));
   if (!j.contains("definition")) return Status(Errc::protocol, "VM_HELLO lacks the VM definition");
   return VmDefinition::from_json(j["definition"]);
 }
