@@ -9,7 +9,7 @@
 #include "commands.hpp"
 #include "numa_placement.hpp"
 #include "transport/uring_tcp/uring_tcp.hpp"
-#include "vm/control_ops.hpp"
+#include "vm/registry/control_ops.hpp"
 
 namespace bnf::cli {
 

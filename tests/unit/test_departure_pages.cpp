@@ -8,7 +8,7 @@
 
 #include "bitmap/file_holes.hpp"
 #include "protocol/frame.hpp"
-#include "vm/departure_pages.hpp"
+#include "vm/source/departure_pages.hpp"
 
 namespace bnf::qemu {
 namespace {

@@ -21,8 +21,8 @@
 #include "stream_builder.hpp"
 #include "test_util.hpp"
 #include "transport/mem/mem_transport.hpp"
-#include "vm/direct_arrival.hpp"
-#include "vm/direct_departure.hpp"
+#include "vm/destination/direct_arrival.hpp"
+#include "vm/source/direct_departure.hpp"
 
 namespace bnf::qemu {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "protocol/control.hpp"
 #include "transport/mem/mem_transport.hpp"
-#include "vm/peer_reason.hpp"
+#include "vm/trip/peer_reason.hpp"
 
 namespace bnf::qemu {
 namespace {

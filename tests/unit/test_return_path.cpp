@@ -11,7 +11,7 @@
 #include "protocol/control.hpp"
 #include "test_util.hpp"
 #include "transport/uring_tcp/uring_tcp.hpp"
-#include "vm/return_path.hpp"
+#include "vm/trip/return_path.hpp"
 
 namespace bnf::qemu {
 namespace {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/unique_fd.hpp"
-#include "vm/stream_rendezvous.hpp"
+#include "vm/destination/stream_rendezvous.hpp"
 
 namespace bnf::qemu {
 namespace {

@@ -1,4 +1,4 @@
-#include "vm/direct_arrival.hpp"
+#include "vm/destination/direct_arrival.hpp"
 
 #include <fmt/format.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 #include "push/landing.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "transport/tcp/socket_util.hpp"
-#include "vm/main_block.hpp"
+#include "vm/trip/main_block.hpp"
 
 namespace bnf::qemu {
 

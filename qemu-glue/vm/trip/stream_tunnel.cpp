@@ -1,4 +1,4 @@
-#include "vm/stream_tunnel.hpp"
+#include "vm/trip/stream_tunnel.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "vm/stream_rendezvous.hpp"
+#include "vm/destination/stream_rendezvous.hpp"
 
 #include <fmt/format.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "vm/departure_pages.hpp"
+#include "vm/source/departure_pages.hpp"
 
 #include <chrono>
 #include <cstring>
@@ -6,7 +6,7 @@
 #include "digest/hole_digests.hpp"
 #include "protocol/control.hpp"
 #include "push/sharding.hpp"
-#include "vm/main_block.hpp"
+#include "vm/trip/main_block.hpp"
 
 namespace bnf::qemu {
 

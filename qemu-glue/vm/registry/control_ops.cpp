@@ -1,4 +1,4 @@
-#include "vm/control_ops.hpp"
+#include "vm/registry/control_ops.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

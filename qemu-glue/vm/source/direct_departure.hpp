@@ -20,7 +20,7 @@
 #include "protocol/authenticated_transport.hpp"
 #include "qmp/qmp_client.hpp"
 #include "transport/transport.hpp"
-#include "vm/stream_tunnel.hpp"
+#include "vm/trip/stream_tunnel.hpp"
 
 namespace bnf::qemu {
 

@@ -1,4 +1,4 @@
-#include "vm/warm_ram.hpp"
+#include "vm/registry/warm_ram.hpp"
 
 #include <fcntl.h>
 

@@ -1,4 +1,4 @@
-#include "vm/vm_manager.hpp"
+#include "vm/registry/vm_manager.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -65,7 +65,7 @@ void VmManager::runs_here(Vm& vm, QemuProcess proc) {
 std::string VmManager::vm_dir(const std::string& name) const { return state_dir_ + "/vms/" + name; }
 
 LaunchPaths VmManager::paths(const std::string& name, const std::string& ram_file) const {
-  return {ram_file, vm_dir(name) + "/qmp.sock", vm_dir(name) + "/serial.log"};
+  return VmDir{vm_dir(name)}.launch(ram_file);
 }
 
 Status VmManager::check_qemu_args(const VmDefinition& def) const {
@@ -168,30 +168,6 @@ Result<json> VmManager::status(const std::string& name) {
   std::lock_guard lk(mu_);
   BNF_ASSIGN_OR_RETURN(Vm * vm, find(name));
   return describe(name, *vm);
-}
-
-json MigrationReport::to_json() const {
-  json j = trip_json();
-  j.update({{"stream_bytes_in", stream_bytes_in},
-            {"stream_bytes_forwarded", stream_bytes_forwarded},
-            {"return_path_bytes", return_path_bytes},
-            {"snapshot_bytes_released", snapshot_bytes_released},
-            {"pages_superseded", pages_superseded},
-            {"pages_fixed_at_switchover", pages_fixed_at_switchover},
-            {"running_after_s", running_after_s},
-            {"downtime_ms", downtime_ms},
-            {"source_downtime_ms", source_downtime_ms},
-            {"phases", phases},
-            {"rounds", rounds},
-            {"direct", direct},
-            {"destination_differs", destination_differs}});
-  if (!write_tracker.empty())
-    j.update({{"pages_hashed_at_stop", pages_hashed_at_stop},
-              {"pages_hashed_after_settle", pages_hashed_after_settle},
-              {"write_tracker", write_tracker}});
-  if (!first_pass_held_back_by.empty())
-    j.update({{"first_pass_held_back_by", first_pass_held_back_by}, {"qemu_cpu_wait", qemu_cpu_wait}});
-  return j;
 }
 
 }  // namespace bnf::qemu

@@ -6,7 +6,7 @@
 
 #include "common/files.hpp"
 #include "qmp/qmp_client.hpp"
-#include "vm/vm_manager.hpp"
+#include "vm/registry/vm_manager.hpp"
 
 namespace bnf::qemu {
 

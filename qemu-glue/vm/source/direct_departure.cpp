@@ -1,4 +1,4 @@
-#include "vm/direct_departure.hpp"
+#include "vm/source/direct_departure.hpp"
 
 #include <fmt/format.h>
 
@@ -11,13 +11,14 @@
 #include "common/cpu_wait.hpp"
 #include "common/elapsed.hpp"
 #include "common/files.hpp"
+#include "common/prefault.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
 #include "transport/plain/plain_connection.hpp"
 #include "transport/tcp/socket_util.hpp"
-#include "vm/direct_arrival.hpp"
-#include "vm/peer_reason.hpp"
-#include "vm/vm_manager.hpp"
+#include "vm/destination/direct_arrival.hpp"
+#include "vm/trip/migration_report.hpp"
+#include "vm/trip/peer_reason.hpp"
 
 namespace bnf::qemu {
 

@@ -1,4 +1,4 @@
-#include "vm/peer_reason.hpp"
+#include "vm/trip/peer_reason.hpp"
 
 #include "protocol/control.hpp"
 

@@ -1,4 +1,4 @@
-#include "vm/return_path.hpp"
+#include "vm/trip/return_path.hpp"
 
 #include <unistd.h>
 

@@ -1,6 +1,6 @@
-#include "vm/qemu_migration.hpp"
+#include "vm/trip/qemu_migration.hpp"
 
-#include "vm/vm_manager.hpp"
+#include "vm/trip/migration_report.hpp"
 
 namespace bnf::qemu {
 

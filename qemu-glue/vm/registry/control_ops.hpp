@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/control_server.hpp"
-#include "vm/vm_manager.hpp"
+#include "vm/registry/vm_manager.hpp"
 
 namespace bnf::qemu {
 

@@ -1,0 +1,65 @@
+// What a VM trip reports to the operator (`bnf vm migrate --json`), and the
+// options a departure takes.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "common/trip_report.hpp"
+
+namespace bnf::qemu {
+
+struct MigrationReport : TripReport {
+  uint64_t pages_superseded = 0;           // held back, then replaced by a newer version: never sent
+  uint64_t pages_fixed_at_switchover = 0;  // changed pages QEMU did not resend, sent by the switchover check
+  uint64_t pages_hashed_at_stop = 0;       // ... pages it hashed in the downtime
+  uint64_t pages_hashed_after_settle = 0;  // ... direct trips: never written nor hashed ahead, compared after it
+  // The destination resumed with an image that is not the stopped VM, found
+  // only after it resumed (check off, or in pages compared after the settle).
+  bool destination_differs = false;
+  std::string write_tracker;  // ... how it knew the others had not changed ("": check off)
+  uint64_t stream_bytes_in = 0, stream_bytes_forwarded = 0;
+  uint64_t return_path_bytes = 0;        // relayed trips: the destination QEMU's return path, relayed to ours
+  uint64_t snapshot_bytes_released = 0;  // zero pages of the retained snapshot given back to the host
+  // seconds: the whole command, retained snapshot committed
+  double running_after_s = 0;     // from the command until the VM runs on the destination
+  double downtime_ms = 0;         // source QEMU stopped -> destination QEMU resumed (both hosts' clocks)
+  double source_downtime_ms = 0;  // QEMU's own figure: stop -> its stream is written
+  nlohmann::json phases = nlohmann::json::object();  // where the time went, seconds
+  uint64_t rounds = 0;                               // QEMU's passes over guest RAM
+  bool direct = false;                               // QEMU streamed to the destination itself
+  std::string first_pass_held_back_by;               // direct trips: "cpu" or "link" (a stop limit: link only)
+  double qemu_cpu_wait = -1;                         // ... QEMU's migration thread's wait for a CPU (share)
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+// QEMU's downtime limit during its first pass, which it cannot meet: every
+// trip's first pass runs to its end with the VM running (source/trip_start.cpp).
+inline constexpr int kFirstPassDowntimeMs = 1;
+
+struct MigrateOptions {
+  int downtime_limit_ms = 300;  // QEMU's default
+  // A full trip over TCP lets QEMU stream straight to the destination daemon
+  // (destination/direct_arrival.hpp) instead of through this one; false: always relay.
+  bool direct = true;
+  // Re-hash the stopped VM's RAM at switchover and resend what QEMU missed
+  // (see DeparturePagesOptions::switchover_check). Unset: on for TCG VMs.
+  std::optional<bool> switchover_check;
+  // With the check on, compare every page before the VM resumes there. Off
+  // (`--switchover-check written`), a direct trip compares the pages nothing
+  // wrote during it (their bytes are the ones QEMU read) and it did not hash
+  // ahead only after the VM resumed there: a difference found then is already
+  // in the running guest, so it is not the default.
+  bool check_all_before_resume = true;
+  // Let the check learn which pages QEMU wrote during the trip, so that it
+  // re-hashes only those at the stop (UffdWriteTracker). auto: in direct
+  // trips (there it takes the re-hash out of the downtime; in relayed trips
+  // it cost more total time than it saved downtime, measured); on: in
+  // relayed trips too; off: never.
+  enum class TrackWrites { automatic, on, off };
+  TrackWrites track_writes = TrackWrites::automatic;
+};
+
+}  // namespace bnf::qemu
