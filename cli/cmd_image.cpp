@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "common/size.hpp"
 #include "protocol/authenticated_transport.hpp"
 #include "push/push_sender.hpp"
@@ -88,7 +89,8 @@ int run_make(const std::string& file, const std::string& size_s, double zero_per
   auto parsed = parse_size(size_s);
   if (!parsed.is_ok()) return fail("--size: " + parsed.status().message());
   const uint64_t size = *parsed;
-  if (size == 0 || size % 4096 != 0) return fail("--size must be a non-zero multiple of 4096");
+  if (size == 0 || size % kPageSize != 0)
+    return fail(fmt::format("--size must be a non-zero multiple of {}", kPageSize));
   auto fd = open_file(file, O_RDWR | O_CREAT | O_TRUNC, kUserFileMode);
   if (!fd.is_ok()) return fail(fd.status().message());
   if (::ftruncate(fd->get(), static_cast<off_t>(size)) != 0) return fail("resize " + file + ": " + errno_text(errno));
@@ -96,9 +98,9 @@ int run_make(const std::string& file, const std::string& size_s, double zero_per
   if (!map.is_ok()) return fail(map.status().message());
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> pct(0, 100);
-  for (uint64_t p = 0; p < size / 4096; ++p) {
+  for (uint64_t p = 0; p < size / kPageSize; ++p) {
     if (pct(rng) < zero_percent) continue;
-    auto* w = reinterpret_cast<uint64_t*>(map->data() + p * 4096);
+    auto* w = reinterpret_cast<uint64_t*>(map->data() + p * kPageSize);
     for (int i = 0; i < 512; ++i) w[i] = rng();
   }
   return 0;
@@ -112,14 +114,14 @@ int run_mutate(const std::string& file, double percent, const std::string& bitma
   if (!size.is_ok()) return fail(size.status().message());
   auto map = map_file(fd->get(), *size, true);
   if (!map.is_ok()) return fail(map.status().message());
-  const uint64_t pages = *size / 4096;
+  const uint64_t pages = *size / kPageSize;
   const auto n = static_cast<uint64_t>(static_cast<double>(pages) * percent / 100.0);
   PageBitmap bm(pages);
   std::mt19937_64 rng(seed);
   while (bm.count() < n) {
     const uint64_t p = rng() % pages;
     if (bm.test_and_set(p)) continue;
-    auto* w = reinterpret_cast<uint64_t*>(map->data() + p * 4096);
+    auto* w = reinterpret_cast<uint64_t*>(map->data() + p * kPageSize);
     for (int i = 0; i < 512; ++i) w[i] = rng();
   }
   if (!bitmap_out.empty()) {

@@ -5,6 +5,7 @@
 
 #include "agent/control_server.hpp"
 #include "commands.hpp"
+#include "common/page.hpp"
 #include "common/size.hpp"
 #include "launch/vm_definition.hpp"
 
@@ -66,7 +67,7 @@ void print_vm(const json& v) {
 
 void print_migration(const json& r) {
   const double mib = static_cast<double>(r.value("wire_bytes", 0ULL)) / 1048576.0;
-  const double ram_mib = static_cast<double>(r.value("pages_total", 0ULL)) * 4096.0 / 1048576.0;
+  const double ram_mib = static_cast<double>(r.value("pages_total", 0ULL)) * static_cast<double>(kPageSize) / 1048576.0;
   fmt::print(
       "mode {}{}: {} pages, sent {}, skipped {}, zero {}\n"
       "wire {:.1f} MiB ({:.1f}% of the guest's {:.0f} MiB), total {:.3f} s, downtime {:.0f} ms, {} passes over RAM; "

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/page.hpp"
 #include "common/unique_fd.hpp"
 #include "numa_placement.hpp"
 #include "write_tracker/uffd_write_tracker.hpp"
@@ -79,13 +80,13 @@ Check write_tracking_check() {
   Check c{"QEMU write tracking", false, ""};
   UniqueFd file(::memfd_create("bnf-doctor", MFD_CLOEXEC));
   int ready[2];
-  if (!file.valid() || ::ftruncate(file.get(), 4096) != 0 || ::pipe2(ready, O_CLOEXEC) != 0) {
+  if (!file.valid() || ::ftruncate(file.get(), kPageSize) != 0 || ::pipe2(ready, O_CLOEXEC) != 0) {
     c.detail = fmt::format("cannot set up the probe: {}", errno_text(errno));
     return c;
   }
   const pid_t child = ::fork();
   if (child == 0) {
-    void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, file.get(), 0);
+    void* m = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, file.get(), 0);
     if (m != MAP_FAILED) static_cast<volatile char*>(m)[0] = 1;
     (void)::write(ready[1], "r", 1);
     ::pause();

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "bitmap/write_tracker.hpp"
+#include "common/page.hpp"
 #include "digest/page_digest.hpp"
 
 namespace bnf {
@@ -101,7 +102,6 @@ class LiveDigestTable {
   // pages whose digests are then final (finish_written's answer).
   PageBitmap hash_at_stop(unsigned threads, uint64_t read_before);
 
-  static constexpr uint64_t kPageSize = 4096;
   const PageDigester h_;  // a copy: the table's rest may be hashed after its maker's digester is gone
   std::span<const std::byte> ram_;
   std::unique_ptr<WriteTracker> tracker_;

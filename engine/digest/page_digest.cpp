@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/page.hpp"
 #include "common/random.hpp"
 
 // libxxhash's runtime dispatcher (xxh_x86dispatch.h, whose declarations clash
@@ -24,8 +25,7 @@ BnfXxh128 XXH3_128bits_withSecret_dispatch(const void* input, size_t len, const 
 namespace bnf {
 
 namespace {
-constexpr size_t kZeroPage = 4096;
-alignas(64) const uint8_t kZeros[kZeroPage] = {};
+alignas(64) const uint8_t kZeros[kPageSize] = {};
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -93,7 +93,7 @@ bool is_zero_page(const void* page, size_t len) noexcept {
 
 PageDigester::PageDigester(const DigestKey& key) : key_(key) {
   XXH3_generateSecret(secret_.data(), secret_.size(), key_.data(), key_.size());
-  zero_ = digest(kZeros, kZeroPage);
+  zero_ = digest(kZeros, kPageSize);
 }
 
 Digest PageDigester::digest(const void* data, size_t len) const noexcept {
@@ -104,7 +104,7 @@ Digest PageDigester::digest(const void* data, size_t len) const noexcept {
 }
 
 Digest PageDigester::page(const void* data, size_t page_size) const noexcept {
-  if (page_size == kZeroPage && is_zero_page(data, page_size)) return zero_;
+  if (page_size == kPageSize && is_zero_page(data, page_size)) return zero_;
   return digest(data, page_size);
 }
 
@@ -138,7 +138,6 @@ DigestTable DigestTable::compute(const PageDigester& h, std::span<const std::byt
 
 uint64_t DigestTable::rehash(const PageDigester& h, std::span<const std::byte> image, const PageBitmap& which,
                              unsigned threads) {
-  constexpr uint64_t kPage = 4096;
   constexpr uint64_t kChunk = 1024;  // what is left is often one run at the end: chunks spread it
   const uint64_t pages = std::min<uint64_t>(d_.size(), which.size());
   std::atomic<uint64_t> next{0};
@@ -148,7 +147,7 @@ uint64_t DigestTable::rehash(const PageDigester& h, std::span<const std::byte> i
     for (uint64_t c; (c = next.fetch_add(kChunk)) < pages;) {
       const uint64_t end = std::min(pages, c + kChunk);
       for (uint64_t p = which.find_next_set(c); p < end; p = which.find_next_set(p + 1)) {
-        d_[p] = h.page(image.data() + p * kPage, kPage);
+        d_[p] = h.page(image.data() + p * kPageSize, kPageSize);
         ++mine;
       }
     }

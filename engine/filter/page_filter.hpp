@@ -10,6 +10,7 @@
 #include <span>
 
 #include "bitmap/page_bitmap.hpp"
+#include "common/page.hpp"
 #include "digest/page_digest.hpp"
 
 namespace bnf {
@@ -26,7 +27,7 @@ struct PagePlan {
 
 struct FilterInput {
   std::span<const std::byte> image;
-  uint32_t page_size = 4096;
+  uint64_t page_size = kPageSize;
   const PageDigester* digester = nullptr;
   const DigestTable* base = nullptr;  // null: no base, everything non-zero travels
   const PageBitmap* dirty = nullptr;  // null: digest every page

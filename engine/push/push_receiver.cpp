@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "common/crc32c.hpp"
+#include "common/page.hpp"
 #include "common/peer_text.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
@@ -124,9 +125,10 @@ Result<Hello> parse_hello(const proto::Frame& f) {
   BNF_ASSIGN_OR_RETURN(uint32_t page_size, proto::field<uint32_t>(j, "page_size"));
   BNF_ASSIGN_OR_RETURN(h.streams, proto::field<unsigned>(j, "streams"));
   BNF_TRY(SnapshotStore::validate_name(h.name));
-  if (page_size != 4096) return Status(Errc::invalid_argument, "only 4096-byte pages are supported");
+  if (page_size != kPageSize)
+    return Status(Errc::invalid_argument, fmt::format("only {}-byte pages are supported", kPageSize));
   if (h.size_bytes == 0 || h.size_bytes % page_size != 0)
-    return Status(Errc::invalid_argument, "image size must be a non-zero multiple of 4096 bytes");
+    return Status(Errc::invalid_argument, fmt::format("image size must be a non-zero multiple of {} bytes", kPageSize));
   BNF_TRY(check_image_size(h.size_bytes));
   if (h.streams == 0 || h.streams > kMaxStreams) return Status(Errc::invalid_argument, "bad stream count");
   return h;
@@ -301,7 +303,7 @@ Status serve_control(Connection& c, ReceiverContext& ctx, const proto::Frame& he
   if (f.header.type != FrameType::begin)
     return {Errc::protocol, std::string("unexpected ") + proto::type_name(f.header.type) + " (expected BEGIN)"};
   BNF_ASSIGN_OR_RETURN(WritePlan plan, parse_begin(f, h, key, base, c.peer()));
-  BNF_ASSIGN_OR_RETURN(PageBitmap incoming, recv_incoming_set(c, f, h.size_bytes / 4096));
+  BNF_ASSIGN_OR_RETURN(PageBitmap incoming, recv_incoming_set(c, f, h.size_bytes / kPageSize));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, ctx.store.begin_write(h.name, plan));
   if (incoming.size() != 0) w->reserve_ahead(std::move(incoming));
   auto session = std::make_shared<PushSession>(std::move(w), key, h.streams);

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/elapsed.hpp"
+#include "common/page.hpp"
 #include "digest/page_digest.hpp"
 #include "filter/page_filter.hpp"
 #include "protocol/control.hpp"
@@ -22,7 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr uint32_t kPageSize = 4096;
 constexpr uint64_t kFramePages = 256;  // 1 MiB of payload per PAGES frame
 constexpr uint64_t kFrameRuns = 256;
 
@@ -167,7 +167,7 @@ Result<std::optional<DigestTable>> choose_base(Connection& c, const Handshake& h
 Result<PushReport> push_image(transport::Transport& t, std::span<const std::byte> image, const PushOptions& o) {
   const auto t0 = Clock::now();
   if (image.empty() || image.size() % kPageSize != 0)
-    return Status(Errc::invalid_argument, "image size must be a non-zero multiple of 4096 bytes");
+    return Status(Errc::invalid_argument, fmt::format("image size must be a non-zero multiple of {} bytes", kPageSize));
   if (o.streams == 0 || o.streams > kMaxStreams)
     return Status(Errc::invalid_argument, fmt::format("--streams must be 1..{}", kMaxStreams));
   if (o.dirty != nullptr && o.dirty->size() != image.size() / kPageSize)

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bitmap/page_bitmap.hpp"
+#include "common/page.hpp"
 #include "common/trip_report.hpp"
 #include "common/uri.hpp"
 #include "transport/transport.hpp"
@@ -43,7 +44,7 @@ struct PushReport : TripReport {
   [[nodiscard]] std::string to_text() const;
 };
 
-// Pushes `image` (a mapped file, size a multiple of 4096) into the receiver's snapshot.
+// Pushes `image` (a mapped file, size a multiple of kPageSize) into the receiver's snapshot.
 Result<PushReport> push_image(transport::Transport& transport, std::span<const std::byte> image,
                               const PushOptions& opts);
 

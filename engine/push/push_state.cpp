@@ -7,6 +7,7 @@
 
 #include "common/crc32c.hpp"
 #include "common/files.hpp"
+#include "common/page.hpp"
 
 namespace bnf {
 
@@ -63,7 +64,7 @@ Result<PushState> PushState::load(const std::string& path) {
     return bad("bad header fields");
   }
   const size_t table_len = data.size() - 12 - head_len;
-  s.table = DigestTable(s.size_bytes / 4096);
+  s.table = DigestTable(s.size_bytes / kPageSize);
   if (table_len != s.table.bytes().size()) return bad("table size mismatch");
   std::memcpy(s.table.writable_bytes().data(), data.data() + 8 + head_len, table_len);
   if (!(s.table.root(PageDigester(s.key)) == s.root)) return bad("table does not match its root");

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/page.hpp"
+
 namespace bnf {
 
 using nlohmann::json;
@@ -43,7 +45,7 @@ Result<Manifest> Manifest::from_json(std::string_view text) {
     m.mode = j.at("mode").get<std::string>();
     m.pages_landed = j.at("pages_landed").get<uint64_t>();
     m.has_device_state = j.at("has_device_state").get<bool>();
-    if (m.page_size != 4096 || m.size_bytes % m.page_size != 0)
+    if (m.page_size != kPageSize || m.size_bytes % m.page_size != 0)
       return Status(Errc::corrupt, "manifest: bad page size or image size");
     return m;
   } catch (const json::exception& e) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/page.hpp"
 #include "common/status.hpp"
 #include "digest/page_digest.hpp"
 
@@ -14,7 +15,7 @@ struct Manifest {
   std::string name;
   std::string lineage;  // 32 hex chars; new on every full transfer
   uint64_t epoch = 0;   // 1 for the first commit of a lineage, +1 per incremental commit
-  uint32_t page_size = 4096;
+  uint32_t page_size = kPageSize;
   uint64_t size_bytes = 0;
   DigestKey key{};             // digest key of this lineage (never leaves the hosts)
   Digest root{};               // root of the digest table

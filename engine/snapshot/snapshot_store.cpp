@@ -1,6 +1,7 @@
 #include "snapshot/snapshot_store.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 
@@ -12,6 +13,7 @@
 
 #include "bitmap/file_holes.hpp"
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "digest/hole_digests.hpp"
 #include "snapshot/space_check.hpp"
 #include "snapshot/zero_pages.hpp"
@@ -244,7 +246,7 @@ Result<VerifyReport> SnapshotStore::verify(const std::string& name) {
   DigestTable now(m.pages());
   PageBitmap read(m.pages());
   read.set_all();
-  if (m.page_size == 4096) (void)digest_holes(now, h, img.get(), read);
+  if (m.page_size == kPageSize) (void)digest_holes(now, h, img.get(), read);
   (void)now.rehash(h, map.bytes(), read, std::thread::hardware_concurrency());
   auto stored = load_table(m);
   rep.pages_checked = now.size();
@@ -300,8 +302,8 @@ SnapshotWriter::SnapshotWriter(SnapshotStore& store, std::string name, WritePlan
 }
 
 Status SnapshotWriter::start(std::optional<Manifest> base) {
-  if (plan_.page_size != 4096 || plan_.size_bytes == 0 || plan_.size_bytes % plan_.page_size != 0)
-    return {Errc::invalid_argument, "image size must be a non-zero multiple of 4096 bytes"};
+  if (plan_.page_size != kPageSize || plan_.size_bytes == 0 || plan_.size_bytes % plan_.page_size != 0)
+    return {Errc::invalid_argument, fmt::format("image size must be a non-zero multiple of {} bytes", kPageSize)};
   base_ = std::move(base);
   if (plan_.full) {
     BNF_ASSIGN_OR_RETURN(std::string lineage, random_lineage());

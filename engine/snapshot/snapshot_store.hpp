@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "bitmap/page_bitmap.hpp"
+#include "common/page.hpp"
 #include "common/status.hpp"
 #include "common/unique_fd.hpp"
 #include "digest/page_digest.hpp"
@@ -28,7 +29,7 @@ class SnapshotWriter;
 struct WritePlan {
   bool full = true;  // full: new image file; incremental: in place over the base
   uint64_t size_bytes = 0;
-  uint32_t page_size = 4096;
+  uint32_t page_size = kPageSize;
   unsigned streams = 1;
   std::string peer;          // who pushes (recorded in the manifest)
   DigestKey key{};           // digest key for the new epoch (the base's when incremental)

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "common/page.hpp"
 #include "common/status.hpp"
 #include "common/unique_fd.hpp"
 
@@ -33,7 +34,7 @@ class UndoJournal {
  private:
   UndoJournal(UniqueFd fd, uint32_t page_size) : fd_(std::move(fd)), page_size_(page_size) {}
   UniqueFd fd_;
-  uint32_t page_size_ = 4096;
+  uint32_t page_size_ = kPageSize;
   uint64_t offset_ = 0;
   uint64_t entries_ = 0;
 };

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bitmap/file_holes.hpp"
+#include "common/page.hpp"
 #include "write_tracker/remote_syscall.hpp"
 
 // Debian 12's kernel headers (6.1) predate these (Linux 6.7 ABI).
@@ -55,10 +56,9 @@ namespace bnf {
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr size_t kRegionsPerScan = 4096;
-constexpr uint64_t kMergeGap = 512 * kPage;  // 2 MiB
-constexpr size_t kMaxRuns = 256;             // each becomes a VMA of QEMU's
+constexpr uint64_t kMergeGap = 512 * kPageSize;  // 2 MiB
+constexpr size_t kMaxRuns = 256;                 // each becomes a VMA of QEMU's
 
 Status uffd_ioctl(int uffd, unsigned long req, void* arg, const char* what) {
   if (::ioctl(uffd, req, arg) == 0) return Status::ok();
@@ -111,11 +111,11 @@ Result<std::vector<UffdWriteTracker::Range>> tracked_runs(int pagemap,
     std::vector<std::pair<uint64_t, uint64_t>> parts;  // addresses, in order once sorted
     BNF_TRY(
         scan(pagemap, m.start, m.end, 0, PAGE_IS_PRESENT, [&](uint64_t s, uint64_t e) { parts.emplace_back(s, e); }));
-    const uint64_t pages = (m.end - m.start) / kPage;
+    const uint64_t pages = (m.end - m.start) / kPageSize;
     for (uint64_t p = holes.find_next_set(m.file_page); p < std::min(holes.size(), m.file_page + pages);) {
       uint64_t q = holes.find_next_clear(p);
       q = std::min({q, holes.size(), m.file_page + pages});
-      parts.emplace_back(m.start + (p - m.file_page) * kPage, m.start + (q - m.file_page) * kPage);
+      parts.emplace_back(m.start + (p - m.file_page) * kPageSize, m.start + (q - m.file_page) * kPageSize);
       p = holes.find_next_set(q);
     }
     std::sort(parts.begin(), parts.end());
@@ -125,7 +125,7 @@ Result<std::vector<UffdWriteTracker::Range>> tracked_runs(int pagemap,
         runs.back().end = std::max(runs.back().end, e);
         continue;
       }
-      runs.push_back({s, e, m.file_page + (s - m.start) / kPage});
+      runs.push_back({s, e, m.file_page + (s - m.start) / kPageSize});
     }
   }
   if (runs.size() > kMaxRuns) {
@@ -168,7 +168,7 @@ Result<std::vector<UffdWriteTracker::Range>> shared_writable_mappings(int pid, i
         7)
       continue;
     if (ino != st.st_ino || makedev(dev_major, dev_minor) != st.st_dev) continue;
-    if (perms[1] == 'w' && perms[3] == 's') out.push_back({lo, hi, off / kPage});
+    if (perms[1] == 'w' && perms[3] == 's') out.push_back({lo, hi, off / kPageSize});
   }
   if (out.empty())
     return Status(Errc::not_found, fmt::format("process {} has no shared writable mapping of the RAM file", pid));
@@ -216,8 +216,8 @@ Result<PageBitmap> UffdWriteTracker::changed_since_start() {
 Status UffdWriteTracker::clear_unchanged(const Range& r, PageBitmap& changed) const {
   return scan(pagemap_.get(), r.start, r.end, PAGE_IS_WRITTEN, PAGE_IS_WRITTEN | PAGE_IS_PRESENT,
               [&](uint64_t s, uint64_t e) {  // present and not written
-                const uint64_t first = r.file_page + (s - r.start) / kPage;
-                const uint64_t last = std::min(pages_, r.file_page + (e - r.start) / kPage);
+                const uint64_t first = r.file_page + (s - r.start) / kPageSize;
+                const uint64_t last = std::min(pages_, r.file_page + (e - r.start) / kPageSize);
                 if (first < last) changed.clear_range(first, last - first);
               });
 }

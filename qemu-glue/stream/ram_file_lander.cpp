@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "digest/page_digest.hpp"
 
 namespace bnf::qemu {
@@ -31,7 +32,7 @@ Status RamFileLander::on_blocks(const std::vector<RamBlockInfo>& blocks) {
 }
 
 Status RamFileLander::check_offset(uint64_t offset) const {
-  if (offset % 4096 != 0 || offset >= map_.size())
+  if (offset % kPageSize != 0 || offset >= map_.size())
     return {Errc::protocol, fmt::format("page offset 0x{:x} outside block '{}'", offset, block_)};
   return Status::ok();
 }
@@ -43,10 +44,10 @@ Result<bool> RamFileLander::on_page(const std::string& block, uint64_t offset, c
   }
   BNF_TRY(check_offset(offset));
   std::byte* dst = map_.data() + offset;
-  if (std::memcmp(dst, data, 4096) == 0) {
+  if (std::memcmp(dst, data, kPageSize) == 0) {
     ++stats_.same;
   } else {
-    std::memcpy(dst, data, 4096);
+    std::memcpy(dst, data, kPageSize);
     ++stats_.landed;
   }
   return false;
@@ -56,8 +57,8 @@ Result<bool> RamFileLander::on_zero(const std::string& block, uint64_t offset) {
   if (block != block_) return true;
   BNF_TRY(check_offset(offset));
   std::byte* dst = map_.data() + offset;
-  if (!is_zero_page(dst, 4096)) {
-    std::memset(dst, 0, 4096);
+  if (!is_zero_page(dst, kPageSize)) {
+    std::memset(dst, 0, kPageSize);
     ++stats_.zeroed;
   }
   return false;

@@ -4,12 +4,13 @@
 
 #include <array>
 
+#include "common/page.hpp"
+
 namespace bnf::qemu {
 
 namespace {
 constexpr uint32_t kMagic = 0x5145564d;  // "QEVM"
 constexpr uint32_t kVersion = 3;
-constexpr uint64_t kPage = 4096;
 
 enum : uint8_t {
   kEof = 0x00,
@@ -33,7 +34,7 @@ enum : uint64_t {
   kFlagXbzrle = 0x40,
   kFlagHook = 0x80,
   kFlagCompress = 0x100,
-  kFlagMask = kPage - 1,
+  kFlagMask = kPageSize - 1,
 };
 
 Status refuse(const std::string& what) { return {Errc::invalid_argument, "unsupported migration stream: " + what}; }
@@ -262,7 +263,7 @@ Status StreamRewriter::ram_records() {
       BNF_TRY(emit_record_head(offset, flags, in_block_));
       BNF_TRY(put(&fill, 1));
     } else if ((flags & kFlagPage) != 0) {
-      BNF_ASSIGN_OR_RETURN(const std::byte* page, in_.view(kPage, "page record"));
+      BNF_ASSIGN_OR_RETURN(const std::byte* page, in_.view(kPageSize, "page record"));
       ++stats_.pages;
       BNF_ASSIGN_OR_RETURN(bool keep, pages_.on_page(in_block_, offset, page));
       if (!keep) {
@@ -270,7 +271,7 @@ Status StreamRewriter::ram_records() {
         continue;
       }
       BNF_TRY(emit_record_head(offset, flags, in_block_));
-      BNF_TRY(put(page, kPage));
+      BNF_TRY(put(page, kPageSize));
     } else {
       return {Errc::protocol, fmt::format("ram record with flags 0x{:x} carries nothing", flags)};
     }

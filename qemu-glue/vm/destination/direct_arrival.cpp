@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "protocol/control.hpp"
 #include "push/landing.hpp"
 #include "stream/stream_rewriter.hpp"
@@ -25,8 +26,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
-
 // Main-block pages into the image; image space is reserved a chunk at a time
 // (a full tmpfs fails the trip here instead of faulting later).
 class ArrivalPages final : public PageHandler {
@@ -35,14 +34,14 @@ class ArrivalPages final : public PageHandler {
       : w_(w), h_(h), reserved_((w.pages() + kSettleChunkPages - 1) / kSettleChunkPages, false) {}
 
   Status on_blocks(const std::vector<RamBlockInfo>& blocks) override {
-    return check_main_block(blocks, w_.pages() * kPage);
+    return check_main_block(blocks, w_.pages() * kPageSize);
   }
 
   Result<bool> on_page(const std::string& block, uint64_t offset, const std::byte* data) override {
     if (block != kMainBlock) return true;
     BNF_ASSIGN_OR_RETURN(uint64_t p, page_of(offset));
     BNF_TRY(reserve_chunk_of(p));
-    std::memcpy(w_.page_addr(p), data, kPage);
+    std::memcpy(w_.page_addr(p), data, kPageSize);
     const PageRun run{p, 1};
     w_.record_landed(std::span(&run, 1), h_);
     return false;
@@ -60,9 +59,9 @@ class ArrivalPages final : public PageHandler {
 
  private:
   Result<uint64_t> page_of(uint64_t offset) const {
-    if (offset % kPage != 0 || offset / kPage >= w_.pages())
+    if (offset % kPageSize != 0 || offset / kPageSize >= w_.pages())
       return Status(Errc::protocol, fmt::format("page offset 0x{:x} outside the main RAM block", offset));
-    return offset / kPage;
+    return offset / kPageSize;
   }
   Status reserve_chunk_of(uint64_t p) {
     const uint64_t chunk = p / kSettleChunkPages;

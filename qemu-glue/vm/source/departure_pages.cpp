@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/page.hpp"
 #include "digest/hole_digests.hpp"
 #include "protocol/control.hpp"
 #include "push/sharding.hpp"
@@ -11,7 +12,10 @@
 namespace bnf::qemu {
 
 namespace {
-constexpr size_t kPage = 4096;
+
+// Every this many page records the filter ticks: progress, and held pages
+// that cooled down go out.
+constexpr uint64_t kRecordsPerTick = 4096;
 
 // Adds the time from construction to destruction to a counter.
 class Stopwatch {
@@ -36,7 +40,7 @@ DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, 
 }
 
 Status DeparturePages::on_blocks(const std::vector<RamBlockInfo>& blocks) {
-  return check_main_block(blocks, held_.size() * kPage);
+  return check_main_block(blocks, held_.size() * kPageSize);
 }
 
 Result<bool> DeparturePages::on_page(const std::string& block, uint64_t offset, const std::byte* data) {
@@ -44,15 +48,15 @@ Result<bool> DeparturePages::on_page(const std::string& block, uint64_t offset, 
   Digest d;
   {
     Stopwatch sw(n_.digest_s);
-    d = h_.page(data, kPage);
+    d = h_.page(data, kPageSize);
   }
-  BNF_TRY(update(offset / kPage, d, data));
+  BNF_TRY(update(offset / kPageSize, d, data));
   return false;
 }
 
 Result<bool> DeparturePages::on_zero(const std::string& block, uint64_t offset) {
   if (block != kMainBlock) return true;
-  BNF_TRY(update(offset / kPage, h_.zero_digest(), nullptr));
+  BNF_TRY(update(offset / kPageSize, h_.zero_digest(), nullptr));
   return false;
 }
 
@@ -63,7 +67,7 @@ DeparturePages::~DeparturePages() {
 Status DeparturePages::on_final_ram_section() {
   if (!final_section_at_) final_section_at_ = std::chrono::steady_clock::now();
   if (opt_.switchover_check.empty() || rehash_thread_.joinable()) return Status::ok();
-  if (opt_.switchover_check.size() != held_.size() * kPage)
+  if (opt_.switchover_check.size() != held_.size() * kPageSize)
     return {Errc::mismatch, "switchover check: the RAM file's size is not the main block's"};
   // On a thread of its own, while the final section's pages are handled here.
   rehash_thread_ = std::thread([this] { rehash_at_stop(); });
@@ -114,16 +118,16 @@ Status DeparturePages::fix_up_from_rehash() {
     held_[p] = (*rehash_)[p];
     ++n_.fixed_at_switchover;
     const bool zero = held_[p] == h_.zero_digest();
-    BNF_TRY(send(p, zero ? nullptr : opt_.switchover_check.data() + p * kPage));
+    BNF_TRY(send(p, zero ? nullptr : opt_.switchover_check.data() + p * kPageSize));
   }
   return Status::ok();
 }
 
-bool DeparturePages::may_hold() const { return opt_.incremental && held_bytes_ + kPage <= opt_.hold_budget_bytes; }
+bool DeparturePages::may_hold() const { return opt_.incremental && held_bytes_ + kPageSize <= opt_.hold_budget_bytes; }
 
 Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
   if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
-  if (++records_ % 4096 == 0) {
+  if (++records_ % kRecordsPerTick == 0) {
     if (tick_) tick_(n_);
     BNF_TRY(send_cooled());
   }
@@ -141,7 +145,7 @@ Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data
     return Status::ok();
   }
   held_[p] = d;
-  auto copy = [&] { return is_zero ? std::vector<std::byte>() : std::vector<std::byte>(data, data + kPage); };
+  auto copy = [&] { return is_zero ? std::vector<std::byte>() : std::vector<std::byte>(data, data + kPageSize); };
   if (cur != this_pass_.end()) {
     ++n_.superseded;
     held_bytes_ -= cur->second.bytes.size();
@@ -150,7 +154,7 @@ Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data
     return Status::ok();
   }
   if (may_hold()) {
-    held_bytes_ += is_zero ? 0 : kPage;
+    held_bytes_ += is_zero ? 0 : kPageSize;
     this_pass_.emplace(p, HeldPage{copy(), opt_.clock()});
     return Status::ok();
   }
@@ -215,7 +219,7 @@ Status DeparturePages::send_held(uint64_t page, const HeldPage& h) {
 
 Status DeparturePages::send(uint64_t page, const std::byte* data) {
   Stopwatch sw(n_.send_s);
-  const uint64_t batched = batch_.size() / kPage;
+  const uint64_t batched = batch_.size() / kPageSize;
   if (data == nullptr) {  // after any batched version of the same page, in order
     BNF_TRY(flush_batch());
     const PageRun run{page, 1};
@@ -226,13 +230,13 @@ Status DeparturePages::send(uint64_t page, const std::byte* data) {
   if (batched != 0 && (page != batch_first_ + batched || batched == kBatchPages || page % kShardPages == 0))
     BNF_TRY(flush_batch());
   if (batch_.empty()) batch_first_ = page;
-  batch_.insert(batch_.end(), data, data + kPage);
+  batch_.insert(batch_.end(), data, data + kPageSize);
   return Status::ok();
 }
 
 Status DeparturePages::flush_batch() {
   if (batch_.empty()) return Status::ok();
-  const PageRun run{batch_first_, batch_.size() / kPage};
+  const PageRun run{batch_first_, batch_.size() / kPageSize};
   const transport::ConstBuffer contents{batch_.data(), batch_.size()};
   Status st = proto::post_run_frame(c_, proto::FrameType::pages, std::span(&run, 1), std::span(&contents, 1));
   batch_.clear();

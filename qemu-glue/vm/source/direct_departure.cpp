@@ -11,6 +11,7 @@
 #include "common/cpu_wait.hpp"
 #include "common/elapsed.hpp"
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "common/prefault.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
@@ -27,7 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr uint64_t kFramePages = 64;
 
 constexpr int kPollMs = 20;
@@ -110,7 +110,7 @@ bool first_pass_ending(const json& ram, uint64_t main_bytes, double tail_ms) {
 bool guest_writes_much(LiveDigestTable& live, const json& ram) {
   if (!live.tracking()) return false;
   Result<uint64_t> written = live.pages_written();
-  return !written.is_ok() || static_cast<double>(*written * kPage) > 2 * kPollMs * bytes_per_ms(ram);
+  return !written.is_ok() || static_cast<double>(*written * kPageSize) > 2 * kPollMs * bytes_per_ms(ram);
 }
 
 // A tracked, link-bound trip knows how much the guest dirtied during the pass,
@@ -126,7 +126,7 @@ std::optional<int> stop_limit_ms(LiveDigestTable& live, const json& ram, double 
   if (!live.tracking() || rate <= 0) return std::nullopt;
   Result<uint64_t> written = live.pages_written();
   if (!written.is_ok()) return std::nullopt;
-  const double limit = static_cast<double>(*written * kPage) / rate + tail;
+  const double limit = static_cast<double>(*written * kPageSize) / rate + tail;
   if (limit >= operator_limit_ms) return std::nullopt;
   return static_cast<int>(limit) + 1;
 }
@@ -168,9 +168,10 @@ class StopWatcher {
   // Tracked, the downtime hashes only what the guest wrote (little, where a
   // stop limit applies); untracked, what hashing ahead did not reach.
   [[nodiscard]] double own_tail_ms() const {
-    const uint64_t to_rehash = !s_.switchover_check                              ? s_.ram.size()
-                               : live_.tracking() && !s_.check_all_before_resume ? 0
-                                                                                 : live_.pages_not_reached() * kPage;
+    const uint64_t to_rehash = !s_.switchover_check ? s_.ram.size()
+                               : live_.tracking() && !s_.check_all_before_resume
+                                   ? 0
+                                   : live_.pages_not_reached() * kPageSize;
     return tail_ms(to_rehash);
   }
 
@@ -230,8 +231,8 @@ class StopWatcher {
   void report(const json& ram) {
     if (!s_.progress || since(last_report_) < 0.5) return;
     last_report_ = Clock::now();
-    const uint64_t total = ram.value("total", uint64_t{0}) / kPage;
-    const uint64_t left = std::min<uint64_t>(total, ram.value("remaining", uint64_t{0}) / kPage);
+    const uint64_t total = ram.value("total", uint64_t{0}) / kPageSize;
+    const uint64_t left = std::min<uint64_t>(total, ram.value("remaining", uint64_t{0}) / kPageSize);
     const uint64_t sent = ram.value("transferred", 0ULL);
     s_.progress(json{{"seconds", since(t0_)},
                      {"mode", "full"},
@@ -284,7 +285,7 @@ Result<uint64_t> send_differing(transport::Connection& c, const DigestTable& tab
       uint64_t q = p + 1;
       while (q < end && q - p < kFramePages && differs(q)) ++q;
       const PageRun run{p, q - p};
-      const transport::ConstBuffer bytes{ram.data() + p * kPage, run.count * kPage};
+      const transport::ConstBuffer bytes{ram.data() + p * kPageSize, run.count * kPageSize};
       BNF_TRY(proto::post_run_frame(c, proto::FrameType::pages, std::span(&run, 1), std::span(&bytes, 1)));
       sent += run.count;
       p = q;
@@ -445,7 +446,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
   d.stop_seen_s = QmpClient::wall_now() - QmpClient::event_time(d.stop_event);
   if (s.switchover_check) {  // the VM is stopped: its memory at switchover
     const auto t = Clock::now();
-    PageBitmap final_pages(s.ram.size() / kPage);
+    PageBitmap final_pages(s.ram.size() / kPageSize);
     if (s.check_all_before_resume) {  // all of it in the downtime
       d.table = live->finish(2);
       final_pages.set_all();
@@ -468,8 +469,8 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
     BNF_TRY(proto::send_control(c, proto::FrameType::vm_expect, {{"root", ""}}));
     BNF_ASSIGN_OR_RETURN(proto::Frame landed, proto::expect_frame(c, proto::FrameType::vm_landed));
     std::vector<std::byte> unused;
-    BNF_TRY(proto::recv_payload(c, landed, s.ram.size() / kPage / kSettleChunkPages * sizeof(Digest) + sizeof(Digest),
-                                unused));
+    BNF_TRY(proto::recv_payload(
+        c, landed, s.ram.size() / kPageSize / kSettleChunkPages * sizeof(Digest) + sizeof(Digest), unused));
     BNF_TRY(proto::send_control(c, proto::FrameType::vm_end, {{"root", ""}}));
   }
   BNF_TRY(collect_done(c, d));
@@ -482,7 +483,7 @@ Result<DirectDeparture> depart_direct(QmpClient& qmp, transport::Connection& c, 
       return Status(Errc::corrupt, "destination landed a different image (digest roots differ)");
   } else {
     const auto t = Clock::now();
-    d.table = DigestTable::compute(h, s.ram, kPage, 2);
+    d.table = DigestTable::compute(h, s.ram, kPageSize, 2);
     d.rehash_s = since(t);
     d.unchecked_differs = proto::field_or<std::string>(d.done, "root", "") != digest_hex(d.table.root(h));
     d.rehash_counts = live->counts();  // with the check on, taken after the settle

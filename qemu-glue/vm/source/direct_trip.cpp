@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "common/elapsed.hpp"
+#include "common/page.hpp"
 #include "protocol/control.hpp"
 #include "vm/source/direct_departure.hpp"
 
@@ -30,40 +31,11 @@ std::function<void(Departed&)> complete_direct_table(std::shared_ptr<DepartureTa
   };
 }
 
-}  // namespace
-
-Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_timeout_ms) {
-  Departed d;
-  d.rep = x.g.rep;
-  const PageDigester h(x.g.key);
-  // Faulted in while the VM ran here (WarmRam) and, for what that did not
-  // reach, during the first pass only while CPU is idle (depart_direct): a full
-  // trip's first pass can be CPU-bound (faulting during it cost ~3% of the time
-  // at 1 GiB, 10 Gbit/s).
-  BNF_ASSIGN_OR_RETURN(RamView view, view_ram(x));
-  const auto ram = std::make_shared<const RamView>(std::move(view));  // the table's rest may outlive this call
-  const bool check = x.check;
-  const auto t_stream = Clock::now();
-  BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart_direct(x.qmp, x.c, h,
-                                                         {.destination = to.to_string(),
-                                                          .downtime_limit_ms = x.opt.downtime_limit_ms,
-                                                          .peer_timeout_ms = peer_timeout_ms,
-                                                          .ram = ram->bytes,
-                                                          .ram_file = ram->file.get(),
-                                                          .ram_owner = ram,
-                                                          .qemu_pid = x.qemu_pid,
-                                                          .switchover_check = check,
-                                                          .check_all_before_resume = x.opt.check_all_before_resume,
-                                                          .tracker = std::move(x.tracker),
-                                                          .no_tracker = x.no_tracker,
-                                                          .read_before_tracking = x.read_before_tracking,
-                                                          .progress = x.progress}));
-  MigrationReport& rep = d.rep;
-  rep.phases["qemu_stream_s"] = since(t_stream);
-  rep.phases["stop_seen_s"] = dd.stop_seen_s;
+// Where the first pass's time and the RAM's faults went.
+void log_first_pass(const TripContext& x, const DirectDeparture& dd) {
   const size_t warm_bytes = x.warm ? x.warm->faulted_in() : 0;
   x.log.info("vm {}: RAM ({} MiB) faulted in before the stop: {} MiB while it ran here, {} MiB during the trip",
-             x.def.name, x.def.memory_bytes >> 20, warm_bytes >> 20, (dd.rehash_counts.faulted_in * 4096) >> 20);
+             x.def.name, x.def.memory_bytes >> 20, warm_bytes >> 20, (dd.rehash_counts.faulted_in * kPageSize) >> 20);
   if (dd.stop_limit_ms > 0)
     x.log.info(
         "vm {}: QEMU's first pass was held back by the link; a downtime limit of {} ms (what the guest "
@@ -74,22 +46,22 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
         "vm {}: QEMU's first pass was held back by the {} (its migration thread waited for a CPU {:.0f}% "
         "of the time): it stopped with {:.0f} ms of it left",
         x.def.name, dd.held_back_by == "cpu" ? "CPUs" : "link", 100 * dd.qemu_cpu_wait, dd.tail_ms);
-  rep.first_pass_held_back_by = dd.held_back_by;
-  rep.qemu_cpu_wait = dd.qemu_cpu_wait;
-  rep.phases["rehash_s"] = dd.rehash_s;
-  if (check) {
-    const LiveDigestCounts& n = dd.rehash_counts;
-    report_check(rep, x, n.hashed_at_stop, n.tracked, n.not_tracked_because);
-    if (n.tracked)
-      x.log.info(
-          "vm {}: the switchover check hashed {} pages in the downtime (written, or read by QEMU before the "
-          "tracker started); {} were holes in the RAM file",
-          x.def.name, n.hashed_at_stop, n.holes);
-  }
-  if (dd.rest) d.complete = complete_direct_table(dd.rest, h, x.log, x.def.name);
-  rep.phases["settle_s"] = dd.settle_s;
+}
+
+// What the switchover check did in the downtime.
+void report_direct_check(MigrationReport& rep, const TripContext& x, const LiveDigestCounts& n) {
+  report_check(rep, x, n.hashed_at_stop, n.tracked, n.not_tracked_because);
+  if (n.tracked)
+    x.log.info(
+        "vm {}: the switchover check hashed {} pages in the downtime (written, or read by QEMU before the "
+        "tracker started); {} were holes in the RAM file",
+        x.def.name, n.hashed_at_stop, n.holes);
+}
+
+// QEMU's own figures: it sent the pages, not this daemon.
+void report_qemu_pass(MigrationReport& rep, const TripContext& x, const DirectDeparture& dd) {
   const json ram_stats = dd.qemu_stats.value("ram", json::object());
-  rep.pages_total = x.def.memory_bytes / 4096;
+  rep.pages_total = x.def.memory_bytes / kPageSize;
   rep.pages_sent = ram_stats.value("normal", 0ULL);
   rep.pages_zero = ram_stats.value("duplicate", 0ULL);
   rep.rounds = ram_stats.value("dirty-sync-count", 0ULL);
@@ -97,6 +69,51 @@ Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_t
   rep.stream_bytes_in = ram_stats.value("transferred", 0ULL);
   rep.source_downtime_ms = dd.qemu_stats.value("downtime", 0.0);
   rep.direct = true;
+  rep.first_pass_held_back_by = dd.held_back_by;
+  rep.qemu_cpu_wait = dd.qemu_cpu_wait;
+}
+
+// QEMU's pass to its stop, the re-hash and the settle (depart_direct).
+Result<DirectDeparture> depart(TripContext& x, const PageDigester& h, const Endpoint& to, unsigned peer_timeout_ms) {
+  // Faulted in while the VM ran here (WarmRam) and, for what that did not
+  // reach, during the first pass only while CPU is idle (depart_direct): a full
+  // trip's first pass can be CPU-bound (faulting during it cost ~3% of the time
+  // at 1 GiB, 10 Gbit/s).
+  BNF_ASSIGN_OR_RETURN(RamView view, view_ram(x));
+  const auto ram = std::make_shared<const RamView>(std::move(view));  // the table's rest may outlive this call
+  return depart_direct(x.qmp, x.c, h,
+                       {.destination = to.to_string(),
+                        .downtime_limit_ms = x.opt.downtime_limit_ms,
+                        .peer_timeout_ms = peer_timeout_ms,
+                        .ram = ram->bytes,
+                        .ram_file = ram->file.get(),
+                        .ram_owner = ram,
+                        .qemu_pid = x.qemu_pid,
+                        .switchover_check = x.check,
+                        .check_all_before_resume = x.opt.check_all_before_resume,
+                        .tracker = std::move(x.tracker),
+                        .no_tracker = x.no_tracker,
+                        .read_before_tracking = x.read_before_tracking,
+                        .progress = x.progress});
+}
+
+}  // namespace
+
+Result<Departed> direct_trip(TripContext& x, const Endpoint& to, unsigned peer_timeout_ms) {
+  Departed d;
+  d.rep = x.g.rep;
+  MigrationReport& rep = d.rep;
+  const PageDigester h(x.g.key);
+  const auto t_stream = Clock::now();
+  BNF_ASSIGN_OR_RETURN(DirectDeparture dd, depart(x, h, to, peer_timeout_ms));
+  rep.phases["qemu_stream_s"] = since(t_stream);
+  rep.phases["stop_seen_s"] = dd.stop_seen_s;
+  rep.phases["rehash_s"] = dd.rehash_s;
+  rep.phases["settle_s"] = dd.settle_s;
+  log_first_pass(x, dd);
+  if (x.check) report_direct_check(rep, x, dd.rehash_counts);
+  if (dd.rest) d.complete = complete_direct_table(dd.rest, h, x.log, x.def.name);
+  report_qemu_pass(rep, x, dd);
   rep.destination_differs = dd.unchecked_differs;
   if (dd.unchecked_differs)
     x.log.warn(

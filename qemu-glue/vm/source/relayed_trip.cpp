@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/elapsed.hpp"
+#include "common/page.hpp"
 #include "common/prefault.hpp"
 #include "protocol/control.hpp"
 #include "stream/stream_io.hpp"
@@ -121,7 +122,7 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   d.rep = x.g.rep;
   MigrationReport& rep = d.rep;
   const PageDigester h(x.g.key);
-  const uint64_t pages_total = x.def.memory_bytes / 4096;
+  const uint64_t pages_total = x.def.memory_bytes / kPageSize;
   std::optional<RamView> ram_view;  // the switchover check reads the VM's RAM file
   if (x.check) {
     BNF_ASSIGN_OR_RETURN(ram_view, view_ram(x));

@@ -6,6 +6,7 @@
 
 #include "common/elapsed.hpp"
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "common/unix_socket.hpp"
 #include "vm/source/direct_departure.hpp"
 #include "vm/trip/qemu_migration.hpp"
@@ -64,7 +65,7 @@ Result<std::unique_ptr<WriteTracker>> start_write_tracker(const std::string& ram
                                                           const VmDefinition& def) {
   BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(ram_file, O_RDONLY));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<UffdWriteTracker> t,
-                       UffdWriteTracker::start(qemu_pid, fd.get(), def.memory_bytes / 4096));
+                       UffdWriteTracker::start(qemu_pid, fd.get(), def.memory_bytes / kPageSize));
   return std::unique_ptr<WriteTracker>(std::move(t));
 }
 
