@@ -8,6 +8,7 @@
 #include "common/page.hpp"
 #include "common/size.hpp"
 #include "launch/vm_definition.hpp"
+#include "vm/trip/migration_report.hpp"
 
 namespace bnf::cli {
 
@@ -137,13 +138,13 @@ void add_vm_commands(CLI::App& app, int& rc) {
                   "resumes there: auto (TCG VMs), on (full: the same), off; written: on, but a direct trip "
                   "compares the pages nothing wrote during it and it did not hash ahead just after the VM "
                   "resumed (a difference found then is already in the running guest)")
-      ->check(CLI::IsMember({"auto", "on", "full", "written", "off"}))
+      ->check(CLI::IsMember(choice_names(qemu::kSwitchoverChecks)))
       ->capture_default_str();
   mig->add_option("--write-tracker", ma->write_tracker,
                   "let the switchover check re-hash only the pages QEMU wrote during the trip (userfaultfd "
                   "write-protect on QEMU's RAM mapping, set up through ptrace, where the kernel and permissions "
                   "allow): auto (full trips over TCP), on (relayed trips too), off")
-      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->check(CLI::IsMember(choice_names(qemu::kWriteTrackers)))
       ->capture_default_str();
   mig->add_flag("--relay", ma->relay,
                 "full trips too go through this daemon (by default QEMU streams a full trip to the destination "

@@ -1,10 +1,6 @@
 #include "vm/registry/control_ops.hpp"
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-
-#include <algorithm>
-#include <initializer_list>
+#include <array>
 
 #include "protocol/control.hpp"
 
@@ -14,13 +10,11 @@ using nlohmann::json;
 
 namespace {
 
-// A text field that must be one of `allowed` (a missing one is `fallback`).
-Result<std::string> choice(const json& req, const char* key, std::initializer_list<const char*> allowed,
-                           const char* fallback) {
-  BNF_ASSIGN_OR_RETURN(std::string v, proto::optional_field<std::string>(req, key, fallback));
-  if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return v;
-  return Status(Errc::invalid_argument,
-                fmt::format("{} must be one of {}, not '{}'", key, fmt::join(allowed.begin(), allowed.end(), ", "), v));
+// A named option's value, parsed with its table; missing: the table's first.
+template <class E, size_t N>
+Result<E> choice(const json& req, const char* key, const std::array<Choice<E>, N>& table) {
+  BNF_ASSIGN_OR_RETURN(std::string v, proto::optional_field<std::string>(req, key, std::string(table[0].name)));
+  return parse_choice(table, key, v);
 }
 
 Result<MigrateOptions> migrate_options(const json& req) {
@@ -28,16 +22,11 @@ Result<MigrateOptions> migrate_options(const json& req) {
   BNF_ASSIGN_OR_RETURN(o.downtime_limit_ms, proto::optional_field<int>(req, "downtime_limit_ms", 300));
   if (o.downtime_limit_ms < 1 || o.downtime_limit_ms > 60000)
     return Status(Errc::invalid_argument, "downtime_limit_ms must be 1..60000");
-  BNF_ASSIGN_OR_RETURN(std::string check,
-                       choice(req, "switchover_check", {"auto", "on", "full", "written", "off"}, "auto"));
-  if (check != "auto") o.switchover_check = check != "off";
-  o.check_all_before_resume = check != "written";
+  BNF_ASSIGN_OR_RETURN(SwitchoverCheck check, choice(req, "switchover_check", kSwitchoverChecks));
+  apply_switchover_check(check, o);
   BNF_ASSIGN_OR_RETURN(bool relay, proto::optional_field<bool>(req, "relay", false));
   o.direct = !relay;
-  BNF_ASSIGN_OR_RETURN(std::string track, choice(req, "write_tracker", {"auto", "on", "off"}, "auto"));
-  o.track_writes = track == "on"    ? MigrateOptions::TrackWrites::on
-                   : track == "off" ? MigrateOptions::TrackWrites::off
-                                    : MigrateOptions::TrackWrites::automatic;
+  BNF_ASSIGN_OR_RETURN(o.track_writes, choice(req, "write_tracker", kWriteTrackers));
   return o;
 }
 

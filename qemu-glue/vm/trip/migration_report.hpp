@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common/choice.hpp"
 #include "common/trip_report.hpp"
 
 namespace bnf::qemu {
@@ -61,5 +62,25 @@ struct MigrateOptions {
   enum class TrackWrites { automatic, on, off };
   TrackWrites track_writes = TrackWrites::automatic;
 };
+
+// `--switchover-check` (control socket: `switchover_check`): auto leaves
+// MigrateOptions::switchover_check unset; on and full are the same.
+enum class SwitchoverCheck { automatic, on, full, written, off };
+inline constexpr std::array<Choice<SwitchoverCheck>, 5> kSwitchoverChecks{{{"auto", SwitchoverCheck::automatic},
+                                                                           {"on", SwitchoverCheck::on},
+                                                                           {"full", SwitchoverCheck::full},
+                                                                           {"written", SwitchoverCheck::written},
+                                                                           {"off", SwitchoverCheck::off}}};
+// `--write-tracker` (control socket: `write_tracker`).
+inline constexpr std::array<Choice<MigrateOptions::TrackWrites>, 3> kWriteTrackers{
+    {{"auto", MigrateOptions::TrackWrites::automatic},
+     {"on", MigrateOptions::TrackWrites::on},
+     {"off", MigrateOptions::TrackWrites::off}}};
+
+// Sets the switchover check's two options as `check` says.
+inline void apply_switchover_check(SwitchoverCheck check, MigrateOptions& o) {
+  if (check != SwitchoverCheck::automatic) o.switchover_check = check != SwitchoverCheck::off;
+  o.check_all_before_resume = check != SwitchoverCheck::written;
+}
 
 }  // namespace bnf::qemu
