@@ -1,5 +1,7 @@
 #include "push/landing.hpp"
 
+#include <cstring>
+
 #include "common/crc32c.hpp"
 #include "push/sharding.hpp"
 
@@ -36,9 +38,19 @@ Status land_zeros(SnapshotWriter& w, const PageDigester& h, unsigned stream, uns
   if (f.header.payload_len != 0) return {Errc::protocol, "bad frame: ZEROS frame with a payload"};
   BNF_ASSIGN_OR_RETURN(std::vector<PageRun> runs, proto::decode_runs(f.meta, w.pages()));
   BNF_TRY(check_shard(runs, stream, streams));
+  return land_zero_runs(w, h, stream, runs);
+}
+
+Status land_zero_runs(SnapshotWriter& w, const PageDigester& h, unsigned stream, std::span<const PageRun> runs) {
   BNF_TRY(w.zero_runs(stream, runs));
   w.record_landed(runs, h);
   return Status::ok();
+}
+
+void land_page_copy(SnapshotWriter& w, const PageDigester& h, uint64_t page, const std::byte* data) {
+  std::memcpy(w.page_addr(page), data, w.page_size());
+  const PageRun run{page, 1};
+  w.record_landed(std::span(&run, 1), h);
 }
 
 Result<bool> land_if_pages(transport::Connection& c, SnapshotWriter& w, const PageDigester& h, const proto::Frame& f) {

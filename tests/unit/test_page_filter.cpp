@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "filter/page_filter.hpp"
+#include "filter/stream_filter.hpp"
 #include "test_util.hpp"
 
 namespace bnf {
@@ -54,6 +55,37 @@ TEST_F(FilterFixture, DirtyBitmapLimitsTheScanAndStillDropsRewritesWithSameBytes
   EXPECT_TRUE(plan.send.test(42));
   EXPECT_EQ(plan.pages_skipped, kPages - 1);
   EXPECT_EQ(plan.table.root(h), DigestTable::compute(h, now, 4096, 1).root(h));
+}
+
+// The streaming filter against a base: a record equal to the base is
+// skipped, a changed one let through once, the same version again skipped,
+// and a change back to the base's bytes let through (the receiver holds the
+// changed version by then).
+TEST_F(FilterFixture, StreamFilterLetsEachNewVersionThroughOnce) {
+  StreamFilter f(h, base, kPages);
+  auto now = base_img;
+  EXPECT_EQ(f.offer(5, h.page(page(now, 5), 4096)), StreamFilter::Verdict::skip);
+  page(now, 5)[0] ^= std::byte{1};
+  const Digest changed = h.page(page(now, 5), 4096);
+  EXPECT_EQ(f.offer(5, changed), StreamFilter::Verdict::send);
+  EXPECT_EQ(f.offer(5, changed), StreamFilter::Verdict::skip);
+  EXPECT_EQ(f.receiver()[5], changed);
+  EXPECT_EQ(f.offer(5, base[5]), StreamFilter::Verdict::send);
+  EXPECT_EQ(f.receiver().root(h), base.root(h));
+}
+
+// No base: the receiver's new image is all zero pages, so zero records are
+// skipped and every other page is let through.
+TEST_F(FilterFixture, StreamFilterWithoutBaseSkipsOnlyZeroPages) {
+  StreamFilter f(h, std::nullopt, kPages);
+  uint64_t sent = 0;
+  for (uint64_t p = 0; p < kPages; ++p) {
+    const Digest d = h.page(page(base_img, p), 4096);
+    EXPECT_EQ(f.is_zero(d), p % 10 == 0);
+    sent += f.offer(p, d) == StreamFilter::Verdict::send ? 1 : 0;
+  }
+  EXPECT_EQ(sent, 900U);
+  EXPECT_EQ(f.receiver().root(h), base.root(h));
 }
 
 }  // namespace

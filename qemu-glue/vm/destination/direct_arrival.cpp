@@ -41,9 +41,7 @@ class ArrivalPages final : public PageHandler {
     if (block != kMainBlock) return true;
     BNF_ASSIGN_OR_RETURN(uint64_t p, page_of(offset));
     BNF_TRY(reserve_chunk_of(p));
-    std::memcpy(w_.page_addr(p), data, kPageSize);
-    const PageRun run{p, 1};
-    w_.record_landed(std::span(&run, 1), h_);
+    land_page_copy(w_, h_, p, data);
     return false;
   }
 
@@ -52,8 +50,7 @@ class ArrivalPages final : public PageHandler {
     BNF_ASSIGN_OR_RETURN(uint64_t p, page_of(offset));
     if (w_.table()[p] == h_.zero_digest()) return false;  // a hole or zeroed already
     const PageRun run{p, 1};
-    BNF_TRY(w_.zero_runs(0, std::span(&run, 1)));
-    w_.record_landed(std::span(&run, 1), h_);
+    BNF_TRY(land_zero_runs(w_, h_, 0, std::span(&run, 1)));
     return false;
   }
 

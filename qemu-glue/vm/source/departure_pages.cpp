@@ -34,13 +34,10 @@ class Stopwatch {
 
 DeparturePages::DeparturePages(transport::Connection& c, const PageDigester& h, std::optional<DigestTable> base,
                                uint64_t pages, DeparturePagesOptions opt)
-    : c_(c), h_(h), held_(base ? std::move(*base) : DigestTable(pages)), opt_(std::move(opt)), seen_(pages) {
-  if (!base)
-    for (uint64_t p = 0; p < pages; ++p) held_[p] = h_.zero_digest();
-}
+    : c_(c), h_(h), filter_(h, std::move(base), pages), opt_(std::move(opt)), seen_(pages) {}
 
 Status DeparturePages::on_blocks(const std::vector<RamBlockInfo>& blocks) {
-  return check_main_block(blocks, held_.size() * kPageSize);
+  return check_main_block(blocks, filter_.pages() * kPageSize);
 }
 
 Result<bool> DeparturePages::on_page(const std::string& block, uint64_t offset, const std::byte* data) {
@@ -67,7 +64,7 @@ DeparturePages::~DeparturePages() {
 Status DeparturePages::on_final_ram_section() {
   if (!final_section_at_) final_section_at_ = std::chrono::steady_clock::now();
   if (opt_.switchover_check.empty() || rehash_thread_.joinable()) return Status::ok();
-  if (opt_.switchover_check.size() != held_.size() * kPageSize)
+  if (opt_.switchover_check.size() != filter_.pages() * kPageSize)
     return {Errc::mismatch, "switchover check: the RAM file's size is not the main block's"};
   // On a thread of its own, while the final section's pages are handled here.
   rehash_thread_ = std::thread([this] { rehash_at_stop(); });
@@ -76,18 +73,18 @@ Status DeparturePages::on_final_ram_section() {
 
 // The pages that may differ from the version QEMU sent, hashed again.
 void DeparturePages::rehash_at_stop() {
-  rehashed_ = PageBitmap(held_.size());
+  rehashed_ = PageBitmap(filter_.pages());
   rehashed_.set_all();
   if (opt_.write_tracker) {
     Result<PageBitmap> changed = opt_.write_tracker->changed_since_start();
-    PageBitmap unseen(held_.size());
+    PageBitmap unseen(filter_.pages());
     unseen.set_all();
     if (changed.is_ok() && unseen.subtract(seen_).is_ok() && changed->unite(unseen).is_ok())
       rehashed_ = std::move(*changed);
     else if (!changed.is_ok())
       tracker_error_ = changed.status().message();
   }
-  rehash_ = DigestTable(held_.size());
+  rehash_ = DigestTable(filter_.pages());
   PageBitmap read = rehashed_;
   (void)digest_holes(*rehash_, h_, opt_.ram_file, read);
   rehashed_count_ = rehash_->rehash(h_, opt_.switchover_check, read, 2);
@@ -114,10 +111,9 @@ Status DeparturePages::fix_up_from_rehash() {
   n_.hashed_at_stop = rehashed_count_;
   n_.tracker_error = tracker_error_;
   for (uint64_t p = rehashed_.find_next_set(0); p != PageBitmap::npos; p = rehashed_.find_next_set(p + 1)) {
-    if ((*rehash_)[p] == held_[p]) continue;
-    held_[p] = (*rehash_)[p];
+    if (filter_.offer(p, (*rehash_)[p]) == StreamFilter::Verdict::skip) continue;
     ++n_.fixed_at_switchover;
-    const bool zero = held_[p] == h_.zero_digest();
+    const bool zero = filter_.is_zero((*rehash_)[p]);
     BNF_TRY(send(p, zero ? nullptr : opt_.switchover_check.data() + p * kPageSize));
   }
   return Status::ok();
@@ -126,25 +122,24 @@ Status DeparturePages::fix_up_from_rehash() {
 bool DeparturePages::may_hold() const { return opt_.incremental && held_bytes_ + kPageSize <= opt_.hold_budget_bytes; }
 
 Status DeparturePages::update(uint64_t p, const Digest& d, const std::byte* data) {
-  if (p >= held_.size()) return {Errc::protocol, "page offset past the main RAM block"};
+  if (p >= filter_.pages()) return {Errc::protocol, "page offset past the main RAM block"};
   if (++records_ % kRecordsPerTick == 0) {
     if (tick_) tick_(n_);
     BNF_TRY(send_cooled());
   }
   BNF_TRY(scan_reached(p));
   seen_.set(p);
-  const bool is_zero = d == h_.zero_digest();
+  const bool is_zero = filter_.is_zero(d);
   if (is_zero) ++n_.zero;
   // Rewritten again: still hot.
   if (auto prev = prev_pass_.find(p); prev != prev_pass_.end()) this_pass_.insert(prev_pass_.extract(prev));
   if (auto cool = cooling_.find(p); cool != cooling_.end()) this_pass_.insert(cooling_.extract(cool));
   auto cur = this_pass_.find(p);
   if (cur != this_pass_.end()) cur->second.seen = opt_.clock();
-  if (held_[p] == d) {  // the destination holds (or will hold) these bytes
+  if (filter_.offer(p, d) == StreamFilter::Verdict::skip) {
     if (!is_zero) ++n_.skipped;
     return Status::ok();
   }
-  held_[p] = d;
   auto copy = [&] { return is_zero ? std::vector<std::byte>() : std::vector<std::byte>(data, data + kPageSize); };
   if (cur != this_pass_.end()) {
     ++n_.superseded;

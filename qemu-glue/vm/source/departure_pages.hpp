@@ -1,9 +1,9 @@
-// The source's page filter for a VM migration: decides, for every main-block
+// The source's page handler for a relayed VM migration: for every main-block
 // page record QEMU emits, whether the destination needs it, and when.
 //
-// What: `held_` is what the destination's image will hold (its base at first,
-// zero pages for a new image, then what was sent). A page travels only when its
-// digest differs from that. At the end `held_` is the VM's memory at switchover.
+// What: the streaming page filter decides (engine/filter/stream_filter.hpp):
+// a record travels only when its digest differs from what the destination's
+// image will hold. At the end its table is the VM's memory at switchover.
 //
 // When (hold-back): precopy resends a page every pass in which the guest wrote
 // it, so a hot page sent at once crosses the wire once per pass. A page that
@@ -35,6 +35,7 @@
 
 #include "bitmap/write_tracker.hpp"
 #include "digest/page_digest.hpp"
+#include "filter/stream_filter.hpp"
 #include "stream/stream_rewriter.hpp"
 #include "transport/transport.hpp"
 
@@ -99,7 +100,7 @@ class DeparturePages final : public PageHandler {
 
   // Called at every new pass and every few thousand records (progress, the downtime limit).
   void on_tick(std::function<void(const DeparturePageCounts&)> tick) { tick_ = std::move(tick); }
-  [[nodiscard]] const DigestTable& departure() const { return held_; }
+  [[nodiscard]] const DigestTable& departure() const { return filter_.receiver(); }
   [[nodiscard]] const DeparturePageCounts& counts() const { return n_; }
 
  private:
@@ -124,11 +125,11 @@ class DeparturePages final : public PageHandler {
   // before_device_state) and, from the final RAM section to its join in
   // fix_up_from_rehash, rehash_thread_. The reader owns everything but what
   // is marked as the rehash thread's below; that thread reads opt_,
-  // held_.size() and seen_ (whose bits are atomic), and writes only the
+  // filter_.pages() and seen_ (whose bits are atomic), and writes only the
   // rehash_ group, which the reader reads after the join. No lock.
   transport::Connection& c_;
   const PageDigester& h_;
-  DigestTable held_;
+  StreamFilter filter_;
   DeparturePagesOptions opt_;
   DeparturePageCounts n_;
   Held prev_pass_;  // held in the previous pass, not resent in this one yet
