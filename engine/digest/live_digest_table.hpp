@@ -102,15 +102,23 @@ class LiveDigestTable {
   // pages whose digests are then final (finish_written's answer).
   PageBitmap hash_at_stop(unsigned threads, uint64_t read_before);
 
+  // Two threads use it: the caller's (every public method) and thread_,
+  // which hashes ahead from construction until stop() joins it (the first
+  // thing finish_written and finish do, and the destructor). No lock guards
+  // the table: thread_ alone writes table_[0, reached_), n_.faulted_in and
+  // n_.hashed_ahead until the join; the caller reads them only after it,
+  // except reached_ (atomic, pages_not_reached). tracker_ is the caller's:
+  // thread_ only asks whether it exists. h_, ram_ and opt_ are read by both
+  // and never written after construction.
   const PageDigester h_;  // a copy: the table's rest may be hashed after its maker's digester is gone
   std::span<const std::byte> ram_;
   std::unique_ptr<WriteTracker> tracker_;
   LiveDigestOptions opt_;
   DigestTable table_;
   std::atomic<uint64_t> reached_{0};  // pages [0, reached_) hashed ahead
-  std::optional<PageBitmap> final_;   // set by finish_written: digests final there
+  std::optional<PageBitmap> final_;   // the caller's, set by finish_written: digests final there
   LiveDigestCounts n_;
-  std::mutex mu_;
+  std::mutex mu_;  // only for wake_: pause() sleeps on it, stop() wakes it
   std::condition_variable wake_;
   std::atomic<bool> stop_{false};  // set under mu_ (for wake_); a step reads it without
   std::thread thread_;
