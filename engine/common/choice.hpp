@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/peer_text.hpp"
 #include "common/status.hpp"
 
 namespace bnf {
@@ -21,14 +22,17 @@ struct Choice {
   E value;
 };
 
-// `text` as the value of the option `what`; an unknown name is an invalid_argument naming the allowed ones.
+// `text` as the value of `what`; an unknown name is an error of `code`
+// naming the allowed ones (Errc::protocol where a peer sent it) and the
+// name, made printable and short.
 template <class E, size_t N>
-Result<E> parse_choice(const std::array<Choice<E>, N>& table, std::string_view what, std::string_view text) {
+Result<E> parse_choice(const std::array<Choice<E>, N>& table, std::string_view what, std::string_view text,
+                       Errc code = Errc::invalid_argument) {
   for (const Choice<E>& c : table)
     if (c.name == text) return c.value;
   std::string allowed;
   for (const Choice<E>& c : table) allowed += (allowed.empty() ? "" : ", ") + std::string(c.name);
-  return Status(Errc::invalid_argument, fmt::format("{} must be one of {}, not '{}'", what, allowed, text));
+  return Status(code, fmt::format("{} must be one of {}, not '{}'", what, allowed, printable_peer_text(text, 64)));
 }
 
 template <class E, size_t N>

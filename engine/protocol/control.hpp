@@ -8,10 +8,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/choice.hpp"
 #include "protocol/frame.hpp"
 #include "transport/transport.hpp"
 
 namespace bnf::proto {
+
+// A transfer's mode, as BEGIN and VM_ACCEPT name it: every page, or the pages
+// that differ from the receiver's retained snapshot.
+enum class TransferMode { full, incremental };
+inline constexpr std::array<Choice<TransferMode>, 2> kTransferModes{
+    {{"full", TransferMode::full}, {"incremental", TransferMode::incremental}}};
 
 struct Frame {
   FrameHeader header;

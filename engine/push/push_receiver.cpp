@@ -206,14 +206,15 @@ Result<json> accept_message(const Connection& c, const std::string& session, con
 Result<WritePlan> parse_begin(const proto::Frame& f, const Hello& h, const DigestKey& key,
                               const std::optional<Manifest>& base, const std::string& peer) {
   BNF_ASSIGN_OR_RETURN(json j, proto::parse_json_meta(f));
-  BNF_ASSIGN_OR_RETURN(std::string mode, proto::field<std::string>(j, "mode"));
+  BNF_ASSIGN_OR_RETURN(std::string mode_name, proto::field<std::string>(j, "mode"));
+  BNF_ASSIGN_OR_RETURN(proto::TransferMode mode,
+                       parse_choice(proto::kTransferModes, "BEGIN's mode", mode_name, Errc::protocol));
   WritePlan plan;
   plan.size_bytes = h.size_bytes;
   plan.streams = h.streams;
   plan.peer = h.sender.empty() ? peer : printable_peer_text(h.sender, 64) + " (" + peer + ")";
   plan.key = key;
-  if (mode == "full") return plan;
-  if (mode != "incremental") return Status(Errc::protocol, "BEGIN: unknown mode '" + mode + "'");
+  if (mode == proto::TransferMode::full) return plan;
   if (!base) return Status(Errc::not_found, "no base snapshot '" + h.name + "' for an incremental transfer");
   plan.full = false;
   BNF_ASSIGN_OR_RETURN(plan.base_lineage, proto::field<std::string>(j, "base_lineage"));

@@ -72,6 +72,24 @@ TEST(Field, OptionalFieldsDefaultOnlyWhenAbsent) {
   EXPECT_EQ(field_or(parsed(R"({"f": 1.5})"), "f", 2.0), 1.5);
 }
 
+// A named value is parsed by its one table: known names map to their
+// values; an unknown one is refused with the given code, naming the allowed
+// names and the (printable) name it got, never taken as a default.
+TEST(Choice, KnownNamesMapAndUnknownOnesAreRefusedByName) {
+  auto full = parse_choice(proto::kTransferModes, "mode", "full", Errc::protocol);
+  ASSERT_TRUE(full.is_ok());
+  EXPECT_EQ(*full, proto::TransferMode::full);
+  EXPECT_EQ(*parse_choice(proto::kTransferModes, "mode", "incremental"), proto::TransferMode::incremental);
+  auto bad = parse_choice(proto::kTransferModes, "mode", "Full\n", Errc::protocol);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), Errc::protocol);
+  EXPECT_NE(bad.status().message().find("one of full, incremental"), std::string::npos) << bad.status().message();
+  EXPECT_EQ(bad.status().message().find('\n'), std::string::npos) << bad.status().message();
+  EXPECT_EQ(parse_choice(proto::kTransferModes, "mode", "").status().code(), Errc::invalid_argument);
+  const std::vector<std::string> names = choice_names(proto::kTransferModes);
+  EXPECT_EQ(names, (std::vector<std::string>{"full", "incremental"}));
+}
+
 TEST(PeerText, ControlCharactersAreReplacedAndLengthCapped) {
   EXPECT_EQ(printable_peer_text("disk full"), "disk full");
   EXPECT_EQ(printable_peer_text("a\nbnf-daemon: forged\r\x1b[31mred"), "a?bnf-daemon: forged??[31mred");

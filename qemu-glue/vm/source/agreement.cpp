@@ -28,8 +28,10 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   BNF_ASSIGN_OR_RETURN(std::string sealed_key, proto::field<std::string>(a, "sealed_key"));
   BNF_ASSIGN_OR_RETURN(g.key, proto::open_digest_key(c, sealed_key));
   g.rep.fallback = printable_peer_text(proto::field_or<std::string>(a, "fallback", ""));
-  g.direct = !stream_token.empty() && g.rep.mode == "full" && proto::field_or(a, "direct", false);
-  if (g.rep.mode == "incremental") {
+  BNF_ASSIGN_OR_RETURN(const proto::TransferMode mode,
+                       parse_choice(proto::kTransferModes, "VM_ACCEPT's mode", g.rep.mode, Errc::protocol));
+  g.direct = !stream_token.empty() && mode == proto::TransferMode::full && proto::field_or(a, "direct", false);
+  if (mode == proto::TransferMode::incremental) {
     if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)
       return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
     BNF_ASSIGN_OR_RETURN(g.base, store.load_table(*m));
