@@ -27,7 +27,8 @@ TEST_P(UringTcp, OrderedDeliveryIntoScatteredDestinations) {
   auto t = make_uring_tcp_transport(o);
   Pair p = connect_pair(*t);
   auto img = test::random_image(2048, 11);  // 8 MiB registered source
-  ASSERT_TRUE(p.client->register_region(img).is_ok());
+  const Result<RegionHandle> registered = p.client->register_region(img);
+  ASSERT_TRUE(registered.is_ok());
 
   std::thread sender([&] {
     for (uint64_t i = 0; i < 2048; i += 2) {

@@ -79,10 +79,7 @@ class UringTcpConnection final : public Connection {
     return Status::ok();
   }
 
-  Status register_region(std::span<const std::byte> region) override {
-    regions_.push_back(region);
-    return Status::ok();
-  }
+  Result<RegionHandle> register_region(std::span<const std::byte> region) override { return regions_->add(region); }
 
   Status post(std::span<const ConstBuffer> parts) override {
     if (failed_) return failure_;
@@ -184,11 +181,7 @@ class UringTcpConnection final : public Connection {
   [[nodiscard]] std::string peer() const override { return peer_; }
 
  private:
-  bool is_registered(const ConstBuffer& p) const {
-    return std::any_of(regions_.begin(), regions_.end(), [&](std::span<const std::byte> r) {
-      return p.data >= r.data() && p.data + p.size <= r.data() + r.size();
-    });
-  }
+  bool is_registered(const ConstBuffer& p) const { return regions_->contains(p.data, p.size); }
 
   // A send or receive on an established connection failed: say it broke, and how.
   [[nodiscard]] Status broken(const char* doing, int err) const {
@@ -387,7 +380,9 @@ class UringTcpConnection final : public Connection {
   int cur_ = 0;
   bool use_zc_ = true;
   bool report_usage_ = true;
-  std::vector<std::span<const std::byte>> regions_;
+  // The handles register_region returned point here weakly: a handle let go
+  // takes its region out, one outliving the connection finds the table gone.
+  std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
   ConnectionStats stats_;
   ReceiveLimits limits_;
   bool recv_done_ = false;
