@@ -21,8 +21,10 @@ class Pipe {
   Status write(const std::byte* p, size_t n) {
     std::unique_lock lk(mu_);
     while (n > 0) {
-      cv_.wait(lk, [&] { return closed_ || buf_.size() < kCapacity; });
+      // A writer that shut its side down (finish) sends no more, as with TCP.
+      cv_.wait(lk, [&] { return closed_ || eof_ || buf_.size() < kCapacity; });
       if (closed_) return {Errc::io, "connection closed"};
+      if (eof_) return {Errc::io, "connection shut down"};
       const size_t k = std::min(n, kCapacity - buf_.size());
       buf_.insert(buf_.end(), p, p + k);
       p += k;
