@@ -78,7 +78,9 @@ class Connection {
   // them fails the connection.
   virtual void limit_receives(ReceiveLimits limits) = 0;
 
-  // Unblocks pending operations on both sides; later calls fail.
+  // Unblocks pending operations on both sides; later calls fail. (A post
+  // waiting for the kernel's zero-copy completions waits for the peer:
+  // uring_tcp.hpp.)
   virtual void shutdown() noexcept = 0;
   [[nodiscard]] virtual ConnectionStats stats() const = 0;
   [[nodiscard]] virtual std::string peer() const = 0;

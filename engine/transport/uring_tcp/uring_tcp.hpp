@@ -15,6 +15,9 @@ struct UringTcpOptions {
   size_t zero_copy_min_bytes = 64U << 10;  // use SEND_ZC when a batch has this many registered bytes
   // auto: SEND_ZC except to a loopback peer, where the kernel copies anyway and
   // the completion waits for the receiver to read (it only adds latency there).
+  // The kernel holds a zero-copy send's bytes until the peer has taken them
+  // (or the connection is gone): a post waiting for those completions waits
+  // on after shutdown(), until the peer reads or closes.
   enum class ZeroCopy { automatic, on, off } zero_copy = ZeroCopy::automatic;
   int connect_timeout_ms = 5000;
   unsigned peer_timeout_ms = 30000;  // a silent peer is declared gone after this long
