@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "transport/tcp/socket_util.hpp"
@@ -31,6 +33,13 @@ constexpr size_t kStagingBytes = 256U << 10;  // copied (unregistered) bytes per
 constexpr size_t kMaxIov = 512;
 constexpr uint64_t kRecvTag = 100;
 constexpr uint64_t kRecvTimeoutTag = 101;  // the receive's linked timeout: its completion says nothing new
+
+// The zero-copy modes by name: the one list parse_zero_copy reads and its error names.
+constexpr std::array<std::pair<std::string_view, UringTcpOptions::ZeroCopy>, 3> kZeroCopyNames = {{
+    {"auto", UringTcpOptions::ZeroCopy::automatic},
+    {"on", UringTcpOptions::ZeroCopy::on},
+    {"off", UringTcpOptions::ZeroCopy::off},
+}};
 
 __kernel_timespec timespec_of(std::chrono::milliseconds d) {
   return {static_cast<int64_t>(d.count() / 1000), static_cast<long long>((d.count() % 1000) * 1000000)};
@@ -449,6 +458,16 @@ class UringTcpTransport final : public Transport {
 
 std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts) {
   return std::make_unique<UringTcpTransport>(opts);
+}
+
+Result<UringTcpOptions::ZeroCopy> parse_zero_copy(std::string_view s) {
+  std::string known;
+  for (const auto& [name, mode] : kZeroCopyNames) {
+    if (name == s) return mode;
+    known += known.empty() ? "" : ", ";
+    known += name;
+  }
+  return Status(Errc::invalid_argument, fmt::format("zero-copy mode '{}' is not one of {}", s, known));
 }
 
 }  // namespace bnf::transport

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "transport/transport.hpp"
 
@@ -24,11 +25,9 @@ struct UringTcpOptions {
 };
 
 std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts = {});
-// "auto" | "on" | "off" (anything else: auto).
-inline UringTcpOptions::ZeroCopy parse_zero_copy(const std::string& s) {
-  if (s == "on") return UringTcpOptions::ZeroCopy::on;
-  if (s == "off") return UringTcpOptions::ZeroCopy::off;
-  return UringTcpOptions::ZeroCopy::automatic;
-}
+
+// A zero-copy mode by its name: "auto", "on" or "off" (--zero-copy checks
+// its value with this); Errc::invalid_argument names an unknown one.
+Result<UringTcpOptions::ZeroCopy> parse_zero_copy(std::string_view s);
 
 }  // namespace bnf::transport
