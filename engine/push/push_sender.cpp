@@ -74,9 +74,10 @@ Result<DigestTable> fetch_table(Connection& c, const BaseOffer& base, const Page
 }
 
 // Sends one stream's share of the plan: PAGES frames, ZEROS frames, a BARRIER.
+// The image stays registered until the BARRIER's flush has sent the last page.
 Status send_stream(Connection& c, std::span<const std::byte> image, const PagePlan& plan, unsigned stream,
                    unsigned streams) {
-  BNF_TRY(c.register_region(image));
+  BNF_ASSIGN_OR_RETURN(const transport::RegionHandle registered, c.register_region(image));
   uint64_t frames = 0;
   uint64_t pages = 0;
   for (const auto& runs : frames_for_stream(plan.send, stream, streams, kFramePages, kFrameRuns)) {

@@ -5,10 +5,11 @@
 //                 explicit back-pressure and optional zero-copy.
 //
 // The shape follows NIXL's backends: memory is *registered* once
-// (register_region), sends are *posted* against it (post), and completion is
-// *checked* (flush). A part of a post() that lies inside a registered region is
-// sent without a copy and must stay unchanged until flush() returns; any other
-// part is copied at post() time. post() blocks when the transport's window is
+// (register_region, which hands back a RegionHandle), sends are *posted*
+// against it (post), and completion is *checked* (flush). A part of a post()
+// that lies inside a region registered at the time is sent without a copy and
+// must stay unchanged until flush() returns; any other part is copied at
+// post() time. post() blocks when the transport's window is
 // full: back-pressure is explicit, no unbounded queue hides behind it.
 // Receiving lands bytes where the caller says: recv_scatter() takes the final
 // addresses (pages of the mapped image), so nothing is staged in between.
@@ -26,6 +27,7 @@
 #include "common/status.hpp"
 #include "common/uri.hpp"
 #include "transport/receive_limits.hpp"
+#include "transport/region.hpp"
 
 namespace bnf::transport {
 
@@ -62,9 +64,10 @@ class Connection {
  public:
   virtual ~Connection() = default;
 
-  // Marks [data, data+size) as memory that may be sent without a copy. The
-  // caller keeps it mapped for the connection's life.
-  [[nodiscard]] virtual Status register_region(std::span<const std::byte> region) = 0;
+  // Marks `region` as memory that may be sent without a copy, for as long as
+  // the returned handle holds it (region.hpp: ownership and lifetime). The
+  // caller keeps the bytes mapped while the handle lives.
+  [[nodiscard]] virtual Result<RegionHandle> register_region(std::span<const std::byte> region) = 0;
   [[nodiscard]] virtual Status post(std::span<const ConstBuffer> parts) = 0;
   [[nodiscard]] virtual Status flush() = 0;
 
@@ -75,7 +78,9 @@ class Connection {
   // them fails the connection.
   virtual void limit_receives(ReceiveLimits limits) = 0;
 
-  // Unblocks pending operations on both sides; later calls fail.
+  // Unblocks pending operations on both sides; later calls fail. (A post
+  // waiting for the kernel's zero-copy completions waits for the peer:
+  // uring_tcp.hpp.)
   virtual void shutdown() noexcept = 0;
   [[nodiscard]] virtual ConnectionStats stats() const = 0;
   [[nodiscard]] virtual std::string peer() const = 0;

@@ -23,7 +23,9 @@ class RecordingConnection final : public transport::Connection {
     uint64_t page;
     uint8_t fill;
   };
-  Status register_region(std::span<const std::byte>) override { return Status::ok(); }
+  Result<transport::RegionHandle> register_region(std::span<const std::byte> region) override {
+    return regions->add(region);
+  }
   Status post(std::span<const transport::ConstBuffer> parts) override {
     std::array<std::byte, proto::kHeaderSize> hb{};
     std::memcpy(hb.data(), parts[0].data, hb.size());
@@ -47,6 +49,7 @@ class RecordingConnection final : public transport::Connection {
   std::string peer() const override { return "recording"; }
   std::vector<Sent> sent;
   uint64_t frames = 0;
+  std::shared_ptr<transport::RegionTable> regions = std::make_shared<transport::RegionTable>();
 };
 
 class DeparturePagesTest : public ::testing::Test {

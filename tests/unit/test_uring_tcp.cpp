@@ -1,4 +1,5 @@
 // uring-tcp over real loopback sockets: ordering, scatter landing, zero-copy.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -27,7 +28,8 @@ TEST_P(UringTcp, OrderedDeliveryIntoScatteredDestinations) {
   auto t = make_uring_tcp_transport(o);
   Pair p = connect_pair(*t);
   auto img = test::random_image(2048, 11);  // 8 MiB registered source
-  ASSERT_TRUE(p.client->register_region(img).is_ok());
+  const Result<RegionHandle> registered = p.client->register_region(img);
+  ASSERT_TRUE(registered.is_ok());
 
   std::thread sender([&] {
     for (uint64_t i = 0; i < 2048; i += 2) {
@@ -64,6 +66,18 @@ TEST_P(UringTcp, OrderedDeliveryIntoScatteredDestinations) {
 INSTANTIATE_TEST_SUITE_P(ZeroCopyModes, UringTcp,
                          ::testing::Values(UringTcpOptions::ZeroCopy::on, UringTcpOptions::ZeroCopy::automatic,
                                            UringTcpOptions::ZeroCopy::off));
+
+TEST(UringTcpZeroCopyNames, EachModeByItsNameAndNoOtherName) {
+  EXPECT_EQ(*parse_zero_copy("auto"), UringTcpOptions::ZeroCopy::automatic);
+  EXPECT_EQ(*parse_zero_copy("on"), UringTcpOptions::ZeroCopy::on);
+  EXPECT_EQ(*parse_zero_copy("off"), UringTcpOptions::ZeroCopy::off);
+  for (const char* bad : {"onn", "", "ON", "1"}) {
+    const auto z = parse_zero_copy(bad);
+    ASSERT_FALSE(z.is_ok()) << bad;
+    EXPECT_EQ(z.status().code(), Errc::invalid_argument);
+    EXPECT_EQ(z.status().message(), fmt::format("zero-copy mode '{}' is not one of auto, on, off", bad));
+  }
+}
 
 TEST(UringTcpErrors, PeerClosingIsAnErrorNotAHang) {
   auto t = make_uring_tcp_transport();

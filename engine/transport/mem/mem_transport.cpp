@@ -21,8 +21,10 @@ class Pipe {
   Status write(const std::byte* p, size_t n) {
     std::unique_lock lk(mu_);
     while (n > 0) {
-      cv_.wait(lk, [&] { return closed_ || buf_.size() < kCapacity; });
+      // A writer that shut its side down (finish) sends no more, as with TCP.
+      cv_.wait(lk, [&] { return closed_ || eof_ || buf_.size() < kCapacity; });
       if (closed_) return {Errc::io, "connection closed"};
+      if (eof_) return {Errc::io, "connection shut down"};
       const size_t k = std::min(n, kCapacity - buf_.size());
       buf_.insert(buf_.end(), p, p + k);
       p += k;
@@ -87,7 +89,8 @@ class MemConnection final : public Connection {
     in_->close();
   }
 
-  Status register_region(std::span<const std::byte>) override { return Status::ok(); }
+  // Every byte is copied into the pipe: a registration only names the region.
+  Result<RegionHandle> register_region(std::span<const std::byte> region) override { return regions_->add(region); }
 
   Status post(std::span<const ConstBuffer> parts) override {
     if (faults_.delay_us_per_post != 0)
@@ -146,6 +149,7 @@ class MemConnection final : public Connection {
   std::string peer_;
   ConnectionStats stats_;
   ReceiveLimits limits_;
+  std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 // ways. No zero-copy, no window: each post() is sent before it returns.
 #pragma once
 
+#include <memory>
+
 #include "common/unique_fd.hpp"
 #include "transport/transport.hpp"
 
@@ -13,7 +15,10 @@ class PlainConnection final : public Connection {
   explicit PlainConnection(int fd) : fd_(fd) {}
   explicit PlainConnection(UniqueFd fd) : owned_(std::move(fd)), fd_(owned_.get()) {}
 
-  [[nodiscard]] Status register_region(std::span<const std::byte>) override { return Status::ok(); }
+  // Every byte is sent by send(2), copied: a registration only names the region.
+  [[nodiscard]] Result<RegionHandle> register_region(std::span<const std::byte> region) override {
+    return regions_->add(region);
+  }
   [[nodiscard]] Status post(std::span<const ConstBuffer> parts) override;
   [[nodiscard]] Status flush() override { return Status::ok(); }
   [[nodiscard]] Status recv(std::span<std::byte> dst) override;
@@ -30,6 +35,7 @@ class PlainConnection final : public Connection {
   int fd_;
   ConnectionStats stats_;
   ReceiveLimits limits_;
+  std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
 };
 
 }  // namespace bnf::transport

@@ -116,11 +116,11 @@ Result<std::unique_ptr<SecureConnection>> SecureConnection::over(std::unique_ptr
   return c;
 }
 
-Status SecureConnection::register_region(std::span<const std::byte> region) {
+Result<RegionHandle> SecureConnection::register_region(std::span<const std::byte> region) {
   // Encrypted records are built in the arena: only integrity-only records
-  // send the caller's memory itself.
+  // send the caller's memory itself, so only they register it with inner_.
   if (keys_.protection == Protection::integrity) return inner_->register_region(region);
-  return Status::ok();
+  return own_regions_->add(region);
 }
 
 Status SecureConnection::post(std::span<const ConstBuffer> parts) {
@@ -153,7 +153,7 @@ Status SecureConnection::post(std::span<const ConstBuffer> parts) {
 Result<std::byte*> SecureConnection::arena_space(size_t bytes) {
   if (arena_.empty()) {
     arena_.resize(keys_.protection == Protection::encrypted ? kEncryptedArenaBytes : kIntegrityArenaBytes);
-    BNF_TRY(inner_->register_region(arena_));
+    BNF_ASSIGN_OR_RETURN(arena_region_, inner_->register_region(arena_));
   }
   if (arena_used_ + bytes > arena_.size()) {
     BNF_TRY(inner_->flush());

@@ -55,7 +55,7 @@ class SecureConnection final : public Connection {
   SecureConnection(const SecureConnection&) = delete;
   SecureConnection& operator=(const SecureConnection&) = delete;
 
-  [[nodiscard]] Status register_region(std::span<const std::byte> region) override;
+  [[nodiscard]] Result<RegionHandle> register_region(std::span<const std::byte> region) override;
   [[nodiscard]] Status post(std::span<const ConstBuffer> parts) override;
   [[nodiscard]] Status flush() override;
   [[nodiscard]] Status recv(std::span<std::byte> dst) override;
@@ -79,8 +79,11 @@ class SecureConnection final : public Connection {
   Status fail_recv(Status s);
 
   // Sealed bytes wait here until the inner connection's flush; the arena is
-  // registered with it, so they go without another copy.
+  // registered with it, so they go without another copy. The connection owns
+  // that registration; it outlives inner_ (destroyed first), whose table is
+  // gone by then, so its release does nothing.
   std::vector<std::byte> arena_;
+  RegionHandle arena_region_;
   size_t arena_used_ = 0;
   std::vector<std::byte> kept_;  // plaintext of the last record that the reads have not taken yet
   size_t kept_pos_ = 0;
@@ -90,6 +93,9 @@ class SecureConnection final : public Connection {
   uint64_t send_seq_ = 0;
   uint64_t recv_seq_ = 0;
   Status recv_failure_;
+  // Encrypted records never send the caller's memory: its registrations are
+  // recorded here, not with inner_.
+  std::shared_ptr<RegionTable> own_regions_ = std::make_shared<RegionTable>();
   std::unique_ptr<Connection> inner_;  // last: destroyed (its sends drained) before the arena
 };
 

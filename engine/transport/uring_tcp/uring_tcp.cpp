@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "transport/tcp/socket_util.hpp"
@@ -31,6 +33,13 @@ constexpr size_t kStagingBytes = 256U << 10;  // copied (unregistered) bytes per
 constexpr size_t kMaxIov = 512;
 constexpr uint64_t kRecvTag = 100;
 constexpr uint64_t kRecvTimeoutTag = 101;  // the receive's linked timeout: its completion says nothing new
+
+// The zero-copy modes by name: the one list parse_zero_copy reads and its error names.
+constexpr std::array<std::pair<std::string_view, UringTcpOptions::ZeroCopy>, 3> kZeroCopyNames = {{
+    {"auto", UringTcpOptions::ZeroCopy::automatic},
+    {"on", UringTcpOptions::ZeroCopy::on},
+    {"off", UringTcpOptions::ZeroCopy::off},
+}};
 
 __kernel_timespec timespec_of(std::chrono::milliseconds d) {
   return {static_cast<int64_t>(d.count() / 1000), static_cast<long long>((d.count() % 1000) * 1000000)};
@@ -79,10 +88,7 @@ class UringTcpConnection final : public Connection {
     return Status::ok();
   }
 
-  Status register_region(std::span<const std::byte> region) override {
-    regions_.push_back(region);
-    return Status::ok();
-  }
+  Result<RegionHandle> register_region(std::span<const std::byte> region) override { return regions_->add(region); }
 
   Status post(std::span<const ConstBuffer> parts) override {
     if (failed_) return failure_;
@@ -184,11 +190,7 @@ class UringTcpConnection final : public Connection {
   [[nodiscard]] std::string peer() const override { return peer_; }
 
  private:
-  bool is_registered(const ConstBuffer& p) const {
-    return std::any_of(regions_.begin(), regions_.end(), [&](std::span<const std::byte> r) {
-      return p.data >= r.data() && p.data + p.size <= r.data() + r.size();
-    });
-  }
+  bool is_registered(const ConstBuffer& p) const { return regions_->contains(p.data, p.size); }
 
   // A send or receive on an established connection failed: say it broke, and how.
   [[nodiscard]] Status broken(const char* doing, int err) const {
@@ -387,7 +389,9 @@ class UringTcpConnection final : public Connection {
   int cur_ = 0;
   bool use_zc_ = true;
   bool report_usage_ = true;
-  std::vector<std::span<const std::byte>> regions_;
+  // The handles register_region returned point here weakly: a handle let go
+  // takes its region out, one outliving the connection finds the table gone.
+  std::shared_ptr<RegionTable> regions_ = std::make_shared<RegionTable>();
   ConnectionStats stats_;
   ReceiveLimits limits_;
   bool recv_done_ = false;
@@ -454,6 +458,16 @@ class UringTcpTransport final : public Transport {
 
 std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts) {
   return std::make_unique<UringTcpTransport>(opts);
+}
+
+Result<UringTcpOptions::ZeroCopy> parse_zero_copy(std::string_view s) {
+  std::string known;
+  for (const auto& [name, mode] : kZeroCopyNames) {
+    if (name == s) return mode;
+    known += known.empty() ? "" : ", ";
+    known += name;
+  }
+  return Status(Errc::invalid_argument, fmt::format("zero-copy mode '{}' is not one of {}", s, known));
 }
 
 }  // namespace bnf::transport
