@@ -66,7 +66,7 @@ int run_daemon(const DaemonArgs& a) {
   auto key = proto::PeerKey::load_or_create(key_path);
   if (!key.is_ok()) return fail(key.status().message());
   log.info("peer key {} (hosts that migrate to or from this one need the same file)", key_path);
-  const auto protection = a.encryption == "off" ? transport::Protection::integrity : transport::Protection::encrypted;
+  const auto protection = *parse_choice(kEncryptions, "--encryption", a.encryption);  // checked at parse time
   DaemonLimits limits;
   limits.peer_timeout = std::chrono::milliseconds(topts.peer_timeout_ms);
   Daemon d(a.state_dir, transport::make_uring_tcp_transport(topts), *key, log, limits, protection);
@@ -117,7 +117,7 @@ void add_daemon_command(CLI::App& app, int& rc) {
   cmd->add_option("--encryption", args->encryption,
                   "on: every connection is encrypted (AES-256-GCM); off: only authenticated, where the peer is "
                   "off too (a trusted migration network)")
-      ->check(CLI::IsMember({"on", "off"}))
+      ->check(CLI::IsMember(choice_names(kEncryptions)))
       ->capture_default_str();
   cmd->add_option("--peer-timeout", args->peer_timeout_s,
                   "seconds a peer may stay silent (no answer, no byte it owes) before it counts as gone")

@@ -75,7 +75,7 @@ int run_push(const PushArgs& a) {
   auto zero_copy = transport::parse_zero_copy(a.zero_copy);
   if (!zero_copy.is_ok()) return fail(zero_copy.status().message());
   topts.zero_copy = *zero_copy;
-  const auto protection = a.encryption == "off" ? transport::Protection::integrity : transport::Protection::encrypted;
+  const auto protection = *parse_choice(kEncryptions, "--encryption", a.encryption);  // checked at parse time
   proto::AuthenticatedTransport t(transport::make_uring_tcp_transport(topts), *key, protection);
   auto rep = push_image(t, map->bytes(), o);
   if (!rep.is_ok()) return fail(rep.status().message());
@@ -158,7 +158,7 @@ void add_image_commands(CLI::App& app, int& rc) {
       ->capture_default_str();
   push->add_option("--encryption", a->encryption,
                    "on: the push is encrypted (AES-256-GCM); off: only authenticated, if the daemon is off too")
-      ->check(CLI::IsMember({"on", "off"}))
+      ->check(CLI::IsMember(choice_names(kEncryptions)))
       ->capture_default_str();
   push->callback([a, &rc] { rc = run_push(*a); });
 

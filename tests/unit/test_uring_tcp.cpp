@@ -75,7 +75,7 @@ TEST(UringTcpZeroCopyNames, EachModeByItsNameAndNoOtherName) {
     const auto z = parse_zero_copy(bad);
     ASSERT_FALSE(z.is_ok()) << bad;
     EXPECT_EQ(z.status().code(), Errc::invalid_argument);
-    EXPECT_EQ(z.status().message(), fmt::format("zero-copy mode '{}' is not one of auto, on, off", bad));
+    EXPECT_EQ(z.status().message(), fmt::format("--zero-copy must be one of auto, on, off, not '{}'", bad));
   }
 }
 

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/choice.hpp"
 #include "transport/tcp/socket_util.hpp"
 
 #ifndef IORING_SEND_ZC_REPORT_USAGE
@@ -35,7 +36,7 @@ constexpr uint64_t kRecvTag = 100;
 constexpr uint64_t kRecvTimeoutTag = 101;  // the receive's linked timeout: its completion says nothing new
 
 // The zero-copy modes by name: the one list parse_zero_copy reads and its error names.
-constexpr std::array<std::pair<std::string_view, UringTcpOptions::ZeroCopy>, 3> kZeroCopyNames = {{
+constexpr std::array<Choice<UringTcpOptions::ZeroCopy>, 3> kZeroCopyNames = {{
     {"auto", UringTcpOptions::ZeroCopy::automatic},
     {"on", UringTcpOptions::ZeroCopy::on},
     {"off", UringTcpOptions::ZeroCopy::off},
@@ -461,13 +462,7 @@ std::unique_ptr<Transport> make_uring_tcp_transport(UringTcpOptions opts) {
 }
 
 Result<UringTcpOptions::ZeroCopy> parse_zero_copy(std::string_view s) {
-  std::string known;
-  for (const auto& [name, mode] : kZeroCopyNames) {
-    if (name == s) return mode;
-    known += known.empty() ? "" : ", ";
-    known += name;
-  }
-  return Status(Errc::invalid_argument, fmt::format("zero-copy mode '{}' is not one of {}", s, known));
+  return parse_choice(kZeroCopyNames, "--zero-copy", s);
 }
 
 }  // namespace bnf::transport
