@@ -31,6 +31,8 @@ struct VmArgs {
   int max_downtime_ms = 300;
   std::string switchover_check = "auto";
   std::string write_tracker = "auto";
+  std::string mode = "stream";
+  unsigned max_rounds = 30;
   bool relay = false;
   bool json = false;
 };
@@ -78,6 +80,8 @@ void print_migration(const json& r) {
       r.value("pages_zero", 0ULL), mib, ram_mib > 0 ? 100.0 * mib / ram_mib : 0.0, ram_mib, r.value("seconds", 0.0),
       r.value("downtime_ms", 0.0), r.value("rounds", 0ULL), r.value("epoch", 0ULL), r.value("lineage", ""));
   if (!r.value("fallback", std::string()).empty()) fmt::print("note: {}\n", r.value("fallback", ""));
+  fmt::print("ram: {}{}{}\n", r.value("ram_mode", "stream"),
+             r.value("ram_mode_reason", "").empty() ? "" : ", reason: ", r.value("ram_mode_reason", ""));
 }
 
 CLI::App* with_common(CLI::App* c, const std::shared_ptr<VmArgs>& a, bool takes_name) {
@@ -86,6 +90,8 @@ CLI::App* with_common(CLI::App* c, const std::shared_ptr<VmArgs>& a, bool takes_
   if (takes_name) c->add_option("name", a->name, "VM name")->required();
   return c;
 }
+
+void add_migrate_command(CLI::App& app, int& rc);
 
 }  // namespace
 
@@ -125,7 +131,12 @@ void add_vm_commands(CLI::App& app, int& rc) {
   CLI::App* restore = with_common(
       app.add_subcommand("restore", "restart a VM here from its retained snapshot (the other host died)"), ra, true);
   restore->callback([ra, &rc] { rc = call(*ra, {{"op", "restore"}, {"name", ra->name}}, print_vm); });
+  add_migrate_command(app, rc);
+}
 
+namespace {
+
+void add_migrate_command(CLI::App& app, int& rc) {
   auto ma = std::make_shared<VmArgs>();
   CLI::App* mig =
       with_common(app.add_subcommand("migrate", "live-migrate a running VM to another bnf daemon"), ma, true);
@@ -146,6 +157,17 @@ void add_vm_commands(CLI::App& app, int& rc) {
                   "allow): auto (full trips over TCP), on (relayed trips too), off")
       ->check(CLI::IsMember(choice_names(qemu::kWriteTrackers)))
       ->capture_default_str();
+  mig->add_option("--mode", ma->mode,
+                  "who moves guest RAM: stream (QEMU's migration stream, filtered by bnf); shared (bnf copies the "
+                  "VM's RAM file itself in rounds of the pages the guest wrote, QEMU sends only device state; "
+                  "Linux 6.7+); auto (shared where this host, the VM and the destination allow it, else stream, "
+                  "and the report says why)")
+      ->check(CLI::IsMember(choice_names(qemu::kRamModes)))
+      ->capture_default_str();
+  mig->add_option("--max-rounds", ma->max_rounds,
+                  "shared mode: rounds of written pages after the first, at most, before the VM is stopped")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   mig->add_flag("--relay", ma->relay,
                 "full trips too go through this daemon (by default QEMU streams a full trip to the destination "
                 "daemon itself)");
@@ -157,9 +179,13 @@ void add_vm_commands(CLI::App& app, int& rc) {
                {"downtime_limit_ms", ma->max_downtime_ms},
                {"switchover_check", ma->switchover_check},
                {"write_tracker", ma->write_tracker},
+               {"mode", ma->mode},
+               {"max_rounds", ma->max_rounds},
                {"relay", ma->relay}},
               print_migration, true);
   });
 }
+
+}  // namespace
 
 }  // namespace bnf::cli

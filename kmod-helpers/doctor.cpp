@@ -74,16 +74,13 @@ Check uffd_wp_check() {
   return c;
 }
 
-// What a departure's switchover check needs to hash ahead of the stop: the
-// real tracker on a child process that maps a tmpfs page, as QEMU maps RAM.
-Check write_tracking_check() {
-  Check c{"QEMU write tracking", false, ""};
+// The real tracker on a child process that maps a tmpfs page, as QEMU maps
+// RAM, armed over every page and taken once, as shared mode's rounds do.
+Status tracker_probe() {
   UniqueFd file(::memfd_create("bnf-doctor", MFD_CLOEXEC));
   int ready[2];
-  if (!file.valid() || ::ftruncate(file.get(), kPageSize) != 0 || ::pipe2(ready, O_CLOEXEC) != 0) {
-    c.detail = fmt::format("cannot set up the probe: {}", errno_text(errno));
-    return c;
-  }
+  if (!file.valid() || ::ftruncate(file.get(), kPageSize) != 0 || ::pipe2(ready, O_CLOEXEC) != 0)
+    return {Errc::io, fmt::format("cannot set up the probe: {}", errno_text(errno))};
   const pid_t child = ::fork();
   if (child == 0) {
     void* m = ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, file.get(), 0);
@@ -96,17 +93,33 @@ Check write_tracking_check() {
   char r = 0;
   const bool mapped = child > 0 && ::read(ready[0], &r, 1) == 1;
   ::close(ready[0]);
-  auto tracker = mapped ? UffdWriteTracker::start(child, file.get(), 1)
+  auto tracker = mapped ? UffdWriteTracker::start(child, file.get(), 1, UffdWriteTracker::Coverage::whole)
                         : Result<std::unique_ptr<UffdWriteTracker>>(Status(Errc::io, "the probe process failed"));
+  Status st = tracker.status();
+  if (st.is_ok()) st = (*tracker)->take_changed().status();
   if (child > 0) {
     ::kill(child, SIGKILL);
     ::waitpid(child, nullptr, 0);
   }
-  c.ok = tracker.is_ok();
-  c.detail = c.ok ? "userfaultfd async write-protect + PAGEMAP_SCAN through ptrace: the switchover check hashes "
-                    "ahead of the stop"
-                  : tracker.status().message() + " (the switchover check hashes all RAM in the downtime)";
-  return c;
+  return st;
+}
+
+// What a departure's switchover check needs to hash ahead of the stop.
+Check write_tracking_check(const Status& probe) {
+  if (probe.is_ok())
+    return {"QEMU write tracking", true,
+            "userfaultfd async write-protect + PAGEMAP_SCAN through ptrace: the switchover check hashes ahead of the "
+            "stop"};
+  return {"QEMU write tracking", false, probe.message() + " (the switchover check hashes all RAM in the downtime)"};
+}
+
+// Shared mode (`bnf vm migrate --mode shared|auto`): bnf's rounds read what
+// the guest wrote from the same tracker.
+Check shared_mode_check(const Status& probe) {
+  if (probe.is_ok())
+    return {"shared mode", true,
+            "bnf can move guest RAM itself in rounds of written pages (QEMU 7.2 x-ignore-shared for the rest)"};
+  return {"shared mode", false, probe.message() + " (--mode auto migrates in stream mode)"};
 }
 
 // Soft-dirty works when clearing the bits and writing a page sets bit 55 again.
@@ -200,9 +213,19 @@ Check shm_check() {
 }  // namespace
 
 std::vector<Check> run_doctor() {
-  return {io_uring_check(),   send_zc_check(),   uffd_wp_check(), write_tracking_check(),
-          soft_dirty_check(), hugepages_check(), numa_check(),    rdma_check(),
-          dpdk_check(),       kvm_check(),       shm_check()};
+  const Status probe = tracker_probe();
+  return {io_uring_check(),
+          send_zc_check(),
+          uffd_wp_check(),
+          write_tracking_check(probe),
+          shared_mode_check(probe),
+          soft_dirty_check(),
+          hugepages_check(),
+          numa_check(),
+          rdma_check(),
+          dpdk_check(),
+          kvm_check(),
+          shm_check()};
 }
 
 nlohmann::json doctor_json(const std::vector<Check>& checks) {

@@ -18,6 +18,10 @@ class WriteTracker {
 
   // The pages that may differ from their bytes when tracking started.
   [[nodiscard]] virtual Result<PageBitmap> changed_since_start() = 0;
+  // Rounds (shared mode): the pages that may have changed since the last
+  // take (or the start), each watched again from now on. A write that races
+  // with the take is in this round's answer or the next one's, never lost.
+  [[nodiscard]] virtual Result<PageBitmap> take_changed() = 0;
 };
 
 }  // namespace bnf

@@ -12,6 +12,7 @@
 #include "filter/page_filter.hpp"
 #include "protocol/control.hpp"
 #include "protocol/peer_auth.hpp"
+#include "push/plan_frames.hpp"
 #include "push/push_state.hpp"
 #include "push/sharding.hpp"
 
@@ -22,9 +23,6 @@ using transport::Connection;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr uint64_t kFramePages = 256;  // 1 MiB of payload per PAGES frame
-constexpr uint64_t kFrameRuns = 256;
 
 struct BaseOffer {
   std::string lineage;
@@ -73,26 +71,13 @@ Result<DigestTable> fetch_table(Connection& c, const BaseOffer& base, const Page
   return t;
 }
 
-// Sends one stream's share of the plan: PAGES frames, ZEROS frames, a BARRIER.
-// The image stays registered until the BARRIER's flush has sent the last page.
+// Sends one stream's share of the plan and a BARRIER. The image stays
+// registered until the BARRIER's flush has sent the last page.
 Status send_stream(Connection& c, std::span<const std::byte> image, const PagePlan& plan, unsigned stream,
                    unsigned streams) {
   BNF_ASSIGN_OR_RETURN(const transport::RegionHandle registered, c.register_region(image));
-  uint64_t frames = 0;
-  uint64_t pages = 0;
-  for (const auto& runs : frames_for_stream(plan.send, stream, streams, kFramePages, kFrameRuns)) {
-    std::vector<transport::ConstBuffer> payload;
-    payload.reserve(runs.size());
-    for (const PageRun& r : runs) payload.push_back({image.data() + r.first * kPageSize, r.count * kPageSize});
-    BNF_TRY(proto::post_run_frame(c, proto::FrameType::pages, runs, payload));
-    ++frames;
-    pages += pages_in(runs);
-  }
-  for (const auto& runs : frames_for_stream(plan.zero, stream, streams, 1ULL << 40, proto::kMaxRunsPerFrame)) {
-    BNF_TRY(proto::post_run_frame(c, proto::FrameType::zeros, runs, {}));
-    ++frames;
-  }
-  return proto::send_control(c, proto::FrameType::barrier, {{"round", 1}, {"frames", frames}, {"pages", pages}});
+  BNF_ASSIGN_OR_RETURN(const PlanPosted n, post_plan(c, image, plan, stream, streams));
+  return proto::send_control(c, proto::FrameType::barrier, {{"round", 1}, {"frames", n.frames}, {"pages", n.pages}});
 }
 
 struct StreamResult {

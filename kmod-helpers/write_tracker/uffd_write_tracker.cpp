@@ -51,6 +51,10 @@ struct pm_scan_arg {
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PAGE_IS_PRESENT (1 << 3)
 #endif
+#ifndef PM_SCAN_WP_MATCHING
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+#endif
 
 namespace bnf {
 
@@ -70,12 +74,14 @@ Status uffd_ioctl(int uffd, unsigned long req, void* arg, const char* what) {
 
 // Calls `fn(start, end)` for each run of pages in [from, to) whose categories,
 // flipped by `inverted`, all have `mask` set (PAGEMAP_SCAN).
+// `flags`: PM_SCAN_WP_MATCHING also write-protects the pages it reports.
 template <typename Fn>
-Status scan(int pagemap, uint64_t from, uint64_t to, uint64_t inverted, uint64_t mask, Fn fn) {
+Status scan(int pagemap, uint64_t from, uint64_t to, uint64_t inverted, uint64_t mask, Fn fn, uint64_t flags = 0) {
   std::vector<page_region> regions(kRegionsPerScan);
   while (from < to) {
     pm_scan_arg a{};
     a.size = sizeof a;
+    a.flags = flags;
     a.start = from;
     a.end = to;
     a.vec = reinterpret_cast<uint64_t>(regions.data());
@@ -175,12 +181,16 @@ Result<std::vector<UffdWriteTracker::Range>> shared_writable_mappings(int pid, i
   return out;
 }
 
-Result<std::unique_ptr<UffdWriteTracker>> UffdWriteTracker::start(int pid, int file_fd, uint64_t pages) {
+Result<std::unique_ptr<UffdWriteTracker>> UffdWriteTracker::start(int pid, int file_fd, uint64_t pages,
+                                                                  Coverage coverage) {
   BNF_ASSIGN_OR_RETURN(std::vector<Range> mappings, shared_writable_mappings(pid, file_fd));
   UniqueFd pagemap(::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap.valid()) return errno_status(fmt::format("open /proc/{}/pagemap", pid), errno);
-  BNF_ASSIGN_OR_RETURN(PageBitmap holes, file_holes(file_fd, pages));
-  BNF_ASSIGN_OR_RETURN(std::vector<Range> ranges, tracked_runs(pagemap.get(), mappings, holes));
+  std::vector<Range> ranges = mappings;
+  if (coverage == Coverage::touched) {
+    BNF_ASSIGN_OR_RETURN(PageBitmap holes, file_holes(file_fd, pages));
+    BNF_ASSIGN_OR_RETURN(ranges, tracked_runs(pagemap.get(), mappings, holes));
+  }
   BNF_ASSIGN_OR_RETURN(UniqueFd uffd, userfaultfd_of(pid));
   uffdio_api api{};
   api.api = UFFD_API;
@@ -207,6 +217,29 @@ Result<PageBitmap> UffdWriteTracker::changed_since_start() {
   PageBitmap changed(pages_);
   changed.set_all();
   for (const Range& r : ranges_) BNF_TRY(clear_unchanged(r, changed));
+  return changed;
+}
+
+Result<PageBitmap> UffdWriteTracker::take_changed() {
+  PageBitmap changed(pages_);
+  changed.set_all();
+  PageBitmap tracked(pages_);
+  for (const Range& r : ranges_) {
+    const uint64_t first = r.file_page;
+    const uint64_t last = std::min(pages_, r.file_page + (r.end - r.start) / kPageSize);
+    if (first < last) tracked.set_range(first, last - first);
+  }
+  BNF_TRY(changed.subtract(tracked));  // outside every range: changed, always
+  for (const Range& r : ranges_) {
+    BNF_TRY(scan(
+        pagemap_.get(), r.start, r.end, 0, PAGE_IS_WRITTEN,
+        [&](uint64_t s, uint64_t e) {
+          const uint64_t first = r.file_page + (s - r.start) / kPageSize;
+          const uint64_t last = std::min(pages_, r.file_page + (e - r.start) / kPageSize);
+          if (first < last) changed.set_range(first, last - first);
+        },
+        PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC));
+  }
   return changed;
 }
 

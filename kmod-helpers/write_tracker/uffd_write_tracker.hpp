@@ -17,12 +17,22 @@ namespace bnf {
 
 class UffdWriteTracker final : public WriteTracker {
  public:
+  // What is registered: the parts QEMU has mapped in (and the file's holes),
+  // for a trip whose QEMU reads all RAM (registering turns off fault-around
+  // there); or every page, for rounds of take_changed (shared mode), where a
+  // page outside would count as changed in every round.
+  enum class Coverage { touched, whole };
   // Starts tracking writes to the first `pages` pages of the file open as
   // `file_fd` through every shared writable mapping process `pid` has of it.
-  static Result<std::unique_ptr<UffdWriteTracker>> start(int pid, int file_fd, uint64_t pages);
+  static Result<std::unique_ptr<UffdWriteTracker>> start(int pid, int file_fd, uint64_t pages,
+                                                         Coverage coverage = Coverage::touched);
   // Written since start(), or no longer mapped in the process (a discarded
   // page changes without a write), or not mapped there at all.
   [[nodiscard]] Result<PageBitmap> changed_since_start() override;
+  // The written pages, protected again in the same PAGEMAP_SCAN (so a write
+  // after the scan passed a page is reported next time), and the pages
+  // outside the tracked ranges.
+  [[nodiscard]] Result<PageBitmap> take_changed() override;
   // Closing the userfaultfd ends the protection; the process goes on untouched.
   ~UffdWriteTracker() override = default;
 

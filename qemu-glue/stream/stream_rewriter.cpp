@@ -138,7 +138,9 @@ Status StreamRewriter::configuration() {
       for (uint32_t i = 0; i < count; ++i) {
         std::string cap;
         BNF_TRY(read_idstr(cap, "capability"));
-        if (cap == "x-ignore-shared") return refuse("capability x-ignore-shared (stream mode sends RAM)");
+        if (cap == "x-ignore-shared" && !allow_ignore_shared_)
+          return refuse("capability x-ignore-shared (stream mode sends RAM)");
+        if (cap == "x-ignore-shared") ignore_shared_ = true;
         body.push_back(static_cast<std::byte>(cap.size()));
         for (char ch : cap) body.push_back(static_cast<std::byte>(ch));
       }
@@ -225,6 +227,10 @@ Status StreamRewriter::mem_size(uint64_t total) {
     BNF_TRY(put(&n, 1));
     BNF_TRY(put(b.name.data(), b.name.size()));
     BNF_TRY(put(be(b.used_length).data(), 8));
+    if (ignore_shared_) {  // with x-ignore-shared every block's guest address follows
+      BNF_ASSIGN_OR_RETURN(uint64_t gpa, get_be<uint64_t>("ram block list"));
+      BNF_TRY(put(be(gpa).data(), 8));
+    }
     sum += b.used_length;
     blocks_.push_back(std::move(b));
   }

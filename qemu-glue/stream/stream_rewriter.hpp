@@ -52,6 +52,9 @@ struct RewriteStats {
 class StreamRewriter {
  public:
   StreamRewriter(FdSource& in, ByteSink& out, PageHandler& pages) : in_(in), out_(out), pages_(pages) {}
+  // Shared mode: the stream may carry x-ignore-shared (bnf moves the shared
+  // block itself); otherwise a stream without RAM pages is refused.
+  void allow_ignore_shared() { allow_ignore_shared_ = true; }
   // Runs until the source's EOF; returns the first error with its cause.
   Status run();
   [[nodiscard]] const RewriteStats& stats() const { return stats_; }
@@ -77,6 +80,8 @@ class StreamRewriter {
   std::string in_block_;   // block of the last record read (CONTINUE refers to it)
   std::string out_block_;  // block of the last record written
   std::vector<RamBlockInfo> blocks_;
+  bool allow_ignore_shared_ = false;
+  bool ignore_shared_ = false;  // the stream's capabilities name x-ignore-shared
 };
 
 }  // namespace bnf::qemu

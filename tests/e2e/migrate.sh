@@ -12,43 +12,13 @@ GUEST=${2:?}
 GUEST_CHECK=${3:?}
 if ! command -v qemu-system-x86_64 >/dev/null; then echo "skip: no qemu-system-x86_64"; exit 77; fi
 WORK=$(mktemp -d /dev/shm/bnf-mig-XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "$WORK" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 source "$(dirname "$0")/guest_lib.sh"
+source "$(dirname "$0")/daemon_lib.sh"
+trap cleanup EXIT
 cd "$WORK"
 
-start_daemon() {  # start_daemon NAME -> URI_NAME
-  "$BNF" daemon --state-dir "$WORK/$1" --listen bnf+tcp:127.0.0.1:0 --peer-key "$WORK/peer.key" 2>"$WORK/$1.log" &
-  PIDS+=($!)
-  for _ in $(seq 100); do
-    local uri
-    uri=$(sed -n 's/.*listening on \(bnf+tcp:[^ ]*\).*/\1/p' "$WORK/$1.log")
-    if [ -n "$uri" ] && [ -S "$WORK/$1/control.sock" ]; then eval "URI_$1=$uri"; return 0; fi
-    sleep 0.05
-  done
-  echo "daemon $1 did not start"; cat "$WORK/$1.log"; exit 1
-}
 start_daemon A
 start_daemon B
-root_of() { "$BNF" snapshot show --state-dir "$WORK/$1" web1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["root"])'; }
-
-retained_intact() { "$GUEST_CHECK" "$WORK/$1/snapshots/web1/image" >"check-$1-retained.json"; }
-# What every completed trip FROM -> TO must leave behind.
-after_trip() {
-  check "VM runs on $2" test "$(state_on "$2")" = running
-  check "$1's retained snapshot verifies" "$BNF" snapshot verify --state-dir "$1" web1
-  check "$2 arrived with exactly $1's departure image" test "$(root_of "$1")" = "$(root_of "$2")"
-  check "the guest's memory checks out on $2" guest_intact "$2"
-  check "$1's retained snapshot holds the guest intact at switchover" retained_intact "$1"
-  check "the guest keeps running on $2" guest_running "$2"
-}
 
 vm A vm create web1 --memory 64M -- -kernel "$GUEST" -append "hot=1%" >/dev/null
 vm A vm start web1 >/dev/null
@@ -130,12 +100,7 @@ set +e; vm A vm create ../bad --memory 64M >/dev/null 2>err.txt; rc=$?; set -e
 check "bad VM name refused" grep -q "bad snapshot name" err.txt
 
 # Host B dies with the VM on it: A restarts the VM from its retained snapshot.
-qemu_b=$(field "$(vm B vm status web1 --json)" qemu_pid)
-kill -9 "${PIDS[1]}" "$qemu_b"
-out=$(vm A restore web1 --json)
-check "restore on A after B died: VM runs on A" test "$(field "$out" state)" = running
-check "the restored guest's memory checks out" guest_intact A
-check "the restored guest resumes rewriting its hot set" guest_running A
+b_dies_a_restores
 check "the restored snapshot is live, not a base any more" bash -c "! '$BNF' snapshot verify --state-dir '$WORK/A' web1 2>/dev/null"
 vm A vm stop web1 >/dev/null
 check "VM stops" test "$(field "$(vm A vm status web1 --json)" state)" = stopped

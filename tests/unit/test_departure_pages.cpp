@@ -253,6 +253,7 @@ class ListedWrites final : public WriteTracker {
  public:
   explicit ListedWrites(PageBitmap written) : written_(std::move(written)) {}
   Result<PageBitmap> changed_since_start() override { return written_; }
+  Result<PageBitmap> take_changed() override { return written_; }
 
  private:
   PageBitmap written_;

@@ -28,6 +28,7 @@ class ListedWrites final : public WriteTracker {
     if (fail_) return Status(Errc::io, "scan failed");
     return written_;
   }
+  Result<PageBitmap> take_changed() override { return changed_since_start(); }
 
  private:
   PageBitmap& written_;

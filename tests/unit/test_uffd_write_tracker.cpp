@@ -112,8 +112,9 @@ class UffdWriteTrackerTest : public ::testing::Test {
   }
   void TearDown() override { ::close(file_); }
   // Skips where the kernel cannot (before Linux 6.7) or tracing is not allowed.
-  std::unique_ptr<UffdWriteTracker> start(const Child& child, uint64_t pages = kPages) {
-    auto t = UffdWriteTracker::start(child.pid(), file_, pages);
+  std::unique_ptr<UffdWriteTracker> start(const Child& child, uint64_t pages = kPages,
+                                          UffdWriteTracker::Coverage coverage = UffdWriteTracker::Coverage::touched) {
+    auto t = UffdWriteTracker::start(child.pid(), file_, pages, coverage);
     if (!t.is_ok() && (t.status().code() == Errc::denied || t.status().code() == Errc::not_found)) return nullptr;
     EXPECT_TRUE(t.is_ok()) << t.status().message();
     return t.is_ok() ? std::move(*t) : nullptr;
@@ -137,6 +138,40 @@ TEST_F(UffdWriteTrackerTest, NamesThePagesWrittenSinceItStartedAndNoOthers) {
   for (uint64_t p : {3, 77, 200, 511}) EXPECT_TRUE(changed->test(p)) << p;
   child.run(command(kWrite, 3));  // written again: still named once, nothing else
   EXPECT_EQ(tracker->changed_since_start()->count(), 4U);
+}
+
+// Shared mode's rounds: each take names what was written since the last one.
+TEST_F(UffdWriteTrackerTest, EachTakeNamesThePagesWrittenSinceTheLastTake) {
+  Child child(file_);
+  child.run(command(kTouch, kPages / 2));  // the rest: holes, tracked as well
+  START_OR_SKIP(tracker, child, kPages, UffdWriteTracker::Coverage::whole);
+  auto first = tracker->take_changed();
+  ASSERT_TRUE(first.is_ok()) << first.status().message();
+  EXPECT_EQ(first->count(), 0U);
+  for (uint64_t p : {uint64_t{3}, uint64_t{77}, kPages / 2 + 5}) child.run(command(kWrite, p));
+  auto second = tracker->take_changed();
+  ASSERT_TRUE(second.is_ok());
+  EXPECT_EQ(second->count(), 3U);
+  for (uint64_t p : {uint64_t{3}, uint64_t{77}, kPages / 2 + 5}) EXPECT_TRUE(second->test(p)) << p;
+  EXPECT_EQ(tracker->take_changed()->count(), 0U);  // protected again by the take
+  child.run(command(kWrite, 77));
+  auto third = tracker->take_changed();
+  ASSERT_TRUE(third.is_ok());
+  EXPECT_EQ(third->count(), 1U);
+  EXPECT_TRUE(third->test(77));
+}
+
+// A page beyond the tracked ranges cannot be vouched for: every take names it.
+TEST_F(UffdWriteTrackerTest, PagesOutsideTheTrackedRangesAreNamedByEveryTake) {
+  Child child(file_);
+  child.run(command(kTouch, kPages));
+  START_OR_SKIP(tracker, child, kPages + 8, UffdWriteTracker::Coverage::whole);
+  for (int round = 0; round < 2; ++round) {
+    auto changed = tracker->take_changed();
+    ASSERT_TRUE(changed.is_ok());
+    EXPECT_EQ(changed->count(), 8U);
+    EXPECT_EQ(changed->find_next_set(0), kPages);
+  }
 }
 
 TEST_F(UffdWriteTrackerTest, ADiscardedPageIsNamedThoughNothingWroteIt) {

@@ -98,12 +98,17 @@ Result<Arrived> ArrivingTrip::run() {
   // connection of its own, named by this token (stream_rendezvous.hpp).
   BNF_ASSIGN_OR_RETURN(stream_token_, proto::optional_field<std::string>(hello_, "stream_token", ""));
   const bool direct = plan_.plan.full && !stream_token_.empty() && c_.capabilities().pollable;
+  // Shared mode, offered: our QEMU waits for its capability (x-ignore-shared)
+  // before it listens, and leaves the image to the pages that land in it.
+  BNF_ASSIGN_OR_RETURN(const std::string ram, proto::optional_field<std::string>(hello_, "ram", "stream"));
+  shared_ = ram == "shared" && !direct;
   // The source's QEMU migrates already (direct) or starts on VM_ACCEPT
   // (relayed); ours is started after the answer and comes up meanwhile
   // (~0.1 s under load).
   BNF_TRY(accept(*w, direct));
-  ArrivingQemu qemu(qemu_command(def_, lp, "unix:" + incoming), dir_.file("qemu.log"), lp, incoming,
+  ArrivingQemu qemu(qemu_command(def_, lp, shared_ ? "defer" : "unix:" + incoming), dir_.file("qemu.log"), lp, incoming,
                     direct && services_.background_qemu, services_.log, def_.name);
+  if (shared_) qemu.ignore_shared();
   Arrived got;
   got.image_file = w->image_file();
   got.times.receive = Clock::now();
@@ -127,6 +132,7 @@ Status ArrivingTrip::accept(const SnapshotWriter& w, bool direct) {
                  {"sealed_key", sealed_key},
                  {"fallback", plan_.fallback}};
   if (direct) answer["direct"] = true;
+  if (shared_) answer["ram"] = "shared";
   return proto::send_control(c_, proto::FrameType::vm_accept, answer);
 }
 

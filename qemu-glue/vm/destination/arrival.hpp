@@ -86,6 +86,7 @@ class ArrivingTrip {
   VmDir dir_;
   ArrivalPlan plan_;
   std::string stream_token_;  // a direct trip's stream connection is named by it
+  bool shared_ = false;       // shared mode: the source sends the RAM file's pages, QEMU the rest
 };
 
 // After the registry recorded the arrival: the source's copy of the device

@@ -39,6 +39,12 @@ class ArrivingQemu {
     });
   }
 
+  // Shared mode: QEMU was started with `-incoming defer`; it gets
+  // x-ignore-shared, then listens (`migrate-incoming`), before connect()
+  // returns. The capability must be set before the stream's configuration
+  // section arrives, which checks it.
+  void ignore_shared() { ignore_shared_ = true; }
+
   // QMP and the incoming-migration socket, once QEMU listens; the socket's fd.
   Result<int> connect() {
     BNF_TRY(connect_once().context("destination QEMU (did it exit? see its qemu.log)"));
@@ -56,12 +62,20 @@ class ArrivingQemu {
       proc_.emplace(std::move(p));
     }
     BNF_ASSIGN_OR_RETURN(qmp_, QmpClient::connect(lp_.qmp_socket, std::chrono::seconds(10)));
+    if (ignore_shared_) BNF_TRY(listen_ignoring_shared());
     BNF_ASSIGN_OR_RETURN(qemu_in_, unix_connect(incoming_, std::chrono::seconds(10)));
     return Status::ok();
   }
 
+  Status listen_ignoring_shared() {
+    const nlohmann::json caps = nlohmann::json::array({{{"capability", "x-ignore-shared"}, {"state", true}}});
+    BNF_TRY(qmp_->execute("migrate-set-capabilities", {{"capabilities", caps}}).status());
+    return qmp_->execute("migrate-incoming", {{"uri", "unix:" + incoming_}}).status();
+  }
+
   LaunchPaths lp_;
   std::string incoming_;
+  bool ignore_shared_ = false;
   bool background_;
   int normal_nice_;
   const Logger& log_;

@@ -27,6 +27,9 @@ Result<MigrateOptions> migrate_options(const json& req) {
   BNF_ASSIGN_OR_RETURN(bool relay, proto::optional_field<bool>(req, "relay", false));
   o.direct = !relay;
   BNF_ASSIGN_OR_RETURN(o.track_writes, choice(req, "write_tracker", kWriteTrackers));
+  BNF_ASSIGN_OR_RETURN(o.ram_mode, choice(req, "mode", kRamModes));
+  BNF_ASSIGN_OR_RETURN(o.max_rounds, proto::optional_field<unsigned>(req, "max_rounds", 30U));
+  if (o.max_rounds < 1 || o.max_rounds > 1000) return Status(Errc::invalid_argument, "max_rounds must be 1..1000");
   return o;
 }
 

@@ -2,15 +2,38 @@
 // where it was at switchover. QEMU loads the kept stream (small RAM blocks and
 // device state) on top of the RAM file, which holds the main block already.
 
+#include <algorithm>
 #include <filesystem>
 
 #include "common/files.hpp"
 #include "qmp/qmp_client.hpp"
+#include "stream/stream_capabilities.hpp"
 #include "vm/registry/vm_manager.hpp"
 
 namespace bnf::qemu {
 
 using nlohmann::json;
+
+namespace {
+
+// A stream kept by a shared-mode trip names x-ignore-shared: the QEMU that
+// loads it must have the capability before it reads it.
+Result<bool> kept_stream_ignores_shared(const std::string& blob) {
+  BNF_ASSIGN_OR_RETURN(std::string bytes, read_file(blob));
+  BNF_ASSIGN_OR_RETURN(std::vector<std::string> caps, stream_capabilities(bytes));
+  return std::find(caps.begin(), caps.end(), "x-ignore-shared") != caps.end();
+}
+
+Status load_kept_stream(QmpClient& qmp, const std::string& blob, bool ignore_shared) {
+  if (ignore_shared) {
+    const json caps = json::array({{{"capability", "x-ignore-shared"}, {"state", true}}});
+    BNF_TRY(qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}).status());
+    BNF_TRY(qmp.execute("migrate-incoming", {{"uri", "exec:cat " + blob}}).status());
+  }
+  return qmp.wait_incoming_loaded(std::chrono::seconds(30)).status().context("restoring the snapshot's device state");
+}
+
+}  // namespace
 
 Result<json> VmManager::restore(const std::string& name) {
   std::unique_lock lk(mu_);
@@ -23,17 +46,18 @@ Result<json> VmManager::restore(const std::string& name) {
   BNF_TRY(check_qemu_args(vm->def));
   const std::string image = store_.image_path(m);
   const std::string blob = store_.dir_of(name) + "/device-state";
+  BNF_ASSIGN_OR_RETURN(const bool ignore_shared, kept_stream_ignores_shared(blob));
   // From here the image changes: it is no longer a base anybody may reuse.
   BNF_TRY(store_.mark_live(name, image));
   const LaunchPaths lp = paths(name, image);
   std::error_code ec;
   std::filesystem::remove(lp.qmp_socket, ec);
   BNF_ASSIGN_OR_RETURN(QemuProcess proc,
-                       QemuProcess::spawn(qemu_command(vm->def, lp, "exec:cat " + blob), vm_dir(name) + "/qemu.log"));
+                       QemuProcess::spawn(qemu_command(vm->def, lp, ignore_shared ? "defer" : "exec:cat " + blob),
+                                          vm_dir(name) + "/qemu.log"));
   {
     BNF_ASSIGN_OR_RETURN(QmpClient qmp, QmpClient::connect(lp.qmp_socket, std::chrono::seconds(10)));
-    BNF_TRY(
-        qmp.wait_incoming_loaded(std::chrono::seconds(30)).status().context("restoring the snapshot's device state"));
+    BNF_TRY(load_kept_stream(qmp, blob, ignore_shared));
     BNF_ASSIGN_OR_RETURN(json st, qmp.execute("query-status"));
     if (st.value("status", std::string()) != "running") BNF_TRY(qmp.execute("cont").status());
   }

@@ -9,7 +9,7 @@ namespace bnf::qemu {
 using nlohmann::json;
 
 Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def,
-                        const std::string& force_full, const std::string& stream_token) {
+                        const std::string& force_full, const std::string& stream_token, bool offer_shared) {
   json arrival = nullptr;
   auto m = store.manifest(def.name);
   if (m.is_ok()) arrival = {{"lineage", m->lineage}, {"epoch", m->epoch}, {"root", digest_hex(m->root)}};
@@ -18,7 +18,8 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
                                {"definition", def.to_json()},
                                {"arrival", arrival},
                                {"force_full", force_full},
-                               {"stream_token", stream_token}}));
+                               {"stream_token", stream_token},
+                               {"ram", offer_shared ? "shared" : "stream"}}));
   BNF_ASSIGN_OR_RETURN(proto::Frame af, proto::expect_frame(c, proto::FrameType::vm_accept));
   BNF_ASSIGN_OR_RETURN(json a, proto::parse_json_meta(af));
   Agreement g;
@@ -30,6 +31,7 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
   g.rep.fallback = printable_peer_text(proto::field_or<std::string>(a, "fallback", ""));
   BNF_ASSIGN_OR_RETURN(const proto::TransferMode mode,
                        parse_choice(proto::kTransferModes, "VM_ACCEPT's mode", g.rep.mode, Errc::protocol));
+  g.shared = offer_shared && proto::field_or<std::string>(a, "ram", "stream") == "shared";
   g.direct = !stream_token.empty() && mode == proto::TransferMode::full && proto::field_or(a, "direct", false);
   if (mode == proto::TransferMode::incremental) {
     if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)

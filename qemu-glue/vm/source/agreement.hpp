@@ -22,15 +22,16 @@ struct Agreement {
   DigestKey key{};
   std::optional<DigestTable> base;
   bool direct = false;  // the destination takes our QEMU's own stream (direct trip)
+  bool shared = false;  // the destination takes shared mode (bnf sends the RAM file's pages itself)
 };
 
 // Sends our arrival record (the image the VM had when it came here); the
 // destination answers full or incremental against its retained snapshot.
 // `force_full` (not empty) asks for a full trip and says why. `stream_token`
 // (not empty) offers a direct trip with QEMU's stream on the connection that
-// VM_STREAM names by it.
+// VM_STREAM names by it. `offer_shared`: offer shared mode ("ram": "shared").
 Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const VmDefinition& def,
-                        const std::string& force_full, const std::string& stream_token);
+                        const std::string& force_full, const std::string& stream_token, bool offer_shared);
 
 // Tells the destination the image is complete (root `root`); its answer,
 // VM_DONE, says the VM runs there with exactly that image.

@@ -9,6 +9,7 @@
 #include "vm/source/direct_departure.hpp"
 #include "vm/source/direct_trip.hpp"
 #include "vm/source/relayed_trip.hpp"
+#include "vm/source/shared_trip.hpp"
 #include "vm/trip/peer_reason.hpp"
 
 namespace bnf::qemu {
@@ -44,8 +45,8 @@ void report_arrival(Departed& d, double t0_wall) {
 }
 
 void log_departure(const Logger& log, const std::string& name, const Endpoint& to, const MigrationReport& rep) {
-  log.info("vm {}: migrated to {} ({}{}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode,
-           rep.direct ? ", direct" : "", rep.pages_sent, rep.pages_skipped);
+  log.info("vm {}: migrated to {} ({}{}, ram {}, {} pages sent, {} skipped)", name, to.to_string(), rep.mode,
+           rep.direct ? ", direct" : "", rep.ram_mode, rep.pages_sent, rep.pages_skipped);
   if (rep.pages_fixed_at_switchover != 0)
     log.warn("vm {}: QEMU did not resend {} changed pages; the switchover check sent them", name,
              rep.pages_fixed_at_switchover);
@@ -77,6 +78,7 @@ Departure::Departure(const DepartureServices& services, DepartingVm vm, Endpoint
 
 Result<MigrationReport> Departure::run(const Left& left) {
   WalksPaused walks(vm_.warm);
+  BNF_TRY(choose_ram_mode().context("migration of " + vm_.def.name));  // nothing started yet: the VM runs on
   begin();
   auto qmp = QmpClient::connect(vm_.qmp_socket, std::chrono::seconds(5));
   if (!qmp.is_ok()) return qmp.status();  // the destination drops what the start began
@@ -86,6 +88,8 @@ Result<MigrationReport> Departure::run(const Left& left) {
   Result<Departed> trip = transfer();
   if (!trip.is_ok()) return fail_here(peer_reason(*c_, trip.status()));
   report_arrival(*trip, t0_wall_);
+  trip->rep.ram_mode = shared_ ? "shared" : "stream";
+  trip->rep.ram_mode_reason = ram_mode_reason_;
   // Switched over: the VM runs there. Our RAM file becomes the retained snapshot.
   if (trip->complete) trip->complete(*trip);  // before the quit: see Departed::complete
   BNF_TRY(commit(*trip, walks, left));
@@ -97,18 +101,42 @@ Result<MigrationReport> Departure::run(const Left& left) {
   return std::move(rep);
 }
 
+// Shared mode where it was asked for and can run: its tracker is armed
+// before round 0 reads anything, and the trip is relayed, without the
+// switchover check (bnf moves every page of the RAM file itself).
+Status Departure::choose_ram_mode() {
+  if (opt_.ram_mode == MigrateOptions::RamMode::stream) {
+    ram_mode_reason_ = "--mode stream";
+    return Status::ok();
+  }
+  SharedReadiness ready = prepare_shared(vm_.def, vm_.ram_file, vm_.proc.pid());
+  if (!ready.tracker) {
+    if (opt_.ram_mode == MigrateOptions::RamMode::shared)
+      return Status(Errc::invalid_argument, "shared mode cannot run: " + ready.why_not);
+    ram_mode_reason_ = ready.why_not;
+    return Status::ok();
+  }
+  shared_ = true;
+  shared_tracker_ = std::move(ready.tracker);
+  offer_direct_ = false;
+  stream_token_.clear();
+  check_ = false;
+  return Status::ok();
+}
+
 // The agreement starts, and a direct trip's stream connection with it.
 void Departure::begin() {
   auto handshake = [this]() -> Result<Handshake> {
     BNF_ASSIGN_OR_RETURN(std::unique_ptr<transport::Connection> conn, services_.transport.connect(to_));
-    BNF_ASSIGN_OR_RETURN(Agreement g, qemu::agree(*conn, services_.store, vm_.def, force_full_, stream_token_));
+    BNF_ASSIGN_OR_RETURN(Agreement g,
+                         qemu::agree(*conn, services_.store, vm_.def, force_full_, stream_token_, shared_));
     return Handshake{std::move(conn), std::move(g)};
   };
   auto open_stream = [this] {
     return open_direct_stream(to_, stream_token_, services_.transport, services_.peer_timeout_ms);
   };
   writes_.emplace(check_, opt_.track_writes, offer_direct_, vm_.ram_file, vm_.proc.pid(), vm_.def);
-  start_.emplace(offer_direct_, handshake, open_stream, *writes_);
+  start_.emplace(offer_direct_, shared_, handshake, open_stream, *writes_);
 }
 
 Status Departure::start_qemu() {
@@ -124,6 +152,14 @@ Status Departure::agree() {
   agreed_->rep.phases["migrate_issued_s"] = start_->migrate_issued_s();
   if (offer_direct_ && !agreed_->direct)
     return Status(Errc::protocol, "the destination did not take QEMU's direct stream");
+  if (shared_ && !agreed_->shared) {
+    if (opt_.ram_mode == MigrateOptions::RamMode::shared)
+      return Status(Errc::version, "the destination does not take shared mode");
+    shared_ = false;  // stream mode after all, with the check it would have had
+    shared_tracker_.reset();
+    ram_mode_reason_ = "the destination does not take shared mode";
+    check_ = opt_.switchover_check.value_or(vm_.def.accel == "tcg");
+  }
   read_before_tracking_ = start_->read_before_tracking(*qmp_);
   if (writes_->start_s() > 0) agreed_->rep.phases["write_tracker_start_s"] = writes_->start_s();
   return Status::ok();
@@ -147,7 +183,20 @@ Result<Departed> Departure::transfer() {
                 writes_->why_not(),
                 read_before_tracking_};
   if (offer_direct_) return direct_trip(x, to_, services_.peer_timeout_ms);
+  if (start_->deferred()) return transfer_shared(x);
   return relay_trip(x, start_->take_qemu_socket(), t_stream_);
+}
+
+// QEMU's migration was held back for shared mode: it starts after bnf's
+// rounds, or now if the destination declined them.
+Result<Departed> Departure::transfer_shared(TripContext& x) {
+  auto start_qemu = [this, &x] {
+    t_stream_ = Clock::now();
+    return start_->start_relayed(*qmp_, vm_.relay_socket, x.return_path, shared_, t0_);
+  };
+  if (shared_) return shared_trip(x, std::move(shared_tracker_), start_qemu);
+  BNF_ASSIGN_OR_RETURN(UniqueFd qfd, start_qemu());
+  return relay_trip(x, std::move(qfd), t_stream_);
 }
 
 // The VM runs on `to_` now: our QEMU quits and its RAM file becomes the

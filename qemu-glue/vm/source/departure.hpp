@@ -1,12 +1,14 @@
 // A VM's departure from this host, one trip object with named phases:
 //
+//   choose     shared or stream mode (shared_trip.hpp): in shared mode the
+//              rounds' write tracker is armed before anything else
 //   begin      the agreement and (direct trips) QEMU's own stream connection
 //              start at once (trip_start.hpp)
 //   start_qemu QEMU's migration starts, into our socket (relayed) or the
 //              stream's tunnel (direct); the write tracker is armed
 //   agree      the destination's answer: full or incremental, direct or not
 //   transfer   the pages and the stream, the settle and the switch over:
-//              relayed_trip.hpp or direct_trip.hpp
+//              shared_trip.hpp, relayed_trip.hpp or direct_trip.hpp
 //   commit     our QEMU quits; its RAM file becomes the retained snapshot
 //
 // A failure before the commit leaves the VM running here.
@@ -66,8 +68,10 @@ class Departure {
   Result<MigrationReport> run(const Left& left);
 
  private:
+  Status choose_ram_mode();
   void begin();
   Status start_qemu();
+  Result<Departed> transfer_shared(TripContext& x);
   Status agree();
   Result<Departed> transfer();
   Status commit(Departed& d, WalksPaused& walks, const Left& left);
@@ -93,6 +97,9 @@ class Departure {
   std::unique_ptr<transport::Connection> c_;  // the bnf connection, once agreed
   std::optional<Agreement> agreed_;
   uint64_t read_before_tracking_ = 0;
+  bool shared_ = false;  // shared mode offered: the rounds' tracker is armed
+  std::unique_ptr<WriteTracker> shared_tracker_;
+  std::string ram_mode_reason_;  // why the trip is not shared
 };
 
 }  // namespace bnf::qemu

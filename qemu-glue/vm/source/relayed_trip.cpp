@@ -21,7 +21,12 @@ namespace {
 // Rewritten stream bytes travel to the destination as STREAM frames.
 class FrameSink final : public ByteSink {
  public:
-  explicit FrameSink(transport::Connection& c) : c_(c) { buf_.reserve(kChunk); }
+  // `before_switch`: runs once the device state begins (the VM is stopped),
+  // before VM_SWITCH.
+  FrameSink(transport::Connection& c, std::function<Status()> before_switch)
+      : c_(c), before_switch_(std::move(before_switch)) {
+    buf_.reserve(kChunk);
+  }
   Status write(std::span<const std::byte> src) override {
     buf_.insert(buf_.end(), src.begin(), src.end());
     kept_.insert(kept_.end(), src.begin(), src.end());
@@ -35,6 +40,7 @@ class FrameSink final : public ByteSink {
   // the device state that lets it run.
   Status before_device_state() override {
     BNF_TRY(post());
+    if (before_switch_) BNF_TRY(before_switch_());
     return proto::send_control(c_, proto::FrameType::vm_switch, json::object());
   }
   Status post() {
@@ -53,6 +59,7 @@ class FrameSink final : public ByteSink {
   static constexpr size_t kChunk = 256U << 10;
   std::vector<std::byte> kept_;
   transport::Connection& c_;
+  std::function<Status()> before_switch_;
   std::vector<std::byte> buf_;
   uint64_t forwarded_ = 0;
 };
@@ -115,9 +122,20 @@ void report_relay(Departed& d, TripContext& x, const DeparturePages& pages, bool
   fill_counts(rep, n);
 }
 
+// Shared mode: the rounds' pages join QEMU's small blocks' in the counts.
+void add_shared(MigrationReport& rep, const SharedRounds& shared) {
+  const SharedRoundCounts& n = shared.counts();
+  rep.pages_sent += n.pages_sent;
+  rep.pages_zero += n.pages_zero;
+  rep.pages_skipped += shared.pages_skipped();
+  rep.shared = shared.report();
+  rep.phases["shared_precopy_s"] = n.precopy_s;
+  rep.phases["shared_final_round_s"] = n.final_s;
+}
+
 }  // namespace
 
-Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_stream) {
+Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_stream, SharedRounds* shared) {
   Departed d;
   d.rep = x.g.rep;
   MigrationReport& rep = d.rep;
@@ -133,8 +151,9 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
   // has not (~60 ms per GiB here). With QEMU's writes tracked, it reads few pages.
   Prefault prefault(ram_view && !tracked ? ram_view->bytes : std::span<const std::byte>(),
                     {.file = ram_view ? ram_view->file.get() : -1});
-  DeparturePages pages(x.c, h, std::move(x.g.base), pages_total,
-                       {.incremental = rep.mode == "incremental",
+  // Shared mode: the rounds keep the base; the stream has no main-block page.
+  DeparturePages pages(x.c, h, shared ? std::optional<DigestTable>() : std::move(x.g.base), pages_total,
+                       {.incremental = !shared && rep.mode == "incremental",
                         .hold_budget_bytes = hold_budget(x.def.memory_bytes),
                         .hot_window = kQemuHotWindow,
                         .switchover_check = ram_view ? ram_view->bytes : std::span<const std::byte>(),
@@ -147,19 +166,23 @@ Result<Departed> relay_trip(TripContext& x, UniqueFd qfd, Clock::time_point t_st
         x.c.socket_fd(), [&] { return forward_return_path(x.c, qfd.get(), return_path_bytes); },
         [&] { return x.c.has_pending_input(); });
   pages.on_tick(relay_ticker(x, rep.mode, pages_total, src));
-  FrameSink sink(x.c);
+  FrameSink sink(
+      x.c, shared ? std::function<Status()>([shared] { return shared->final_round(); }) : std::function<Status()>());
   StreamRewriter rw(src, sink, pages);
+  if (shared) rw.allow_ignore_shared();
   BNF_TRY(rw.run());
   rep.phases["qemu_stream_s"] = since(t_stream);  // QEMU's passes, parsed, filtered and sent as they came
   const auto t_finish = Clock::now();
-  BNF_ASSIGN_OR_RETURN(d.done, await_arrival(x.c, pages.departure().root(h)));
+  const DigestTable& table = shared ? shared->table() : pages.departure();
+  BNF_ASSIGN_OR_RETURN(d.done, await_arrival(x.c, table.root(h)));
   rep.phases["destination_finish_s"] = since(t_finish);  // tail landed, device state loaded, arrival committed
   report_relay(d, x, pages, tracked);
   rep.pages_total = pages_total;
   rep.stream_bytes_in = rw.stats().bytes_in;
   rep.stream_bytes_forwarded = sink.forwarded();
   rep.return_path_bytes = return_path_bytes;
-  d.table = pages.departure();
+  d.table = table;
+  if (shared) add_shared(rep, *shared);
   d.stream = std::string(sink.kept());
   return d;
 }

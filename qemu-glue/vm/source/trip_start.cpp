@@ -40,9 +40,10 @@ Result<UniqueFd> accept_within(int lfd, int timeout_ms) {
 // It starts before the handshake (QEMU's set-up overlaps it, its first bytes
 // wait in the socket), with a downtime limit it cannot meet (see above).
 // `return_path`: on when the trip can relay it (return_path.hpp).
-Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock, bool return_path) {
+Result<UniqueFd> start_qemu_migration(QmpClient& qmp, const std::string& sock, bool return_path, bool ignore_shared) {
   BNF_ASSIGN_OR_RETURN(UniqueFd lfd, unix_listen(sock, 1));
-  BNF_TRY(prepare_qemu_migration(qmp, return_path));  // also after a direct trip's preparation was refused
+  BNF_TRY(
+      prepare_qemu_migration(qmp, return_path, ignore_shared));  // also after a direct trip's preparation was refused
   BNF_TRY(qmp.execute("migrate", {{"uri", "unix:" + sock}}).status());
   return accept_within(lfd.get(), 10000);
 }
@@ -91,8 +92,8 @@ void TripWriteTracker::start() {
     why_not_ = started.status().message();
 }
 
-TripStart::TripStart(bool direct, Shake shake, const OpenStream& open_stream, TripWriteTracker& writes)
-    : direct_(direct), shake_(std::move(shake)), writes_(writes) {
+TripStart::TripStart(bool direct, bool defer, Shake shake, const OpenStream& open_stream, TripWriteTracker& writes)
+    : direct_(direct), defer_(defer), shake_(std::move(shake)), writes_(writes) {
   if (!direct_) return;
   early_ = std::async(std::launch::async, shake_);
   stream_ = std::async(std::launch::async, open_stream);
@@ -101,10 +102,19 @@ TripStart::TripStart(bool direct, Shake shake, const OpenStream& open_stream, Tr
 Status TripStart::begin(QmpClient& qmp, const std::string& relay_socket, bool return_path, Clock::time_point t0) {
   if (direct_) return begin_direct(qmp, t0);
   early_ = std::async(std::launch::async, shake_);
+  if (defer_) return Status::ok();
   writes_.start();
-  BNF_ASSIGN_OR_RETURN(qfd_, start_qemu_migration(qmp, relay_socket, return_path));
+  BNF_ASSIGN_OR_RETURN(qfd_, start_qemu_migration(qmp, relay_socket, return_path, false));
   migrate_issued_s_ = since(t0);
   return Status::ok();
+}
+
+Result<UniqueFd> TripStart::start_relayed(QmpClient& qmp, const std::string& relay_socket, bool return_path,
+                                          bool ignore_shared, Clock::time_point t0) {
+  writes_.start();
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, start_qemu_migration(qmp, relay_socket, return_path, ignore_shared));
+  migrate_issued_s_ = since(t0);
+  return fd;
 }
 
 uint64_t TripStart::read_before_tracking(QmpClient& qmp) {

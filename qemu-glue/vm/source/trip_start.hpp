@@ -79,16 +79,23 @@ class TripStart {
  public:
   using Shake = std::function<Result<Handshake>()>;
   using OpenStream = std::function<Result<std::unique_ptr<StreamTunnel>>()>;
-  TripStart(bool direct, Shake shake, const OpenStream& open_stream, TripWriteTracker& writes);
+  // `defer` (shared mode offered): begin() starts only the handshake; QEMU's
+  // migration waits for start_relayed(), after bnf's rounds.
+  TripStart(bool direct, bool defer, Shake shake, const OpenStream& open_stream, TripWriteTracker& writes);
 
   // QEMU's migration starts; `relay_socket` and `return_path` for relayed trips.
   Status begin(QmpClient& qmp, const std::string& relay_socket, bool return_path, Clock::time_point t0);
+  // A deferred relayed migration starts now; `ignore_shared`: QEMU leaves the
+  // RAM file's block out (shared mode). Returns QEMU's stream socket.
+  Result<UniqueFd> start_relayed(QmpClient& qmp, const std::string& relay_socket, bool return_path, bool ignore_shared,
+                                 Clock::time_point t0);
   Result<Handshake> handshake() { return early_.get(); }
   // A direct trip's tracker starts after QEMU's pass began (arming takes ~20
   // ms per GiB): what QEMU read by then is compared at the stop whatever the
   // tracker says.
   uint64_t read_before_tracking(QmpClient& qmp);
   [[nodiscard]] double migrate_issued_s() const { return migrate_issued_s_; }
+  [[nodiscard]] bool deferred() const { return defer_; }
   UniqueFd take_qemu_socket() { return std::move(qfd_); }
   void close_stream() { tunnel_.reset(); }
 
@@ -96,6 +103,7 @@ class TripStart {
   Status begin_direct(QmpClient& qmp, Clock::time_point t0);
 
   bool direct_;
+  bool defer_;
   Shake shake_;
   TripWriteTracker& writes_;
   double migrate_issued_s_ = 0;

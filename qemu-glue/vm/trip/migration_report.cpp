@@ -18,11 +18,14 @@ json MigrationReport::to_json() const {
             {"phases", phases},
             {"rounds", rounds},
             {"direct", direct},
+            {"ram_mode", ram_mode},
+            {"ram_mode_reason", ram_mode_reason},
             {"destination_differs", destination_differs}});
   if (!write_tracker.empty())
     j.update({{"pages_hashed_at_stop", pages_hashed_at_stop},
               {"pages_hashed_after_settle", pages_hashed_after_settle},
               {"write_tracker", write_tracker}});
+  if (!shared.is_null()) j["shared"] = shared;
   if (!first_pass_held_back_by.empty())
     j.update({{"first_pass_held_back_by", first_pass_held_back_by}, {"qemu_cpu_wait", qemu_cpu_wait}});
   return j;

@@ -33,6 +33,11 @@ struct MigrationReport : TripReport {
   bool direct = false;                               // QEMU streamed to the destination itself
   std::string first_pass_held_back_by;               // direct trips: "cpu" or "link" (a stop limit: link only)
   double qemu_cpu_wait = -1;                         // ... QEMU's migration thread's wait for a CPU (share)
+  // Who moved guest RAM: "shared" (bnf, from the RAM file, in rounds of
+  // written pages) or "stream" (QEMU's stream, filtered); and why not shared.
+  std::string ram_mode = "stream";
+  std::string ram_mode_reason;
+  nlohmann::json shared;  // shared mode: its rounds, what stopped them, the link and write rates
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
@@ -42,6 +47,13 @@ inline constexpr int kFirstPassDowntimeMs = 1;
 
 struct MigrateOptions {
   int downtime_limit_ms = 300;  // QEMU's default
+  // Who moves guest RAM (see MigrationReport::ram_mode). stream (the
+  // default); auto: shared where this host, the VM and the destination allow
+  // it, else stream, saying why; shared: a trip that cannot be shared fails
+  // and the VM stays here.
+  enum class RamMode { stream, automatic, shared };
+  RamMode ram_mode = RamMode::stream;
+  unsigned max_rounds = 30;  // shared mode: rounds after round 0, at most
   // A full trip over TCP lets QEMU stream straight to the destination daemon
   // (destination/direct_arrival.hpp) instead of through this one; false: always relay.
   bool direct = true;
@@ -76,6 +88,12 @@ inline constexpr std::array<Choice<MigrateOptions::TrackWrites>, 3> kWriteTracke
     {{"auto", MigrateOptions::TrackWrites::automatic},
      {"on", MigrateOptions::TrackWrites::on},
      {"off", MigrateOptions::TrackWrites::off}}};
+
+// `--mode` (control socket: `mode`); the first is the default.
+inline constexpr std::array<Choice<MigrateOptions::RamMode>, 3> kRamModes{
+    {{"stream", MigrateOptions::RamMode::stream},
+     {"auto", MigrateOptions::RamMode::automatic},
+     {"shared", MigrateOptions::RamMode::shared}}};
 
 // Sets the switchover check's two options as `check` says.
 inline void apply_switchover_check(SwitchoverCheck check, MigrateOptions& o) {
