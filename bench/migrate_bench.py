@@ -32,7 +32,7 @@ def parse_args():
     ap.add_argument("--only", default="", help="run scenarios whose id contains this text")
     ap.add_argument("--bnf", default=os.path.join(guest.BUILD, "bnf"), help="the bnf binary")
     ap.add_argument("--strategies", default="", help="comma-separated subset (qemu-floor,native,native-default,bnf,"
-                    "bnf-check-off, bnf-relay, bnf-untracked, bnf-tracked, bnf-unencrypted: run only when named); with --keep, the other strategies' runs in --out are kept")
+                    "bnf-shared, bnf-check-off, bnf-relay, bnf-untracked, bnf-tracked, bnf-unencrypted: run only when named); with --keep, the other strategies' runs in --out are kept")
     ap.add_argument("--keep", action="store_true", help="keep --out's runs of strategies and scenarios not run now")
     ap.add_argument("--link-timeline", action="store_true",
                     help="sample the source host's link every ~0.5 ms during each trip: when the stream starts "
@@ -95,7 +95,7 @@ def main():
     for sc in points:
         print(f"== {sc['id']}", flush=True)
         key = (sc["memory_mib"], sc["workload"], sc["link"], sc["time_on_b"])
-        strategies = [QemuFloor(), NativeQemu(), Bnf(a.bnf)]
+        strategies = [QemuFloor(), NativeQemu(), Bnf(a.bnf), Bnf(a.bnf, mode="shared")]
         if key in scenarios.NATIVE_DEFAULT:
             strategies.insert(2, NativeQemu(tuned=False))
         if key in scenarios.BNF_CHECK_OFF or "bnf-check-off" in chosen:

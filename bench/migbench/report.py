@@ -249,6 +249,43 @@ def relayed_section(g):
     return md
 
 
+def shared_section(g, scs):
+    """Shared mode (bnf-shared) beside stream mode (bnf) and native, same scenarios, same run."""
+    have = [sc for sc in scs if g.get((sc, "bnf-shared", "back"))]
+    if not have:
+        return []
+    md = table_section(
+        "Shared mode: bnf moves guest RAM itself",
+        "`bnf migrate --mode shared`: QEMU migrates with x-ignore-shared (small RAM blocks and device state "
+        "only); bnf sends the VM's RAM file in rounds of the pages the guest wrote, the last with the VM "
+        "stopped. Round 0 of a back trip is a digest scan of the VM's RAM against the snapshot A kept. "
+        "Time and downtime as above; *rounds* and *stopped by* are the shared trip's.",
+        ["scenario", "back: native / stream / shared", "back: shared vs native", "back wire: shared vs native",
+         "first: native / stream / shared", "first: shared vs native", "downtime back native / stream / shared",
+         "downtime first native / stream / shared", "shared rounds (back), stopped by", "guest intact shared"])
+    kinds = ("native", "bnf", "bnf-shared")
+    for sc in have:
+        row = {}
+        for trip in ("first", "back"):
+            row[trip] = {k: stat(g, sc, k, trip, "seconds")[0] for k in kinds}
+            row[trip + "_d"] = {k: stat(g, sc, k, trip, "downtime_ms")[0] for k in kinds}
+        nb, _, _ = stat(g, sc, "native", "back", "wire_bytes")
+        sb, _, _ = stat(g, sc, "bnf-shared", "back", "wire_bytes")
+        backs = g.get((sc, "bnf-shared", "back"), [])
+        rounds = med([(r.get("shared") or {}).get("rounds") for r in backs])
+        stopped = sorted({(r.get("shared") or {}).get("stopped_by", "?") for r in backs})
+        b, f, bd, fd = row["back"], row["first"], row["back_d"], row["first_d"]
+
+        def ratio(t):
+            return fmt_pct(t["bnf-shared"] / t["native"]) if t["bnf-shared"] and t["native"] else "–"
+        md.append(f"| {sc} | {' / '.join(fmt_s(b[k]) for k in kinds)} s | **{ratio(b)}** | "
+                  f"{fmt_pct(sb / nb) if sb and nb else '–'} | {' / '.join(fmt_s(f[k]) for k in kinds)} s | "
+                  f"**{ratio(f)}** | {' / '.join(fmt_s(bd[k]) for k in kinds)} ms | "
+                  f"{' / '.join(fmt_s(fd[k]) for k in kinds)} ms | {rounds}, {', '.join(stopped)} | "
+                  f"{intact_count(g, sc, 'bnf-shared')} |")
+    return md
+
+
 def link_section(g, scs):
     """Where a trip's time goes on the wire, for runs made with --link-timeline."""
     lines = []
@@ -312,7 +349,7 @@ def write(out):
           "filtered as they come (digests and page sends are parts of it). Destination finish = from the end "
           "of the stream to VM_DONE: the last pages landed, device state loaded by the destination QEMU, the "
           "arrival committed.", ""] + where_time_goes(g, scs)
-    md += check_off_section(g) + relayed_section(g) + link_section(g, scs)
+    md += shared_section(g, scs) + check_off_section(g) + relayed_section(g) + link_section(g, scs)
     native_default = [k for k in g if k[1] == "native-default"]
     if native_default:
         md += ["", "## Native QEMU with default settings (max-bandwidth 128 MiB/s)", ""]

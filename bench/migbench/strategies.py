@@ -207,13 +207,15 @@ class Bnf(Strategy):
     """bnf stream mode: two daemons (hosts A and B); A keeps the VM's snapshot
     when it leaves, so the way back sends only what changed on B."""
 
-    def __init__(self, bnf_path, switchover_check="auto", relay=False, write_tracker="auto", encryption="on"):
+    def __init__(self, bnf_path, switchover_check="auto", relay=False, write_tracker="auto", encryption="on",
+                 mode="stream"):
         self.bnf = bnf_path
+        self.mode = mode  # "shared": bnf moves guest RAM itself, QEMU only device state (--mode shared)
         self.encryption = encryption  # "off": both daemons authenticate only (--encryption off)
         self.switchover_check = switchover_check
         self.relay = relay  # full trips through the source daemon too (bnf migrate --relay)
         self.write_tracker = write_tracker  # "off": the check hashes all RAM in the downtime; "on": relayed trips too
-        self.name = ("bnf-unencrypted" if encryption == "off" else "bnf-relay" if relay else "bnf-untracked" if write_tracker == "off"
+        self.name = ("bnf-shared" if mode == "shared" else "bnf-unencrypted" if encryption == "off" else "bnf-relay" if relay else "bnf-untracked" if write_tracker == "off"
                      else "bnf-tracked" if write_tracker == "on"
                      else "bnf" if switchover_check == "auto" else f"bnf-check-{switchover_check}")
 
@@ -271,7 +273,7 @@ class Bnf(Strategy):
             with CpuSampler(markers) as cpu, timeline or contextlib.nullcontext():
                 r = json.loads(self._cli(src, work, "migrate", "web1", self._endpoint(link, dst), "--json",
                                          "--switchover-check", self.switchover_check,
-                                         "--write-tracker", self.write_tracker,
+                                         "--write-tracker", self.write_tracker, "--mode", self.mode,
                                          *(["--relay"] if self.relay else [])))
             ended = time.time()
             tx1 = link.tx_bytes_by_side()
@@ -279,7 +281,8 @@ class Bnf(Strategy):
             rec = {k: r.get(k) for k in ("mode", "downtime_ms", "pages_sent", "pages_skipped", "pages_zero",
                                           "pages_superseded", "pages_fixed_at_switchover", "rounds", "phases",
                                           "fallback", "direct", "first_pass_held_back_by", "qemu_cpu_wait",
-                                          "write_tracker", "pages_hashed_at_stop", "pages_hashed_after_settle")}
+                                          "write_tracker", "pages_hashed_at_stop", "pages_hashed_after_settle",
+                                          "ram_mode", "ram_mode_reason", "shared")}
             # Migration time, as for native: until the VM runs on the destination.
             rec["seconds"] = round(r.get("running_after_s") or r["seconds"], 3)
             rec["command_seconds"] = round(r["seconds"], 3)
