@@ -82,6 +82,11 @@ void print_migration(const json& r) {
   if (!r.value("fallback", std::string()).empty()) fmt::print("note: {}\n", r.value("fallback", ""));
   fmt::print("ram: {}{}{}\n", r.value("ram_mode", "stream"),
              r.value("ram_mode_reason", "").empty() ? "" : ", reason: ", r.value("ram_mode_reason", ""));
+  const json shared = r.value("shared", json::object());
+  if (!shared.contains("tracker")) return;
+  const std::string lost = shared.value("tracker_lost", "");
+  fmt::print("tracker: {}{}; {} rounds, stopped by {}\n", shared.value("tracker", ""),
+             lost.empty() ? "" : " (" + lost + ")", shared.value("rounds", 0ULL), shared.value("stopped_by", ""));
 }
 
 CLI::App* with_common(CLI::App* c, const std::shared_ptr<VmArgs>& a, bool takes_name) {

@@ -4,7 +4,9 @@
 # only its small RAM blocks and device state. A -> B (full), B -> A and
 # A -> B (incremental) with the memory-checking guest rewriting a 1% hot set,
 # checked after every trip on the destination and in the source's retained
-# snapshot, the switchover check off (bnf moved every page itself); a restore
+# snapshot, the switchover check off (bnf moved every page itself); a back
+# trip's round 0 from the tracker armed as the VM arrived, and from a digest
+# scan once a daemon restart lost that tracker; a restore
 # from a shared trip's snapshot; `--mode auto` falling back to stream mode for
 # a VM with a device that writes guest memory behind the tracker, and
 # `--mode shared` refusing it with the VM still running.
@@ -43,6 +45,7 @@ out=$(vm A migrate web1 "$URI_B" --json --mode shared)
 echo "first trip: $out"
 check "A -> B is a full trip" test "$(field "$out" mode)" = full
 shared_trip "$out"
+check "... whose round 0 is every page A holds" test "$(shared "$out" tracker)" = "full trip"
 check "... QEMU's stream carried no page of the RAM file (under 4 MiB forwarded)" \
   test "$(field "$out" stream_bytes_forwarded)" -lt $((4 << 20))
 after_trip A B
@@ -52,6 +55,8 @@ out=$(vm B migrate web1 "$URI_A" --json --mode shared)
 echo "back trip: $out"
 check "B -> A is incremental" test "$(field "$out" mode)" = incremental
 shared_trip "$out"
+check "... round 0 is what the guest wrote since it arrived on B (B's tracker, no scan)" \
+  test "$(shared "$out" tracker)" = "since arrival"
 sent=$(field "$out" pages_sent)
 check "back trip sends the hot set ($hot pages) plus at most 64 pages per round: $sent" \
   test "$sent" -le $((hot + 64 * ($(shared "$out" rounds) + 1)))
@@ -61,6 +66,26 @@ after_trip B A
 
 out=$(vm A migrate web1 "$URI_B" --json --mode shared)
 check "A -> B again is incremental and shared" test "$(field "$out" mode)/$(field "$out" ram_mode)" = incremental/shared
+check "... from A's tracker since arrival" test "$(shared "$out" tracker)" = "since arrival"
+after_trip A B
+
+# B's daemon restarts while the VM runs there: the tracker armed as the VM
+# arrived went with the old daemon, so the way back scans RAM, and says so.
+kill -9 "${PIDS[1]}"
+start_daemon B
+PIDS[1]=${PIDS[-1]}
+sleep 1
+out=$(vm B migrate web1 "$URI_A" --json --mode shared)
+echo "back trip after B's restart: $out"
+check "B -> A after B's daemon restarted: incremental and shared" \
+  test "$(field "$out" mode)/$(field "$out" ram_mode)" = incremental/shared
+check "... round 0 from a digest scan, said so" test "$(shared "$out" tracker)" = "lost, digest scan"
+check "... saying why" grep -q "daemon restarted" <<<"$(shared "$out" tracker_lost)"
+check "... sending no more than the hot set and 64 pages a round" \
+  test "$(field "$out" pages_sent)" -le $((hot + 64 * ($(shared "$out" rounds) + 1)))
+after_trip B A
+out=$(vm A migrate web1 "$URI_B" --json --mode shared)
+check "A -> B once more: shared, from A's tracker" test "$(field "$out" ram_mode)/$(shared "$out" tracker)" = "shared/since arrival"
 after_trip A B
 
 # B dies with the VM on it: A restores it from the snapshot a shared trip left

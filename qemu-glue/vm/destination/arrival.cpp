@@ -3,12 +3,14 @@
 #include <filesystem>
 
 #include "common/files.hpp"
+#include "common/page.hpp"
 #include "common/peer_text.hpp"
 #include "protocol/peer_auth.hpp"
 #include "qmp/qmp_client.hpp"
 #include "vm/destination/arriving_qemu.hpp"
 #include "vm/destination/direct_arrival.hpp"
 #include "vm/destination/relayed_arrival.hpp"
+#include "vm/trip/ram_tracker.hpp"
 #include "vm/trip/stream_tunnel.hpp"
 
 namespace bnf::qemu {
@@ -141,6 +143,7 @@ Result<Digest> ArrivingTrip::transfer(SnapshotWriter& w, ArrivingQemu& qemu, boo
   const PageDigester h(plan_.plan.key);
   if (!direct) {
     BNF_ASSIGN_OR_RETURN(int qemu_fd, qemu.connect());
+    if (shared_) arm_tracking(w, qemu, got);
     return receive_relayed(c_, w, h, qemu_fd, services_.peer_timeout_ms);
   }
   BNF_ASSIGN_OR_RETURN(StreamRendezvous::Claim stream, services_.streams.claim(stream_token_, c_.peer(), kStreamWait));
@@ -149,6 +152,21 @@ Result<Digest> ArrivingTrip::transfer(SnapshotWriter& w, ArrivingQemu& qemu, boo
   BNF_ASSIGN_OR_RETURN(DirectArrival da, receive_direct(c_, w, h, connect_qemu, stream.fd(), stream.take_read_ahead()));
   got.stream_for_source = std::move(da.stream_kept);
   return da.root;
+}
+
+// Shared mode: our QEMU waits for its stream and the guest has not run here,
+// so a tracker armed now names exactly what the guest writes since arrival.
+// The pages bnf lands go through the image's own mapping, not QEMU's, and are
+// not named.
+void ArrivingTrip::arm_tracking(const SnapshotWriter& w, const ArrivingQemu& qemu, Arrived& got) const {
+  RamTracker armed = arm_ram_tracker(def_, w.image_file(), qemu.pid());
+  if (!armed.tracker) {
+    got.tracking.lose("no tracker on arrival: " + armed.why_not);
+    services_.log.warn("vm {}: its next trip back scans RAM: {}", def_.name, got.tracking.lost_because);
+    return;
+  }
+  got.tracking.writes = std::make_unique<WritesSinceArrival>(std::move(armed.tracker), def_.memory_bytes / kPageSize);
+  got.tracking.lost_because.clear();
 }
 
 // Our QEMU has loaded the device state: the VM runs here.

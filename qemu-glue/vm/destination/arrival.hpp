@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "bitmap/writes_since_arrival.hpp"
 #include "common/log.hpp"
 #include "launch/qemu_process.hpp"
 #include "launch/vm_definition.hpp"
@@ -52,6 +53,8 @@ struct Arrived {
   std::string stream_for_source;  // direct trips: the device-state blob the source did not see
   double resumed_at = 0;
   ArrivalTimes times;
+  // Shared mode: the tracker armed before the guest ran here (the bitmap since arrival).
+  ArrivalTracking tracking{nullptr, "the VM arrived in stream mode"};
 };
 
 // What an arrival uses of the daemon.
@@ -78,6 +81,7 @@ class ArrivingTrip {
   Status accept(const SnapshotWriter& w, bool direct);
   Result<Digest> transfer(SnapshotWriter& w, ArrivingQemu& qemu, bool direct, Arrived& got);
   Status switch_over(ArrivingQemu& qemu, Arrived& got);
+  void arm_tracking(const SnapshotWriter& w, const ArrivingQemu& qemu, Arrived& got) const;
 
   const ArrivalServices& services_;
   transport::Connection& c_;

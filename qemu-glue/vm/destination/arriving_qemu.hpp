@@ -54,6 +54,7 @@ class ArrivingQemu {
   }
   [[nodiscard]] QmpClient* qmp() { return qmp_ ? &*qmp_ : nullptr; }
   [[nodiscard]] QemuProcess take_process() { return std::move(*proc_); }
+  [[nodiscard]] int pid() const { return proc_ ? proc_->pid() : 0; }
 
  private:
   Status connect_once() {

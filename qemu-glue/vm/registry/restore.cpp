@@ -62,7 +62,7 @@ Result<json> VmManager::restore(const std::string& name) {
     if (st.value("status", std::string()) != "running") BNF_TRY(qmp.execute("cont").status());
   }
   vm->ram_file = image;
-  runs_here(*vm, std::move(proc));
+  runs_here(*vm, std::move(proc), {nullptr, "the VM was restored here"});
   BNF_TRY(save(*vm));
   log_.info("vm {}: restored from snapshot epoch {}", name, m.epoch);
   return describe(name, *vm);

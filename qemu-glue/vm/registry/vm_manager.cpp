@@ -49,12 +49,13 @@ void VmManager::adopt(Vm& vm, int pid) {
     log_.warn("vm {}: its QEMU (pid {}) is gone: {}", vm.def.name, pid, p.status().message());
     return;
   }
-  runs_here(vm, std::move(*p));
+  runs_here(vm, std::move(*p), {nullptr, "the daemon restarted while the VM ran here"});
   log_.info("vm {}: adopted its running QEMU, pid {}", vm.def.name, pid);
 }
 
-void VmManager::runs_here(Vm& vm, QemuProcess proc) {
+void VmManager::runs_here(Vm& vm, QemuProcess proc, ArrivalTracking tracking) {
   vm.proc = std::move(proc);
+  vm.tracking = std::move(tracking);
   vm.where = "here";
   auto warm = WarmRam::open(vm.ram_file, vm.def.memory_bytes);
   if (!warm.is_ok())  // its departure then maps the RAM file itself
@@ -107,7 +108,7 @@ Result<json> VmManager::start(const std::string& name) {
   fs::remove(vm_dir(name) + "/qmp.sock", ec);
   BNF_ASSIGN_OR_RETURN(QemuProcess p, QemuProcess::spawn(qemu_command(vm->def, paths(name, vm->ram_file), std::nullopt),
                                                          vm_dir(name) + "/qemu.log"));
-  runs_here(*vm, std::move(p));
+  runs_here(*vm, std::move(p), {nullptr, "the VM was started here"});
   {  // QMP takes one client at a time: let go before describe() asks again
     auto qmp = QmpClient::connect(paths(name, vm->ram_file).qmp_socket, std::chrono::seconds(10));
     if (!qmp.is_ok()) {

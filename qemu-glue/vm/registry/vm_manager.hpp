@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "bitmap/writes_since_arrival.hpp"
 #include "common/log.hpp"
 #include "launch/qemu_args.hpp"
 #include "launch/qemu_process.hpp"
@@ -26,6 +27,8 @@
 #include "vm/trip/vm_dir.hpp"
 
 namespace bnf::qemu {
+
+struct Arrived;  // destination/arrival.hpp
 
 class VmManager {
  public:
@@ -62,6 +65,7 @@ class VmManager {
     std::unique_ptr<WarmRam> warm;  // while it runs here: its RAM, faulted in for the departure's re-hash
     std::string where = "here";     // "here" | the peer it left for
     bool busy = false;              // a migration is moving it: other operations wait their turn
+    ArrivalTracking tracking;       // what its guest wrote since it arrived here, or why that is not known
   };
   // Marks a VM busy for the life of the guard; mu_ is not held meanwhile.
   class BusyGuard {
@@ -91,12 +95,12 @@ class VmManager {
   Status left_for(Vm& vm, const Manifest& dep, const Endpoint& to);
   void adopt(Vm& vm, int pid);
   // The VM runs here now (started, arrived, restored or adopted) as `proc`.
-  void runs_here(Vm& vm, QemuProcess proc);
+  void runs_here(Vm& vm, QemuProcess proc, ArrivalTracking tracking);
   // The slot for an arriving VM, busy until the guard goes; a VM this host
   // never knew is forgotten then unless it arrived.
   class ArrivalSlot;
   Result<std::unique_ptr<ArrivalSlot>> reserve_arrival(const VmDefinition& def);
-  Status arrived_here(Vm& vm, const VmDefinition& def, const std::string& image_file, QemuProcess proc);
+  Status arrived_here(Vm& vm, const VmDefinition& def, Arrived& got);
   Result<Vm*> find(const std::string& name);
   nlohmann::json describe(const std::string& name, Vm& vm);
 

@@ -38,15 +38,16 @@ Result<MigrationReport> VmManager::migrate_once(const std::string& name, const E
   BusyGuard busy(mu_, *vm);
   const DepartureServices services{store_, transport_, log_, peer_timeout_ms_};
   const VmDir dir{vm_dir(name)};
-  Departure trip(
-      services,
-      {vm->def, vm->ram_file, *vm->proc, vm->warm.get(), dir.launch(vm->ram_file).qmp_socket, dir.file("migrate.sock")},
-      to, opt, progress, force_full);
+  Departure trip(services,
+                 {vm->def, vm->ram_file, *vm->proc, vm->warm.get(), vm->tracking, dir.launch(vm->ram_file).qmp_socket,
+                  dir.file("migrate.sock")},
+                 to, opt, progress, force_full);
   return trip.run([&](const Manifest& dep) { return left_for(*vm, dep, to); });
 }
 
 Status VmManager::left_for(Vm& vm, const Manifest& dep, const Endpoint& to) {
   std::lock_guard relock(mu_);
+  vm.tracking.lose("the VM left");
   vm.proc.reset();
   vm.warm.reset();
   vm.ram_file = store_.image_path(dep);
@@ -88,11 +89,12 @@ Result<std::unique_ptr<VmManager::ArrivalSlot>> VmManager::reserve_arrival(const
   return std::make_unique<ArrivalSlot>(*this, slot, is_new);
 }
 
-Status VmManager::arrived_here(Vm& vm, const VmDefinition& def, const std::string& image_file, QemuProcess proc) {
+Status VmManager::arrived_here(Vm& vm, const VmDefinition& def, Arrived& got) {
   std::lock_guard lk(mu_);
   vm.def = def;
-  vm.ram_file = image_file;
-  runs_here(vm, std::move(proc));
+  vm.ram_file = got.image_file;
+  if (got.tracking.writes) got.tracking.writes->arrived_as(got.manifest.lineage, got.manifest.epoch);
+  runs_here(vm, std::move(*got.proc), std::move(got.tracking));
   return save(vm);
 }
 
@@ -105,7 +107,7 @@ Status VmManager::serve_incoming(transport::Connection& c, const proto::Frame& f
   const ArrivalServices services{store_, streams_, log_, peer_timeout_ms_, background_arrivals_};
   ArrivingTrip trip(services, c, def, hello, VmDir{vm_dir(def.name)});
   BNF_ASSIGN_OR_RETURN(Arrived got, trip.run());
-  BNF_TRY(arrived_here(slot->vm(), def, got.image_file, std::move(*got.proc)));
+  BNF_TRY(arrived_here(slot->vm(), def, got));
   slot->arrived();
   log_.info("vm {}: arrived from {} ({}, epoch {})", def.name, c.peer(), trip.plan().plan.full ? "full" : "incremental",
             got.manifest.epoch);

@@ -37,6 +37,7 @@ Result<Agreement> agree(transport::Connection& c, SnapshotStore& store, const Vm
     if (!m.is_ok() || m->lineage != g.rep.lineage || m->key != g.key)
       return Status(Errc::protocol, "destination chose incremental against a base this host cannot prove");
     BNF_ASSIGN_OR_RETURN(g.base, store.load_table(*m));
+    g.base_epoch = m->epoch;
   }
   return g;
 }

@@ -21,8 +21,9 @@ struct Agreement {
   MigrationReport rep;  // mode, lineage, epoch and fallback filled in
   DigestKey key{};
   std::optional<DigestTable> base;
-  bool direct = false;  // the destination takes our QEMU's own stream (direct trip)
-  bool shared = false;  // the destination takes shared mode (bnf sends the RAM file's pages itself)
+  uint64_t base_epoch = 0;  // the base's (our arrival record's) epoch, when there is a base
+  bool direct = false;      // the destination takes our QEMU's own stream (direct trip)
+  bool shared = false;      // the destination takes shared mode (bnf sends the RAM file's pages itself)
 };
 
 // Sends our arrival record (the image the VM had when it came here); the

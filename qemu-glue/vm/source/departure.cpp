@@ -11,6 +11,7 @@
 #include "vm/source/relayed_trip.hpp"
 #include "vm/source/shared_trip.hpp"
 #include "vm/trip/peer_reason.hpp"
+#include "vm/trip/ram_tracker.hpp"
 
 namespace bnf::qemu {
 
@@ -101,23 +102,26 @@ Result<MigrationReport> Departure::run(const Left& left) {
   return std::move(rep);
 }
 
-// Shared mode where it was asked for and can run: its tracker is armed
-// before round 0 reads anything, and the trip is relayed, without the
-// switchover check (bnf moves every page of the RAM file itself).
+// Shared mode where it was asked for and can run: its tracker is the one
+// armed as the VM arrived, or one armed now, before round 0 reads anything;
+// the trip is relayed, without the switchover check (bnf moves every page of
+// the RAM file itself).
 Status Departure::choose_ram_mode() {
   if (opt_.ram_mode == MigrateOptions::RamMode::stream) {
     ram_mode_reason_ = "--mode stream";
     return Status::ok();
   }
-  SharedReadiness ready = prepare_shared(vm_.def, vm_.ram_file, vm_.proc.pid());
-  if (!ready.tracker) {
-    if (opt_.ram_mode == MigrateOptions::RamMode::shared)
-      return Status(Errc::invalid_argument, "shared mode cannot run: " + ready.why_not);
-    ram_mode_reason_ = ready.why_not;
-    return Status::ok();
+  if (!vm_.tracking.writes) {
+    RamTracker armed = arm_ram_tracker(vm_.def, vm_.ram_file, vm_.proc.pid());
+    if (!armed.tracker) {
+      if (opt_.ram_mode == MigrateOptions::RamMode::shared)
+        return Status(Errc::invalid_argument, "shared mode cannot run: " + armed.why_not);
+      ram_mode_reason_ = armed.why_not;
+      return Status::ok();
+    }
+    shared_tracker_ = std::move(armed.tracker);
   }
   shared_ = true;
-  shared_tracker_ = std::move(ready.tracker);
   offer_direct_ = false;
   stream_token_.clear();
   check_ = false;
@@ -136,6 +140,9 @@ void Departure::begin() {
     return open_direct_stream(to_, stream_token_, services_.transport, services_.peer_timeout_ms);
   };
   writes_.emplace(check_, opt_.track_writes, offer_direct_, vm_.ram_file, vm_.proc.pid(), vm_.def);
+  // One write-protect registration per mapping: the check's tracker replaces the one since arrival.
+  if (writes_->wanted() && vm_.tracking.writes)
+    vm_.tracking.lose("a stream-mode trip's switchover check took the tracker");
   start_.emplace(offer_direct_, shared_, handshake, open_stream, *writes_);
 }
 
@@ -194,7 +201,10 @@ Result<Departed> Departure::transfer_shared(TripContext& x) {
     t_stream_ = Clock::now();
     return start_->start_relayed(*qmp_, vm_.relay_socket, x.return_path, shared_, t0_);
   };
-  if (shared_) return shared_trip(x, std::move(shared_tracker_), start_qemu);
+  if (shared_) {
+    if (shared_tracker_) return shared_trip(x, {*shared_tracker_, nullptr, vm_.tracking.lost_because}, start_qemu);
+    return shared_trip(x, {*vm_.tracking.writes, vm_.tracking.writes.get(), ""}, start_qemu);
+  }
   BNF_ASSIGN_OR_RETURN(UniqueFd qfd, start_qemu());
   return relay_trip(x, std::move(qfd), t_stream_);
 }

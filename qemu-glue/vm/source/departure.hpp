@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "bitmap/writes_since_arrival.hpp"
 #include "common/log.hpp"
 #include "common/uri.hpp"
 #include "launch/qemu_process.hpp"
@@ -47,7 +48,8 @@ struct DepartingVm {
   const VmDefinition& def;
   const std::string& ram_file;
   QemuProcess& proc;
-  WarmRam* warm;  // its RAM, kept mapped while it ran here (null: not mapped)
+  WarmRam* warm;              // its RAM, kept mapped while it ran here (null: not mapped)
+  ArrivalTracking& tracking;  // the pages its guest wrote since it arrived, or why that is lost
   std::string qmp_socket;
   std::string relay_socket;  // where a relayed trip's QEMU migrates to
 };
@@ -97,9 +99,9 @@ class Departure {
   std::unique_ptr<transport::Connection> c_;  // the bnf connection, once agreed
   std::optional<Agreement> agreed_;
   uint64_t read_before_tracking_ = 0;
-  bool shared_ = false;  // shared mode offered: the rounds' tracker is armed
-  std::unique_ptr<WriteTracker> shared_tracker_;
-  std::string ram_mode_reason_;  // why the trip is not shared
+  bool shared_ = false;                           // shared mode offered: the rounds' tracker is armed
+  std::unique_ptr<WriteTracker> shared_tracker_;  // armed for this trip, where the VM has no tracker since arrival
+  std::string ram_mode_reason_;                   // why the trip is not shared
 };
 
 }  // namespace bnf::qemu

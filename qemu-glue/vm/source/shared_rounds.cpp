@@ -1,6 +1,7 @@
 #include "vm/source/shared_rounds.hpp"
 
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "common/elapsed.hpp"
@@ -16,6 +17,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr unsigned kDigestThreads = 2;
 constexpr uint64_t kFramePages = 256;  // 1 MiB of payload per PAGES frame
+constexpr auto kHotWindow = std::chrono::milliseconds(20);
 
 // Appends page `p` to `runs`, extending the last run where it is next and in
 // the same shard chunk (a run never crosses one: sharding.hpp).
@@ -27,16 +29,17 @@ void append(std::vector<PageRun>& runs, uint64_t p) {
 }
 }  // namespace
 
-SharedRounds::SharedRounds(transport::Connection& c, std::span<const std::byte> ram, int ram_fd,
-                           std::unique_ptr<WriteTracker> tracker, const PageDigester& h,
-                           std::optional<DigestTable> base, RoundBudget budget)
+SharedRounds::SharedRounds(transport::Connection& c, std::span<const std::byte> ram, int ram_fd, WriteTracker& tracker,
+                           const PageDigester& h, std::optional<DigestTable> base, Round0Source from,
+                           RoundBudget budget)
     : c_(c),
       ram_(ram),
       ram_fd_(ram_fd),
       pages_(ram.size() / kPageSize),
-      tracker_(std::move(tracker)),
+      tracker_(tracker),
       h_(h),
       incremental_(base.has_value()),
+      from_(std::move(from)),
       filter_(h, std::move(base), pages_),
       planner_(budget),
       pending_(pages_),
@@ -46,38 +49,53 @@ SharedRounds::SharedRounds(transport::Connection& c, std::span<const std::byte> 
 
 Result<PageBitmap> SharedRounds::take() {
   const auto t = Clock::now();
-  Result<PageBitmap> written = tracker_->take_changed();
+  Result<PageBitmap> written = tracker_.take_changed();
   n_.tracker_s += since(t);
   return written;
 }
 
 // A full trip: every page that is not a hole (the new image is zeros).
-// Incremental: the pages whose digest differs from the base's, found by a
-// scan of the RAM (holes count as zero pages, unread).
-Result<PageBitmap> SharedRounds::round0_pages(bool incremental) {
+// Incremental: the pages written since arrival, or those whose digest differs
+// from the base's, found by a scan of the RAM (holes count as zero pages,
+// unread).
+Result<PageBitmap> SharedRounds::round0_pages() {
   const auto t = Clock::now();
+  if (incremental_ && from_.changed) {
+    // What the guest writes within this window of the take is hot: precopy()
+    // leaves it to the rounds rather than send it now and again later.
+    std::this_thread::sleep_until(from_.taken_at + kHotWindow);
+    PageBitmap written = std::move(*from_.changed);
+    from_.changed.reset();
+    n_.scan_s = since(t);
+    return written;
+  }
   PageBitmap to_read(pages_);
   to_read.set_all();
   DigestTable now(pages_);
   PageBitmap holes = digest_holes(now, h_, ram_fd_, to_read);
-  if (!incremental) {
+  if (!incremental_) {
     n_.scan_s = since(t);
     return to_read;
   }
+  BNF_ASSIGN_OR_RETURN(PageBitmap differ, scan_changed(now, to_read));
+  n_.scan_s = since(t);
+  return differ;
+}
+
+Result<PageBitmap> SharedRounds::scan_changed(DigestTable& now, const PageBitmap& to_read) {
   now.rehash(h_, ram_, to_read, kDigestThreads);
   PageBitmap differ(pages_);
   const DigestTable& dest = filter_.receiver();
   for (uint64_t p = 0; p < pages_; ++p)
     if (!(now[p] == dest[p])) differ.set(p);
-  n_.scan_s = since(t);
   return differ;
 }
 
 Status SharedRounds::precopy(const Tick& tick) {
   const auto t0 = Clock::now();
-  BNF_ASSIGN_OR_RETURN(PageBitmap first, round0_pages(incremental_));
+  BNF_ASSIGN_OR_RETURN(PageBitmap first, round0_pages());
   if (incremental_) {
-    // Written during the scan: likely written again, so left to the rounds.
+    // Written during the scan or the window: likely written again, so left to the rounds.
     BNF_ASSIGN_OR_RETURN(pending_, take());
     BNF_TRY(first.subtract(pending_));
   }
@@ -177,19 +195,22 @@ Status SharedRounds::send_zero_runs() {
 }
 
 nlohmann::json SharedRounds::report() const {
-  return {{"rounds", n_.rounds},
-          {"stopped_by", n_.stopped_by},
-          {"round0_pages", n_.round0_pages},
-          {"held_back", n_.held_back},
-          {"final_pages", n_.final_pages},
-          {"link_rate_mib_s", planner_.link_rate() / (1 << 20)},
-          {"write_rate_pages_s", planner_.write_rate_pages()},
-          {"dirtied_faster_than_link", planner_.dirtied_faster_than_link()},
-          {"scan_s", n_.scan_s},
-          {"round0_s", n_.round0_s},
-          {"precopy_s", n_.precopy_s},
-          {"final_round_s", n_.final_s},
-          {"tracker_s", n_.tracker_s}};
+  nlohmann::json j = {{"tracker", from_.tracker},
+                      {"rounds", n_.rounds},
+                      {"stopped_by", n_.stopped_by},
+                      {"round0_pages", n_.round0_pages},
+                      {"held_back", n_.held_back},
+                      {"final_pages", n_.final_pages},
+                      {"link_rate_mib_s", planner_.link_rate() / (1 << 20)},
+                      {"write_rate_pages_s", planner_.write_rate_pages()},
+                      {"dirtied_faster_than_link", planner_.dirtied_faster_than_link()},
+                      {"scan_s", n_.scan_s},
+                      {"round0_s", n_.round0_s},
+                      {"precopy_s", n_.precopy_s},
+                      {"final_round_s", n_.final_s},
+                      {"tracker_s", n_.tracker_s}};
+  if (!from_.tracker_lost.empty()) j["tracker_lost"] = from_.tracker_lost;
+  return j;
 }
 
 }  // namespace bnf::qemu

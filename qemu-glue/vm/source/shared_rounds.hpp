@@ -2,7 +2,9 @@
 // VM's RAM file, while QEMU's migration leaves that block out
 // (x-ignore-shared). Round 0 sends what the destination does not hold:
 // every page of a full trip that is not a hole of the file, or, against an
-// agreed base, the pages a digest scan finds changed. Each later round takes
+// agreed base, the pages written since the VM arrived here (the tracker's
+// bitmap since arrival) or, where that was lost, the pages a digest scan
+// finds changed. Each later round takes
 // from the write tracker what the guest wrote since the last one; a page is
 // sent once a round has gone by without a write to it, so a page the guest
 // keeps writing is held back for the last round, which runs once QEMU has
@@ -17,9 +19,9 @@
 // roots agree only if every page landed as copied.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
@@ -44,15 +46,25 @@ struct SharedRoundCounts {
   std::string stopped_by;  // the planner's verdict
 };
 
+// Where round 0 of a trip against a base comes from: the pages written since
+// arrival when this host's tracker has watched the VM since then, or a
+// digest scan (none). `tracker` names the source for the report.
+struct Round0Source {
+  std::optional<PageBitmap> changed;
+  std::chrono::steady_clock::time_point taken_at;  // when `changed` was taken
+  std::string tracker;                             // "full trip", "since arrival" or "lost, digest scan"
+  std::string tracker_lost;                        // why, for a digest scan
+};
+
 class SharedRounds {
  public:
   using Tick = std::function<void(const SharedRoundCounts&)>;
   // `ram` (mapped for the rounds' life) and `ram_fd` (its file: holes are
   // zero pages, never read). `base`: what the destination's image holds
-  // (incremental), or none (full: a new image of zeros).
-  SharedRounds(transport::Connection& c, std::span<const std::byte> ram, int ram_fd,
-               std::unique_ptr<WriteTracker> tracker, const PageDigester& h, std::optional<DigestTable> base,
-               RoundBudget budget);
+  // (incremental), or none (full: a new image of zeros). `tracker` is armed
+  // on every page and outlives the rounds.
+  SharedRounds(transport::Connection& c, std::span<const std::byte> ram, int ram_fd, WriteTracker& tracker,
+               const PageDigester& h, std::optional<DigestTable> base, Round0Source from, RoundBudget budget);
 
   // Round 0 and the rounds while the VM runs, until the planner stops them.
   Status precopy(const Tick& tick);
@@ -66,7 +78,8 @@ class SharedRounds {
   [[nodiscard]] nlohmann::json report() const;
 
  private:
-  Result<PageBitmap> round0_pages(bool incremental);
+  Result<PageBitmap> round0_pages();
+  Result<PageBitmap> scan_changed(DigestTable& now, const PageBitmap& to_read);
   Result<PageBitmap> take();
   // Sends the pages of `which` the destination lacks, flushed; returns the payload bytes.
   Result<uint64_t> send_pages(const PageBitmap& which);
@@ -77,9 +90,10 @@ class SharedRounds {
   std::span<const std::byte> ram_;
   int ram_fd_;
   uint64_t pages_;
-  std::unique_ptr<WriteTracker> tracker_;
+  WriteTracker& tracker_;
   const PageDigester& h_;
   bool incremental_;
+  Round0Source from_;
   StreamFilter filter_;
   RoundPlanner planner_;
   PageBitmap pending_;              // written in the last round: sent once a round passes without a write

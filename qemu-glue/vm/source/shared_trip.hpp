@@ -6,27 +6,28 @@
 #pragma once
 
 #include <functional>
-#include <memory>
 #include <string>
 
 #include "bitmap/write_tracker.hpp"
+#include "bitmap/writes_since_arrival.hpp"
 #include "common/unique_fd.hpp"
-#include "launch/vm_definition.hpp"
 #include "vm/source/trip_context.hpp"
 
 namespace bnf::qemu {
 
-// Whether shared mode can run for this VM here: the rounds' write tracker,
-// armed on QEMU's RAM mapping (every page), or why not.
-struct SharedReadiness {
-  std::unique_ptr<WriteTracker> tracker;
-  std::string why_not;
+// The rounds' tracker, armed on every page of QEMU's RAM mapping.
+// `since_arrival` is the same tracker when this host armed it as the VM
+// arrived (round 0 of a trip back is then what the guest wrote since); null
+// otherwise, and `lost_because` says why.
+struct SharedTracking {
+  WriteTracker& tracker;
+  WritesSinceArrival* since_arrival = nullptr;
+  std::string lost_because;
 };
-SharedReadiness prepare_shared(const VmDefinition& def, const std::string& ram_file, int qemu_pid);
 
 // Starts QEMU's migration into our socket (x-ignore-shared on); its stream.
 using StartSharedQemu = std::function<Result<UniqueFd>()>;
 
-Result<Departed> shared_trip(TripContext& x, std::unique_ptr<WriteTracker> tracker, const StartSharedQemu& start);
+Result<Departed> shared_trip(TripContext& x, const SharedTracking& t, const StartSharedQemu& start);
 
 }  // namespace bnf::qemu
