@@ -7,13 +7,20 @@
 # Cases: source daemon stopped and restarted (running QEMU adopted), source
 # daemon killed mid-trip, destination daemon killed mid-trip, destination QEMU
 # killed mid-trip, link cut mid-trip, destination out of space.
+# MODE (stream or shared) is the trips' --mode: in shared mode bnf's rounds are
+# what the failures break, and a fallback to stream mode is refused.
 set -euo pipefail
-BNF=${1:?usage: migrate_failures.sh BNF GUEST_ELF GUEST_CHECK}
+BNF=${1:?usage: migrate_failures.sh BNF GUEST_ELF GUEST_CHECK [stream|shared]}
 GUEST=${2:?}
 GUEST_CHECK=${3:?}
+MODE=${4:-stream}
 HERE=$(cd "$(dirname "$0")" && pwd)
 NETNS="$HERE/../../scripts/netns-link.sh"
 if ! command -v qemu-system-x86_64 >/dev/null; then echo "skip: no qemu-system-x86_64"; exit 77; fi
+if [ "$MODE" = shared ] &&
+  [ "$("$BNF" doctor --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["shared mode"]["ok"])')" != True ]; then
+  echo "skip: shared mode cannot run here (bnf doctor)"; exit 77
+fi
 LINK=bnff$$
 if ! "$NETNS" up "$LINK" 200mbit 2>/dev/null; then echo "skip: cannot create network namespaces here"; exit 77; fi
 WORK=$(mktemp -d /dev/shm/bnf-fail-XXXXXX)
@@ -42,13 +49,14 @@ restart_daemon() { : >"$WORK/$1.log"; rm -f "$WORK/$1/control.sock"; start_daemo
 no_snapshots() { [ -z "$("$BNF" snapshot list --state-dir "$WORK/$1" 2>/dev/null | grep web1 || true)" ]; }
 # migrate_broken HOW: starts A -> B, breaks it with HOW after 1 s, returns migrate's exit code.
 migrate_broken() {
-  vm A migrate web1 "bnf+tcp:$ADDR_B:7070" >out.txt 2>err.txt &
+  vm A migrate web1 "bnf+tcp:$ADDR_B:7070" --mode "$MODE" >out.txt 2>err.txt &
   local m=$!
   sleep 1
   "$@"
   local rc=0
   wait "$m" || rc=$?
   echo "   error: $(cat err.txt)"
+  if grep -q "shared mode cannot run" err.txt; then echo "FAIL: the trip never ran in shared mode"; exit 1; fi
   return $rc
 }
 
@@ -107,10 +115,14 @@ sleep 5
 
 echo "# after all that, the trip works"
 # --switchover-check full: every page compared before the VM resumes on B.
-out=$(vm A migrate web1 "bnf+tcp:$ADDR_B:7070" --json --switchover-check full)
+out=$(vm A migrate web1 "bnf+tcp:$ADDR_B:7070" --json --switchover-check full --mode "$MODE")
 check "A -> B completes (full)" test "$(field "$out" mode)" = full
-check "... direct, every page compared in the downtime" \
-  test "$(field "$out" direct)" = True -a "$(field "$out" pages_hashed_after_settle)" = 0
+if [ "$MODE" = shared ]; then
+  check "... in shared mode" test "$(field "$out" ram_mode)" = shared
+else
+  check "... direct, every page compared in the downtime" \
+    test "$(field "$out" direct)" = True -a "$(field "$out" pages_hashed_after_settle)" = 0
+fi
 check "the guest's memory checks out on B" guest_intact B
 check "A's retained snapshot verifies" "$BNF" snapshot verify --state-dir "$WORK/A" web1
 
@@ -134,7 +146,7 @@ ip netns exec "$LINK-b" "$BNF" daemon --state-dir "$WORK/C" --listen bnf+tcp:127
   --peer-key "$WORK/peer.key" 2>"$WORK/C.log" &
 PID[C]=$!
 for _ in $(seq 100); do grep -q "listening on" "$WORK/C.log" && break; sleep 0.05; done
-set +e; vm B migrate web1 bnf+tcp:127.0.0.1:7071 >/dev/null 2>err.txt; rc=$?; set -e
+set +e; vm B migrate web1 bnf+tcp:127.0.0.1:7071 --mode "$MODE" >/dev/null 2>err.txt; rc=$?; set -e
 echo "   error: $(cat err.txt)"
 check "migrate to a full destination fails" test "$rc" -ne 0
 check "the error names the cause" grep -qi "space" err.txt
