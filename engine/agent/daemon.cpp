@@ -21,9 +21,22 @@ Daemon::~Daemon() {
 
 Status Daemon::start(const Endpoint& listen) {
   BNF_TRY(store_.open().context("state directory"));
+  prove_retained();
   BNF_ASSIGN_OR_RETURN(listener_, transport_.listen(listen));
   log_.info("listening on {} ({})", listener_->local().to_string(), transport_.name());
   return Status::ok();
+}
+
+// Every retained snapshot is proven against its table in the background, so
+// that a VM coming back lands on it without a proof in its downtime.
+void Daemon::prove_retained() {
+  auto all = store_.list();
+  if (!all.is_ok()) return;
+  for (const Manifest& m : *all) {
+    if (store_.is_live(m.name)) continue;
+    if (Status st = store_.prove_ahead(m.name); !st.is_ok())
+      log_.warn("snapshot {}: not proven ahead, its next arrival proves it: {}", m.name, st.message());
+  }
 }
 
 void Daemon::run() {

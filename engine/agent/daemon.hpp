@@ -59,6 +59,7 @@ class Daemon {
     std::atomic<bool> finished{false};
   };
   void reap(bool all);
+  void prove_retained();
   void serve(Worker& w, ReceiverContext& ctx);
   void serve_guarded(Worker& w, ReceiverContext& ctx) noexcept;
   [[nodiscard]] transport::ReceiveLimits handshake_limits() const;

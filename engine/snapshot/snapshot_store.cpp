@@ -153,6 +153,7 @@ Result<std::string> SnapshotStore::live_image(const std::string& name) const {
 }
 
 Status SnapshotStore::mark_live(const std::string& name, const std::string& image_path) {
+  take_proof(name);  // a running VM's RAM is no base
   return write_file_atomic(dir_of(name) + "/live", fs::path(image_path).filename().string());
 }
 
@@ -259,12 +260,39 @@ Result<VerifyReport> SnapshotStore::verify(const std::string& name) {
 Status SnapshotStore::drop(const std::string& name) {
   BNF_TRY(manifest(name).status());
   BNF_ASSIGN_OR_RETURN(UniqueFd lk, lock(name));
+  take_proof(name);
   std::error_code ec;
   fs::remove(dir_of(name) + "/" + kManifest, ec);  // uncommits first: no half-dropped snapshot stays valid
   if (ec) return {Errc::io, "drop " + name + ": " + ec.message()};
   fs::remove_all(dir_of(name), ec);
   if (ec) return {Errc::io, "drop " + name + ": " + ec.message()};
   return Status::ok();
+}
+
+Status SnapshotStore::prove_ahead(const std::string& name) {
+  if (is_live(name)) return Status(Errc::busy, "snapshot '" + name + "' is in use by a running VM");
+  BNF_ASSIGN_OR_RETURN(Manifest m, manifest(name));
+  BNF_ASSIGN_OR_RETURN(DigestTable table, load_table(m));
+  BNF_ASSIGN_OR_RETURN(std::unique_ptr<BaseProof> proof, BaseProof::start(image_path(m), m, std::move(table)));
+  std::unique_ptr<BaseProof> old;  // joined outside the lock
+  const std::scoped_lock lk(proofs_->mu);
+  old = std::exchange(proofs_->by_name[name], std::move(proof));
+  return Status::ok();
+}
+
+bool SnapshotStore::proof_running(const std::string& name) const {
+  const std::scoped_lock lk(proofs_->mu);
+  auto it = proofs_->by_name.find(name);
+  return it != proofs_->by_name.end() && !it->second->finished();
+}
+
+std::unique_ptr<BaseProof> SnapshotStore::take_proof(const std::string& name) {
+  const std::scoped_lock lk(proofs_->mu);
+  auto it = proofs_->by_name.find(name);
+  if (it == proofs_->by_name.end()) return nullptr;
+  std::unique_ptr<BaseProof> proof = std::move(it->second);
+  proofs_->by_name.erase(it);
+  return proof;
 }
 
 Result<std::unique_ptr<SnapshotWriter>> SnapshotStore::begin_write(const std::string& name, const WritePlan& plan) {
@@ -285,6 +313,11 @@ Result<std::unique_ptr<SnapshotWriter>> SnapshotStore::begin_write(const std::st
   BNF_TRY(check_room(plan, base));
   auto w = std::unique_ptr<SnapshotWriter>(new SnapshotWriter(*this, name, plan));
   w->lock_ = std::move(lk);
+  // Before the writer opens the image: its own open would void the proof.
+  if (std::unique_ptr<BaseProof> proof = take_proof(name); proof && !plan.full && base) {
+    w->base_proven_ = proof->holds(*base);
+    w->base_doubt_ = proof->doubt();
+  }
   BNF_TRY(w->start(std::move(base)));
   return w;
 }
@@ -361,13 +394,14 @@ void SnapshotWriter::stop_reserve() noexcept {
 }
 
 void SnapshotWriter::start_base_check(const PageDigester& h) {
-  if (plan_.full || base_check_) return;
+  if (plan_.full || base_check_ || base_proven_) return;
   Result<PageBitmap> holes = file_holes(image_fd_.get(), plan_.size_bytes / plan_.page_size);
   base_check_ = std::make_unique<BaseCheck>(std::span<const std::byte>(map_.data(), plan_.size_bytes), plan_.page_size,
                                             table_, h, holes.is_ok() ? std::move(*holes) : PageBitmap());
 }
 
 Result<uint64_t> SnapshotWriter::finish_base_check() {
+  if (base_proven_) return uint64_t{0};
   if (!base_check_) return Status(Errc::internal, "no base check was started");
   if (!base_check_->finished()) base_mismatched_ = base_check_->finish();
   return base_mismatched_;

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,12 +21,19 @@
 #include "common/unique_fd.hpp"
 #include "digest/page_digest.hpp"
 #include "snapshot/base_check.hpp"
+#include "snapshot/base_proof.hpp"
 #include "snapshot/manifest.hpp"
 #include "snapshot/undo_journal.hpp"
 
 namespace bnf {
 
 class SnapshotWriter;
+
+// Proofs of retained snapshots made while their VMs are away (base_proof.hpp).
+struct BaseProofs {
+  std::mutex mu;
+  std::map<std::string, std::unique_ptr<BaseProof>> by_name;
+};
 
 struct WritePlan {
   bool full = true;  // full: new image file; incremental: in place over the base
@@ -78,6 +87,12 @@ class SnapshotStore {
   // digest table); returns the bytes released (zero_pages.hpp).
   Result<uint64_t> release_zero_pages(const Manifest& m, const DigestTable& table);
 
+  // Proves the committed snapshot `name` against its table in the background
+  // (base_proof.hpp), so that the next incremental transfer into it, if
+  // nothing touched the image meanwhile, needs no proof of its own.
+  Status prove_ahead(const std::string& name);
+  [[nodiscard]] bool proof_running(const std::string& name) const;
+
   [[nodiscard]] std::string dir_of(const std::string& name) const;
   // Refuses a transfer whose declared size does not fit here (space_check.hpp).
   [[nodiscard]] Status check_room(const WritePlan& plan, const std::optional<Manifest>& base) const;
@@ -85,12 +100,21 @@ class SnapshotStore {
 
  private:
   friend class SnapshotWriter;
+
+  // Proofs of retained snapshots made while their VMs are away (base_proof.hpp).
+  struct BaseProofs {
+    std::mutex mu;
+    std::map<std::string, std::unique_ptr<BaseProof>> by_name;
+  };
   Result<UniqueFd> lock(const std::string& name) const;
   Result<uint64_t> recover_locked(const std::string& name);
   // Callers hold the snapshot's lock.
   Status publish(Manifest& m, const DigestTable& table);
   Status finish_commit(const std::string& name, const std::string& image, bool live);
+  // Ends the proof made ahead of `name`, before a writer or a drop touches it.
+  std::unique_ptr<BaseProof> take_proof(const std::string& name);
   std::string root_;
+  std::unique_ptr<BaseProofs> proofs_ = std::make_unique<BaseProofs>();
 };
 
 // One transfer into one snapshot. Holds the snapshot's lock; if destroyed before
@@ -128,6 +152,10 @@ class SnapshotWriter {
     return base_check_ ? base_check_->examples() : std::vector<uint64_t>{};
   }
   [[nodiscard]] bool base_check_pending() const { return base_check_ && !base_check_->finished(); }
+  // The base was proven while its VM was away and untouched since: no check runs.
+  [[nodiscard]] bool base_proven_ahead() const { return base_proven_; }
+  // Why a proof made ahead did not count ("" if none was made).
+  [[nodiscard]] const std::string& base_proof_doubt() const { return base_doubt_; }
   // Records the digests of pages that just landed.
   void record_landed(std::span<const PageRun> runs, const PageDigester& h);
   [[nodiscard]] const DigestTable& table() const { return table_; }
@@ -163,6 +191,8 @@ class SnapshotWriter {
   std::thread reserve_thread_;
   std::unique_ptr<BaseCheck> base_check_;
   uint64_t base_mismatched_ = 0;
+  bool base_proven_ = false;
+  std::string base_doubt_;
 };
 
 }  // namespace bnf

@@ -5,9 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "bitmap/file_holes.hpp"
 #include "common/files.hpp"
@@ -153,6 +155,66 @@ TEST_F(BaseCheckTest, ChangedPageIsFoundEvenWhenLandedOver) {
   ASSERT_TRUE(w.is_ok());
   (*w)->start_base_check(h);
   land(**w, img, {{kPages - 1, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 1U);
+}
+
+// A proof made while the VM is away (base_proof.hpp) replaces the check
+// during the transfer only if nothing touched the image since it began.
+class BaseProofTest : public StoreFixture {
+ protected:
+  void prove(const std::string& name) {
+    ASSERT_TRUE(store.prove_ahead(name).is_ok());
+    // The proof runs on its own thread; a writer that starts before it ends
+    // falls back to the check during the transfer.
+    for (int i = 0; i < 5000 && store.proof_running(name); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_FALSE(store.proof_running(name));
+  }
+};
+
+TEST_F(BaseProofTest, UntouchedBaseProvenAheadNeedsNoCheck) {
+  Manifest m1 = commit_full();
+  prove("vm");
+  auto next = img;
+  test::fill_page(next.data() + 7 * 4096, 99);
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  EXPECT_TRUE((*w)->base_proven_ahead()) << (*w)->base_proof_doubt();
+  (*w)->start_base_check(h);
+  EXPECT_FALSE((*w)->base_check_pending());
+  land(**w, next, {{7, 1}}, h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 0U);
+  EXPECT_TRUE((*w)->commit(DigestTable::compute(h, next, 4096, 1).root(h), h).is_ok());
+}
+
+TEST_F(BaseProofTest, ImageWrittenAfterTheProofFallsBackToTheCheck) {
+  Manifest m1 = commit_full();
+  prove("vm");
+  {
+    std::fstream f(store.image_path(m1), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 * 9 + 100);
+    f.put('\x42');
+  }
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  EXPECT_FALSE((*w)->base_proven_ahead());
+  EXPECT_NE((*w)->base_proof_doubt().find("after the proof began"), std::string::npos) << (*w)->base_proof_doubt();
+  (*w)->start_base_check(h);
+  EXPECT_EQ((*w)->finish_base_check().value(), 1U);
+}
+
+TEST_F(BaseProofTest, ABaseChangedBeforeTheProofIsNotProven) {
+  Manifest m1 = commit_full();
+  {
+    std::fstream f(store.image_path(m1), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 * 3 + 1);
+    f.put('\x42');
+  }
+  prove("vm");
+  auto w = store.begin_write("vm", incr_plan(m1));
+  ASSERT_TRUE(w.is_ok());
+  EXPECT_FALSE((*w)->base_proven_ahead());
+  (*w)->start_base_check(h);
   EXPECT_EQ((*w)->finish_base_check().value(), 1U);
 }
 

@@ -89,7 +89,14 @@ ArrivingTrip::ArrivingTrip(const ArrivalServices& services, transport::Connectio
 Result<Arrived> ArrivingTrip::run() {
   BNF_ASSIGN_OR_RETURN(plan_, plan_arrival(services_.store, def_, hello_, c_.peer()));
   BNF_ASSIGN_OR_RETURN(std::unique_ptr<SnapshotWriter> w, services_.store.begin_write(def_.name, plan_.plan));
-  if (!plan_.plan.full) w->start_base_check(PageDigester(plan_.plan.key));
+  if (!plan_.plan.full) {
+    if (w->base_proven_ahead())
+      services_.log.info("vm {}: its retained snapshot was proven while it was away", def_.name);
+    else if (!w->base_proof_doubt().empty())
+      services_.log.info("vm {}: its retained snapshot is proven during the trip: {}", def_.name,
+                         w->base_proof_doubt());
+    w->start_base_check(PageDigester(plan_.plan.key));
+  }
   BNF_TRY(make_dirs(dir_.path));
   const LaunchPaths lp = dir_.launch(w->image_file());
   const std::string incoming = dir_.file("incoming.sock");

@@ -223,6 +223,10 @@ Status Departure::commit(Departed& d, WalksPaused& walks, const Left& left) {
   BNF_TRY(left(dep));
   rep.phases["source_commit_s"] = since(t_commit);
   release_zero_pages(dep, d.table, rep);
+  // After the hole punching, which the proof's watch would count as a change.
+  if (Status st = services_.store.prove_ahead(vm_.def.name); !st.is_ok())
+    services_.log.warn("vm {}: the retained snapshot is not proven ahead, its next arrival proves it: {}", vm_.def.name,
+                       st.message());
   return Status::ok();
 }
 
