@@ -56,8 +56,7 @@ void BaseProof::run() noexcept {
 
 Status BaseProof::prove() {
   const uint32_t page_size = proven_.page_size;
-  UniqueFd fd;
-  { BNF_ASSIGN_OR_RETURN(fd, open_file(image_, O_RDONLY)); }
+  BNF_ASSIGN_OR_RETURN(UniqueFd fd, open_file(image_, O_RDONLY));
   BNF_ASSIGN_OR_RETURN(PageBitmap holes, file_holes(fd.get(), table_.size()));
   BNF_ASSIGN_OR_RETURN(Mapping map, map_file(fd.get(), proven_.size_bytes, false));
   fd.reset();

@@ -29,12 +29,6 @@ namespace bnf {
 
 class SnapshotWriter;
 
-// Proofs of retained snapshots made while their VMs are away (base_proof.hpp).
-struct BaseProofs {
-  std::mutex mu;
-  std::map<std::string, std::unique_ptr<BaseProof>> by_name;
-};
-
 struct WritePlan {
   bool full = true;  // full: new image file; incremental: in place over the base
   uint64_t size_bytes = 0;
